@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# make run: load the sample catalog into the embedded store, then serve.
+# Usage: scripts/run.sh SIFT_BINARY PORT DB_PATH
+set -euo pipefail
+sift=$1 port=$2 db=$3
+here=$(cd "$(dirname "$0")/.." && pwd)
+sample="$here/catalog/sample"
+
+mkdir -p "$(dirname "$db")"
+# Loading is idempotent (versioned upserts), so a second `make run` changes nothing.
+"$sift" ingest --quiet --db "$db" --kind products "$sample/products.jsonl"
+"$sift" ingest --quiet --db "$db" --kind inventory "$sample/inventory.jsonl"
+"$sift" ingest --quiet --db "$db" --kind prices "$sample/prices.jsonl"
+
+echo "sift: open http://127.0.0.1:$port/ (Ctrl-C stops the server)"
+export SIFT_DB="$db"
+exec "$sift" serve --port "$port"

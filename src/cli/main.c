@@ -1,0 +1,35 @@
+/* sift: dispatches to the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char usage[] =
+    "usage: sift <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  serve     serve the search API and page over HTTP\n"
+    "  ingest    load a JSON Lines catalog, inventory or price file into the store\n"
+    "  version   print the version\n"
+    "\n"
+    "Run `sift <command> --help` for a command's options.\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "help")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_USAGE : CLI_OK;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "serve"))
+        return cli_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ingest"))
+        return cli_ingest(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("sift %s\n", SIFT_VERSION);
+        return CLI_OK;
+    }
+    fprintf(stderr, "sift: unknown command \"%s\"\n\n%s", cmd, usage);
+    return CLI_USAGE;
+}
