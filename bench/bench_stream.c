@@ -1,7 +1,7 @@
 /* Stream delta assembler cost: microseconds per chunk for content chunks and
  * for tool-call argument chunks, against a bare cJSON parse of the same
  * chunks. Median of several runs. Writes bench/results/stream.json and
- * stream.md. */
+ * stream.md (see benchutil.h). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,21 +11,15 @@
 #include "sift/arena.h"
 #include "sift/model.h"
 
+#include "benchutil.h"
+
 #define RUNS 9
 #define STREAMS 400 /* streams per run */
 #define CHUNKS 50   /* delta chunks per stream */
 
 static double now_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
+    return bench_now_s() * 1e6;
 }
 
 static size_t cjson_allocs;
@@ -118,10 +112,8 @@ static result measure(const stream_def *d)
         as[i] = run_assembler(d, &s, a);
         ps[i] = run_parse(d);
     }
-    qsort(as, RUNS, sizeof(double), cmp_double);
-    qsort(ps, RUNS, sizeof(double), cmp_double);
-    r.assemble_us = as[RUNS / 2];
-    r.parse_us = ps[RUNS / 2];
+    r.assemble_us = bench_median(as, RUNS);
+    r.parse_us = bench_median(ps, RUNS);
 
     /* cJSON allocates every node with malloc; sift's own buffers are reused,
      * so after the first chunks the assembler adds no allocation of its own. */
@@ -147,47 +139,22 @@ static result measure(const stream_def *d)
 
 int main(void)
 {
-    size_t n = sizeof(defs) / sizeof(defs[0]);
-    result res[sizeof(defs) / sizeof(defs[0])];
-    for (size_t i = 0; i < n; i++) {
-        res[i] = measure(&defs[i]);
-        printf("%-15s chunk %3zu B  assemble %.3f us/chunk  cJSON parse alone %.3f us/chunk  "
-               "cJSON allocations/chunk %.1f\n",
-               res[i].name, res[i].chunk_bytes, res[i].assemble_us, res[i].parse_us,
-               res[i].cjson_allocs_per_chunk);
+    struct bench_report rep = {.name = "stream"};
+    printf("bench_stream: median of %d runs of %d chunks (%d streams x %d delta chunks + open "
+           "and finish)\n",
+           RUNS, STREAMS * (CHUNKS + 2), STREAMS, CHUNKS);
+    for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]); i++) {
+        result r = measure(&defs[i]);
+        char name[96];
+        snprintf(name, sizeof(name), "%s chunk size", r.name);
+        bench_add(&rep, name, (double)r.chunk_bytes, "bytes");
+        snprintf(name, sizeof(name), "%s: sift_stream_feed", r.name);
+        bench_add(&rep, name, r.assemble_us, "us/chunk");
+        snprintf(name, sizeof(name), "%s: cJSON parse+delete alone", r.name);
+        bench_add(&rep, name, r.parse_us, "us/chunk");
+        snprintf(name, sizeof(name), "%s: cJSON allocations", r.name);
+        bench_add(&rep, name, r.cjson_allocs_per_chunk, "allocs/chunk");
     }
-
-    const char *jpath = SIFT_SOURCE_DIR "/bench/results/stream.json";
-    const char *mpath = SIFT_SOURCE_DIR "/bench/results/stream.md";
-    FILE *j = fopen(jpath, "w");
-    FILE *m = fopen(mpath, "w");
-    if (!j || !m) {
-        fprintf(stderr, "bench_stream: cannot write %s or %s\n", jpath, mpath);
-        return 1;
-    }
-    fprintf(j, "{\"bench\":\"stream\",\"runs\":%d,\"chunks_per_run\":%d,\"results\":[", RUNS,
-            STREAMS * (CHUNKS + 2));
-    fprintf(m,
-            "# Stream delta assembler\n\n"
-            "Median of %d runs, %d chunks each (%d streams of %d delta chunks plus open and "
-            "finish chunks). `assemble` is sift_stream_feed per chunk (cJSON parse, checks, "
-            "buffering, events); `parse` is cJSON_ParseWithLength + cJSON_Delete of the same "
-            "chunk alone.\n\n"
-            "| chunks | bytes | assemble µs/chunk | parse µs/chunk | cJSON allocs/chunk |\n"
-            "|---|---|---|---|---|\n",
-            RUNS, STREAMS * (CHUNKS + 2), STREAMS, CHUNKS);
-    for (size_t i = 0; i < n; i++) {
-        fprintf(j,
-                "%s{\"chunks\":\"%s\",\"chunk_bytes\":%zu,\"assemble_us_per_chunk\":%.4f,"
-                "\"parse_only_us_per_chunk\":%.4f,\"cjson_allocs_per_chunk\":%.1f}",
-                i ? "," : "", res[i].name, res[i].chunk_bytes, res[i].assemble_us, res[i].parse_us,
-                res[i].cjson_allocs_per_chunk);
-        fprintf(m, "| %s | %zu | %.3f | %.3f | %.1f |\n", res[i].name, res[i].chunk_bytes,
-                res[i].assemble_us, res[i].parse_us, res[i].cjson_allocs_per_chunk);
-    }
-    fprintf(j, "]}\n");
-    fclose(j);
-    fclose(m);
-    printf("wrote %s and %s\n", jpath, mpath);
+    bench_write(&rep);
     return 0;
 }
