@@ -1,0 +1,179 @@
+/* The store interface: argument checks shared by every backend, then a call
+ * through the backend's operations. */
+#include <string.h>
+
+#include "sift/store.h"
+
+static int check_store(sift_store *s, sift_err *err)
+{
+    if (!s || !s->ops)
+        return sift_err_set(err, SIFT_EINVAL, "store: not open");
+    return 0;
+}
+
+static int check_sku(const char *what, const char *sku, sift_err *err)
+{
+    if (!sku)
+        return sift_err_set(err, SIFT_EINVAL, "%s: missing", what);
+    sift_err e = {0};
+    int rc = sift_sku_check(sku, strlen(sku), &e);
+    if (rc)
+        return sift_err_set(err, rc, "%s: %s", what, e.msg);
+    return 0;
+}
+
+static int check_version(int64_t v, sift_err *err)
+{
+    if (v < 0 || v > SIFT_VERSION_MAX)
+        return sift_err_set(err, SIFT_EINVAL, "version: must be between 0 and 2^53");
+    return 0;
+}
+
+void sift_store_close(sift_store *s)
+{
+    if (s && s->ops)
+        s->ops->close(s);
+}
+
+const char *sift_store_backend(const sift_store *s)
+{
+    return s && s->ops ? s->ops->name : "none";
+}
+
+int sift_store_begin(sift_store *s, sift_err *err)
+{
+    int rc = check_store(s, err);
+    return rc ? rc : s->ops->begin(s, err);
+}
+
+int sift_store_commit(sift_store *s, sift_err *err)
+{
+    int rc = check_store(s, err);
+    return rc ? rc : s->ops->commit(s, err);
+}
+
+int sift_store_rollback(sift_store *s, sift_err *err)
+{
+    int rc = check_store(s, err);
+    return rc ? rc : s->ops->rollback(s, err);
+}
+
+int sift_store_upsert_product(sift_store *s, const sift_product *p, int *applied, sift_err *err)
+{
+    int rc;
+    if (applied)
+        *applied = 0;
+    if ((rc = check_store(s, err)))
+        return rc;
+    if (!p || !p->title || !p->title[0])
+        return sift_err_set(err, SIFT_EINVAL, "title: missing");
+    if (!p->parent_id || !p->brand || !p->category || !p->description ||
+        (p->n_attrs > 0 && !p->attrs))
+        return sift_err_set(err, SIFT_EINVAL, "product: optional strings must be \"\", not NULL");
+    if ((rc = check_sku("sku", p->sku, err)) || (rc = check_version(p->version, err)))
+        return rc;
+    return s->ops->upsert_product(s, p, applied, err);
+}
+
+int sift_store_delete_product(sift_store *s, const char *sku, int64_t version, int *applied,
+                              sift_err *err)
+{
+    int rc;
+    if (applied)
+        *applied = 0;
+    if ((rc = check_store(s, err)) || (rc = check_sku("sku", sku, err)) ||
+        (rc = check_version(version, err)))
+        return rc;
+    return s->ops->delete_product(s, sku, version, applied, err);
+}
+
+int sift_store_get_product(sift_store *s, const char *sku, sift_arena *a, sift_product *out,
+                           sift_err *err)
+{
+    int rc;
+    if ((rc = check_store(s, err)) || (rc = check_sku("sku", sku, err)))
+        return rc;
+    return s->ops->get_product(s, sku, a, out, err);
+}
+
+int sift_store_set_stock(sift_store *s, const sift_stock *st, int *applied, sift_err *err)
+{
+    int rc;
+    if (applied)
+        *applied = 0;
+    if ((rc = check_store(s, err)))
+        return rc;
+    if (!st || !st->warehouse || !st->warehouse[0] || strlen(st->warehouse) > SIFT_WAREHOUSE_MAX)
+        return sift_err_set(err, SIFT_EINVAL, "warehouse: missing or too long");
+    if (st->quantity < 0 || st->quantity > INT32_MAX)
+        return sift_err_set(err, SIFT_EINVAL, "quantity: must be between 0 and %d", INT32_MAX);
+    if ((rc = check_sku("sku", st->sku, err)) || (rc = check_version(st->version, err)))
+        return rc;
+    return s->ops->set_stock(s, st, applied, err);
+}
+
+int sift_store_get_stock(sift_store *s, const char *sku, const char *warehouse, sift_arena *a,
+                         sift_stock **rows, size_t *n, sift_err *err)
+{
+    int rc;
+    *rows = NULL;
+    *n = 0;
+    if ((rc = check_store(s, err)) || (rc = check_sku("sku", sku, err)))
+        return rc;
+    return s->ops->get_stock(s, sku, warehouse, a, rows, n, err);
+}
+
+int sift_store_set_price(sift_store *s, const sift_price *p, int *applied, sift_err *err)
+{
+    int rc;
+    if (applied)
+        *applied = 0;
+    if ((rc = check_store(s, err)))
+        return rc;
+    if (!p || !p->currency || strlen(p->currency) != 3)
+        return sift_err_set(err, SIFT_EINVAL, "currency: must be a three-letter ISO 4217 code");
+    if (p->amount_minor < 0)
+        return sift_err_set(err, SIFT_EINVAL, "amount: must not be negative");
+    if ((rc = check_sku("sku", p->sku, err)) || (rc = check_version(p->version, err)))
+        return rc;
+    return s->ops->set_price(s, p, applied, err);
+}
+
+int sift_store_get_price(sift_store *s, const char *sku, const char *currency, int64_t at,
+                         sift_arena *a, sift_price *out, sift_err *err)
+{
+    int rc;
+    if ((rc = check_store(s, err)) || (rc = check_sku("sku", sku, err)))
+        return rc;
+    if (!currency || strlen(currency) != 3)
+        return sift_err_set(err, SIFT_EINVAL, "currency: must be a three-letter ISO 4217 code");
+    return s->ops->get_price(s, sku, currency, at, a, out, err);
+}
+
+int sift_store_list_warehouses(sift_store *s, sift_arena *a, const char ***codes, size_t *n,
+                               sift_err *err)
+{
+    int rc;
+    *codes = NULL;
+    *n = 0;
+    if ((rc = check_store(s, err)))
+        return rc;
+    return s->ops->list_warehouses(s, a, codes, n, err);
+}
+
+int sift_store_search_fts(sift_store *s, const char *query, size_t k, sift_arena *a,
+                          sift_hit **hits, size_t *n, sift_err *err)
+{
+    int rc;
+    *hits = NULL;
+    *n = 0;
+    if ((rc = check_store(s, err)))
+        return rc;
+    if (!query)
+        return sift_err_set(err, SIFT_EINVAL, "query: missing");
+    if (k == 0)
+        return 0;
+    if (k > 1000)
+        k = 1000;
+    return s->ops->search_fts(s, query, k, a, hits, n, err);
+}
