@@ -112,6 +112,9 @@ typedef struct sift_chat_request {
      * tool module generates them. They are checked and inserted verbatim. */
     const char *const *tools;
     size_t n_tools;
+    /* Or: the whole "tools" array as one JSON text (sift_tool_registry_json),
+     * checked the same way and inserted verbatim. At most one of the two. */
+    const char *tools_array;
     sift_tool_choice tool_choice;
     const char *tool_choice_name;
     int parallel_tool_calls; /* -1 false, 0 omitted, 1 true */
@@ -122,13 +125,13 @@ typedef struct sift_chat_request {
     int64_t max_tokens; /* 0: omitted */
 } sift_chat_request;
 
-/* Appends the JSON request body for `r` to `out`. tool_choice and
- * parallel_tool_calls are written only when tools are given (OpenAI rejects
- * them otherwise). Fails with SIFT_EINVAL naming the offending field (no
- * model, no messages, a tool that is not a JSON object with a function name,
- * a tool_choice function that is not among the tools, REQUIRED without
- * tools), SIFT_ETOOBIG past out's limit, SIFT_ENOMEM; on failure `out` is
- * restored to its previous length. */
+/* Appends the JSON request body for `r` to `out`. tools, tool_choice and
+ * parallel_tool_calls are written only when there is at least one tool
+ * (OpenAI rejects an empty tools array and tool options without tools). Fails with SIFT_EINVAL
+ * naming the offending field (no model, no messages, a tool that is not a JSON object with a
+ * function name, a tool_choice function that is not among the tools, REQUIRED without tools),
+ * SIFT_ETOOBIG past out's limit, SIFT_ENOMEM; on failure `out` is restored to its previous length.
+ */
 int sift_chat_request_json(const sift_chat_request *r, sift_buf *out, sift_err *err);
 
 /* ---- response ---------------------------------------------------------- */

@@ -252,8 +252,24 @@ static int put_message(sift_buf *b, const sift_message *m)
     return sift_buf_putc(b, '}');
 }
 
-/* Checks that tools[i] is a function tool and, when `want` is set, whether it
+/* Checks that a tool is a function tool and, when `want` is set, whether it
  * is the function named `want` (*found is set then). */
+static int check_tool_obj(const cJSON *j, size_t i, const char *want, bool *found, sift_err *err)
+{
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(j, "function");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+    if (!cJSON_IsObject(j))
+        return sift_err_set(err, SIFT_EINVAL, "tools[%zu]: expected a JSON object", i);
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "function") != 0)
+        return sift_err_set(err, SIFT_EINVAL, "tools[%zu].type: expected \"function\"", i);
+    if (!cJSON_IsString(name) || !*name->valuestring)
+        return sift_err_set(err, SIFT_EINVAL, "tools[%zu].function.name: expected a string", i);
+    if (want && strcmp(name->valuestring, want) == 0)
+        *found = true;
+    return 0;
+}
+
 static int check_tool(const char *tool, size_t i, const char *want, bool *found, sift_err *err)
 {
     if (!tool)
@@ -263,23 +279,49 @@ static int check_tool(const char *tool, size_t i, const char *want, bool *found,
     if (!j)
         return sift_err_set(err, SIFT_EINVAL, "tools[%zu]: invalid JSON at byte %zu", i,
                             end && end >= tool ? (size_t)(end - tool) : 0);
-    int rc = 0;
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
-    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(j, "function");
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
-    if (!cJSON_IsObject(j))
-        rc = sift_err_set(err, SIFT_EINVAL, "tools[%zu]: expected a JSON object", i);
-    else if (!cJSON_IsString(type) || strcmp(type->valuestring, "function") != 0)
-        rc = sift_err_set(err, SIFT_EINVAL, "tools[%zu].type: expected \"function\"", i);
-    else if (!cJSON_IsString(name) || !*name->valuestring)
-        rc = sift_err_set(err, SIFT_EINVAL, "tools[%zu].function.name: expected a string", i);
-    else if (want && strcmp(name->valuestring, want) == 0)
-        *found = true;
+    int rc = check_tool_obj(j, i, want, found, err);
     cJSON_Delete(j);
     return rc;
 }
 
-static int put_request(const sift_chat_request *r, sift_buf *b)
+/* Checks the tools, in whichever form they came, and counts them. */
+static int check_tools(const sift_chat_request *r, const char *want, bool *found, size_t *count,
+                       sift_err *err)
+{
+    int rc = 0;
+    *count = 0;
+    if (r->n_tools && r->tools_array)
+        return sift_err_set(err, SIFT_EINVAL, "tools: give tools or tools_array, not both");
+    if (r->n_tools && !r->tools)
+        return sift_err_set(err, SIFT_EINVAL, "tools: NULL");
+    for (size_t i = 0; i < r->n_tools; i++)
+        if ((rc = check_tool(r->tools[i], i, want, found, err)))
+            return rc;
+    *count = r->n_tools;
+    if (!r->tools_array)
+        return 0;
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithOpts(r->tools_array, &end, 1);
+    if (!j)
+        return sift_err_set(err, SIFT_EINVAL, "tools_array: invalid JSON at byte %zu",
+                            end && end >= r->tools_array ? (size_t)(end - r->tools_array) : 0);
+    size_t i = 0;
+    if (!cJSON_IsArray(j)) {
+        rc = sift_err_set(err, SIFT_EINVAL, "tools_array: expected a JSON array");
+    } else {
+        const cJSON *t;
+        cJSON_ArrayForEach(t, j)
+        {
+            if ((rc = check_tool_obj(t, i++, want, found, err)))
+                break;
+        }
+    }
+    cJSON_Delete(j);
+    *count = i;
+    return rc;
+}
+
+static int put_request(const sift_chat_request *r, size_t n_tools, sift_buf *b)
 {
     static const char *const choice[] = {NULL, "auto", "none", "required"};
     int rc;
@@ -291,14 +333,20 @@ static int put_request(const sift_chat_request *r, sift_buf *b)
             return rc;
     if ((rc = sift_buf_putc(b, ']')))
         return rc;
-    if (r->n_tools) {
-        if ((rc = sift_buf_puts(b, ",\"tools\":[")))
-            return rc;
-        for (size_t i = 0; i < r->n_tools; i++)
-            if ((i && (rc = sift_buf_putc(b, ','))) || (rc = sift_buf_puts(b, r->tools[i])))
+    /* OpenAI rejects an empty tools array, and tool options without tools. */
+    if (n_tools) {
+        if (r->tools_array) {
+            if ((rc = sift_buf_puts(b, ",\"tools\":")) || (rc = sift_buf_puts(b, r->tools_array)))
                 return rc;
-        if ((rc = sift_buf_putc(b, ']')))
-            return rc;
+        } else {
+            if ((rc = sift_buf_puts(b, ",\"tools\":[")))
+                return rc;
+            for (size_t i = 0; i < r->n_tools; i++)
+                if ((i && (rc = sift_buf_putc(b, ','))) || (rc = sift_buf_puts(b, r->tools[i])))
+                    return rc;
+            if ((rc = sift_buf_putc(b, ']')))
+                return rc;
+        }
         if (r->tool_choice == SIFT_TOOL_CHOICE_FUNCTION) {
             if ((rc = sift_buf_puts(
                      b, ",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":")) ||
@@ -329,7 +377,7 @@ static int put_request(const sift_chat_request *r, sift_buf *b)
     return sift_buf_putc(b, '}');
 }
 
-static int check_request(const sift_chat_request *r, sift_err *err)
+static int check_request(const sift_chat_request *r, size_t *n_tools, sift_err *err)
 {
     int rc;
     if (!r->model || !*r->model)
@@ -339,14 +387,8 @@ static int check_request(const sift_chat_request *r, sift_err *err)
     for (size_t i = 0; i < r->n_messages; i++)
         if ((rc = check_message(&r->messages[i], i, err)))
             return rc;
-    if (r->n_tools && !r->tools)
-        return sift_err_set(err, SIFT_EINVAL, "tools: NULL");
     if ((unsigned)r->tool_choice > SIFT_TOOL_CHOICE_FUNCTION)
         return sift_err_set(err, SIFT_EINVAL, "tool_choice: unknown value %d", (int)r->tool_choice);
-    if (!r->n_tools && (r->tool_choice == SIFT_TOOL_CHOICE_REQUIRED ||
-                        r->tool_choice == SIFT_TOOL_CHOICE_FUNCTION))
-        return sift_err_set(err, SIFT_EINVAL,
-                            "tool_choice: requires a tool but no tools are given");
     const char *want = NULL;
     if (r->tool_choice == SIFT_TOOL_CHOICE_FUNCTION) {
         if (!r->tool_choice_name || !*r->tool_choice_name)
@@ -354,9 +396,12 @@ static int check_request(const sift_chat_request *r, sift_err *err)
         want = r->tool_choice_name;
     }
     bool found = false;
-    for (size_t i = 0; i < r->n_tools; i++)
-        if ((rc = check_tool(r->tools[i], i, want, &found, err)))
-            return rc;
+    if ((rc = check_tools(r, want, &found, n_tools, err)))
+        return rc;
+    if (!*n_tools && (r->tool_choice == SIFT_TOOL_CHOICE_REQUIRED ||
+                      r->tool_choice == SIFT_TOOL_CHOICE_FUNCTION))
+        return sift_err_set(err, SIFT_EINVAL,
+                            "tool_choice: requires a tool but no tools are given");
     if (want && !found)
         return sift_err_set(err, SIFT_EINVAL, "tool_choice: no tool named \"%s\"", want);
     if (r->has_temperature && !isfinite(r->temperature))
@@ -368,11 +413,12 @@ static int check_request(const sift_chat_request *r, sift_err *err)
 
 int sift_chat_request_json(const sift_chat_request *r, sift_buf *out, sift_err *err)
 {
-    int rc = check_request(r, err);
+    size_t n_tools = 0;
+    int rc = check_request(r, &n_tools, err);
     if (rc)
         return rc;
     size_t start = out->len;
-    rc = put_request(r, out);
+    rc = put_request(r, n_tools, out);
     if (rc) {
         out->len = start;
         if (out->data)

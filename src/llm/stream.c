@@ -232,6 +232,11 @@ static int feed_tool_call(sift_stream *s, const cJSON *tc, const char *path, sif
             return fail(s, err, SIFT_EPROTO, "%s.function.name missing on the first fragment",
                         path);
         c = &s->calls[s->n_calls];
+        /* A failed earlier stream may have left bytes in this slot. */
+        sift_buf_reset(&c->id);
+        sift_buf_reset(&c->name);
+        sift_buf_reset(&c->args);
+        c->sent = 0;
         if ((rc = append(s, &c->id, id, strlen(id), "tool call id", err)) ||
             (rc = append(s, &c->name, name, strlen(name), "tool call name", err)))
             return rc;
@@ -297,10 +302,17 @@ static int feed_choice(sift_stream *s, const cJSON *ch, sift_err *err)
     if (bad)
         return fail(s, err, SIFT_EPROTO, "choices[0].finish_reason: expected a string");
 
+    /* Some servers send "" where OpenAI sends null. */
+    if (reason && !*reason)
+        reason = NULL;
     bool has_delta = (content && *content) || cJSON_GetArraySize(tcs) > 0;
-    if (s->state == SIFT_STREAM_FINISHED && (has_delta || reason))
-        return fail(s, err, SIFT_EPROTO, "%s after finish_reason \"%s\"",
-                    has_delta ? "delta" : "another finish_reason", s->finish_text);
+    if (s->state == SIFT_STREAM_FINISHED) {
+        if (has_delta)
+            return fail(s, err, SIFT_EPROTO, "delta after finish_reason \"%s\"", s->finish_text);
+        /* A repeated finish_reason (some servers put it on the usage chunk
+         * too) adds nothing; the first one stands. */
+        return 0;
+    }
     if (content && *content) {
         if ((rc = append(s, &s->content, content, strlen(content), "content", err)) ||
             (rc = emit_content(s, false, err)))

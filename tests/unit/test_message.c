@@ -291,6 +291,63 @@ static void test_request_roundtrip(void **state)
     sift_arena_free(a);
 }
 
+/* The tools array in one piece, as the tool registry builds it. */
+static void test_request_tools_array(void **state)
+{
+    (void)state;
+    sift_message m = {.role = SIFT_ROLE_USER, .content = "hi", .content_len = 2};
+    char arr[2048];
+    snprintf(arr, sizeof(arr), "[%s,%s]", inventory_tool, price_tool);
+    sift_chat_request r = {.model = "m",
+                           .messages = &m,
+                           .n_messages = 1,
+                           .tools_array = arr,
+                           .tool_choice = SIFT_TOOL_CHOICE_FUNCTION,
+                           .tool_choice_name = "get_price"};
+    cJSON *j = roundtrip(&r);
+    cJSON *orig = cJSON_Parse(arr);
+    assert_true(cJSON_Compare(orig, cJSON_GetObjectItem(j, "tools"), 1));
+    cJSON_Delete(orig);
+    cJSON_Delete(j);
+
+    /* An empty array means no tools: no tools field, no tool options. */
+    r.tools_array = " [ ] ";
+    r.tool_choice = SIFT_TOOL_CHOICE_AUTO;
+    r.parallel_tool_calls = 1;
+    j = roundtrip(&r);
+    assert_null(cJSON_GetObjectItem(j, "tools"));
+    assert_null(cJSON_GetObjectItem(j, "tool_choice"));
+    assert_null(cJSON_GetObjectItem(j, "parallel_tool_calls"));
+    cJSON_Delete(j);
+
+    sift_buf b;
+    sift_buf_init(&b, 0);
+    sift_err err = {0};
+    r.tools_array = "[{\"type\":\"function\",\"function\":{\"name\":\"a\"}},{\"type\":\"x\"}]";
+    assert_int_equal(sift_chat_request_json(&r, &b, &err), SIFT_EINVAL);
+    assert_string_equal(err.msg, "tools[1].type: expected \"function\"");
+    r.tools_array = "{}";
+    assert_int_equal(sift_chat_request_json(&r, &b, &err), SIFT_EINVAL);
+    assert_string_equal(err.msg, "tools_array: expected a JSON array");
+    r.tools_array = "[";
+    assert_int_equal(sift_chat_request_json(&r, &b, &err), SIFT_EINVAL);
+    assert_string_equal(err.msg, "tools_array: invalid JSON at byte 1");
+    const char *one[] = {price_tool};
+    r.tools_array = arr;
+    r.tools = one;
+    r.n_tools = 1;
+    assert_int_equal(sift_chat_request_json(&r, &b, &err), SIFT_EINVAL);
+    assert_string_equal(err.msg, "tools: give tools or tools_array, not both");
+    r.tools_array = "[]";
+    r.tools = NULL;
+    r.n_tools = 0;
+    r.tool_choice = SIFT_TOOL_CHOICE_REQUIRED;
+    assert_int_equal(sift_chat_request_json(&r, &b, &err), SIFT_EINVAL);
+    assert_string_equal(err.msg, "tool_choice: requires a tool but no tools are given");
+    assert_int_equal(b.len, 0);
+    sift_buf_free(&b);
+}
+
 /* Unset options are left out, and tool options only go with tools. */
 static void test_request_minimal(void **state)
 {
@@ -583,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_conv_invalid),
         cmocka_unit_test(test_conv_oom),
         cmocka_unit_test(test_request_roundtrip),
+        cmocka_unit_test(test_request_tools_array),
         cmocka_unit_test(test_request_minimal),
         cmocka_unit_test(test_request_invalid),
         cmocka_unit_test(test_request_too_big),

@@ -688,6 +688,46 @@ static void test_malformed_sequence(void **state)
     assert_int_equal(feed_all(&s, f, 3, &err), 0);
     sift_stream_free(&s);
 
+    /* A repeated finish_reason is ignored; "" counts as null. */
+    rec r;
+    rec_init(&r);
+    sift_stream_cbs cbs = rec_cbs(&r);
+    sift_stream_init(&s, &cbs, NULL);
+    const char *h[] = {
+        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},"
+        "\"finish_reason\":\"\"}]}",
+        content_stream[3],
+        "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}],"
+        "\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2}}",
+        "[DONE]"};
+    assert_int_equal(feed_all(&s, h, 4, &err), 0);
+    assert_string_equal(rec_log(&r), "content:a\nfinish:1:stop\nusage:1/1/2\n");
+    sift_stream_free(&s);
+    rec_free(&r);
+
+    /* A failed stream leaves nothing behind for the next one. */
+    sift_stream_limits lim = {.max_tool_calls = 4};
+    sift_stream_init(&s, NULL, &lim);
+    char longname[400];
+    memset(longname, 'n', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    char *bad = NULL;
+    assert_true(asprintf(&bad, TC("{\"index\":0,\"id\":\"call_x\",\"function\":{\"name\":\"%s\"}}"),
+                         longname) > 0);
+    assert_int_equal(sift_stream_feed(&s, bad, strlen(bad), &err), SIFT_ETOOBIG);
+    assert_string_equal(err.msg, "stream chunk 1: tool call name longer than 256 bytes");
+    free(bad);
+    sift_stream_reset(&s);
+    const char *k[] = {START(0, "call_1"), HEAD "{}" TAIL("\"tool_calls\"")};
+    assert_int_equal(feed_all(&s, k, 2, &err), 0);
+    sift_arena *ar0 = sift_arena_new(0);
+    sift_chat_result res0;
+    assert_int_equal(sift_stream_finish(&s, ar0, &res0, &err), 0);
+    assert_string_equal(res0.message.tool_calls[0].id, "call_1");
+    assert_string_equal(res0.message.tool_calls[0].name, "check_inventory");
+    sift_arena_free(ar0);
+    sift_stream_free(&s);
+
     /* Choices other than index 0 are not merged into the message. */
     sift_stream_init(&s, NULL, NULL);
     const char *g[] = {
