@@ -45,7 +45,7 @@
 #include "sift/err.h"
 
 /* Default for max_event_bytes when 0 is given: 1 MiB. */
-#define SIFT_SSE_DEFAULT_MAX_EVENT (1024 * 1024)
+#define SIFT_SSE_DEFAULT_MAX_EVENT ((size_t)1024 * 1024)
 
 /* One dispatched event. The strings are NUL-terminated (the lengths do not
  * count the NUL; data may itself contain NUL bytes) and valid only during

@@ -35,8 +35,8 @@
 
 #define container_of(p, T, m) ((T *)((char *)(p)-offsetof(T, m)))
 
-#define HEADERS_MAX (64 * 1024)
-#define BUFFERED_BODY_DEFAULT (16u * 1024 * 1024)
+#define HEADERS_MAX ((size_t)64 * 1024)
+#define BUFFERED_BODY_DEFAULT ((size_t)16 * 1024 * 1024)
 
 /* A minimal intrusive doubly linked list with a sentinel. */
 typedef struct qlink {
@@ -324,6 +324,10 @@ static void check_done(sift_http_client *c)
                 sift_err_set(&req->err, req->code, "%s %s: %s after %lld ms", req->method, req->url,
                              req->timeout_is_deadline ? "deadline exceeded" : "request timed out",
                              (long long)req->timeout_ms);
+            } else if (req->code == SIFT_ETOOBIG) {
+                sift_err_set(&req->err, req->code,
+                             "%s %s: response body is over the %zu-byte limit (max_body_bytes)",
+                             req->method, req->url, req->max_body);
             } else if (req->code != 0) {
                 sift_err_set(&req->err, req->code, "%s %s: %s", req->method, req->url,
                              req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc));
@@ -484,7 +488,7 @@ static size_t on_curl_header(char *buf, size_t size, size_t nitems, void *userp)
         n--;
     if (n > 0) {
         if (store_header(req, buf, n) != 0) {
-            req_abort(req, SIFT_ETOOBIG, "response headers are over %d bytes", HEADERS_MAX);
+            req_abort(req, SIFT_ETOOBIG, "response headers are over %zu bytes", HEADERS_MAX);
             return 0;
         }
         return len;

@@ -32,6 +32,15 @@ typedef struct fixture {
 /* What happened to one request. */
 typedef struct result {
     fixture *f;
+    sift_ctx *cancel_ctx;   /* cancel this from inside on_data ... */
+    struct result *sibling; /* another request under cancel_ctx */
+    sift_buf body;
+    sift_sse_parser sse;     /* SSE streaming */
+    int cancel_after_events; /* ... after this many events */
+    int abort_rc;            /* on_data returns this (when non-zero) */
+    int close_client_in_done;
+    int abort_in_response; /* on_response returns this */
+    int in_cancel_call;    /* on_done must never fire while this is set */
     int done_calls;
     int code;
     int status;
@@ -39,23 +48,14 @@ typedef struct result {
     int data_calls;
     int data_after_cancel;
     int cancelled; /* set when the test cancelled it */
-    sift_buf body;
+    int nheaders;
+    int events;
+    int done_event;
     char err[SIFT_ERR_MSG_MAX];
     char retry_after[32];
     char ctype[64];
     char xmethod[16];
     char xctype[64];
-    int nheaders;
-    /* SSE streaming */
-    sift_sse_parser sse;
-    int events;
-    int done_event;
-    /* behaviour */
-    sift_ctx *cancel_ctx;    /* cancel this ... */
-    int cancel_after_events; /* ... from inside on_data after this many events */
-    int abort_rc;            /* on_data returns this (when non-zero) */
-    int close_client_in_done;
-    int in_cancel_call; /* on_done must never fire while this is set */
 } result;
 
 static void result_init(result *r, fixture *f)
@@ -88,7 +88,7 @@ static int on_response(sift_http_request *req, int status, const sift_http_respo
     r->status = status;
     assert_int_equal(resp->status, status);
     copy_header(resp, "Content-Type", r->ctype, sizeof(r->ctype));
-    return 0;
+    return r->abort_in_response;
 }
 
 static int on_sse_event(const sift_sse_event *ev, void *udata, sift_err *err)
@@ -114,8 +114,14 @@ static int on_data(sift_http_request *req, const char *chunk, size_t len, void *
     if (r->cancel_ctx && r->events >= r->cancel_after_events && !r->cancelled) {
         r->cancelled = 1;
         r->in_cancel_call = 1;
+        if (r->sibling) {
+            r->sibling->cancelled = 1;
+            r->sibling->in_cancel_call = 1;
+        }
         sift_ctx_cancel(r->cancel_ctx, SIFT_ECANCELED, "test cancels from on_data");
         r->in_cancel_call = 0;
+        if (r->sibling)
+            r->sibling->in_cancel_call = 0;
     }
     if (r->abort_rc && r->data_calls == 1)
         return r->abort_rc;
@@ -447,6 +453,73 @@ static void test_cancel_mid_stream(void **state)
     }
 }
 
+/* A request's on_data cancels a context shared with another transfer that
+ * is in flight on another connection: both end once with SIFT_ECANCELED and
+ * neither sees data afterwards. */
+static void test_cancel_sibling_from_callback(void **state)
+{
+    fixture *f = *state;
+    char u[256];
+    url(f, "/sse?n=100000&delay=2", u);
+    sift_ctx *ctx = sift_ctx_new(f->root);
+    result a, b;
+    result_init(&a, f);
+    result_init(&b, f);
+    sift_http_req_opts o = {.url = u};
+    start(f, ctx, &o, &stream_cb, &b);
+    wait_for(f, &b.events, 2, 5000);
+    a.cancel_ctx = ctx;
+    a.cancel_after_events = 2;
+    a.sibling = &b;
+    start(f, ctx, &o, &stream_cb, &a);
+    wait_for(f, &a.done_calls, 1, 5000);
+    wait_for(f, &b.done_calls, 1, 5000);
+    assert_int_equal(a.code, SIFT_ECANCELED);
+    assert_int_equal(b.code, SIFT_ECANCELED);
+    assert_int_equal(a.data_after_cancel, 0);
+    assert_int_equal(b.data_after_cancel, 0);
+    abandoned_goal g = {f->srv, 2};
+    wait_until(f, abandoned_reached, &g, 5000);
+    assert_int_equal(a.done_calls, 1);
+    assert_int_equal(b.done_calls, 1);
+    sift_ctx_release(ctx);
+    result_free(&a);
+    result_free(&b);
+}
+
+/* The creator releases the context while the request is in flight: the hook
+ * goes with it and the request completes normally. An on_response abort ends
+ * the request before any data. */
+static void test_ctx_released_and_response_abort(void **state)
+{
+    fixture *f = *state;
+    char u[256];
+    url(f, "/delay?ms=30", u);
+    sift_ctx *ctx = sift_ctx_new_timeout(f->root, 60000);
+    result r;
+    result_init(&r, f);
+    sift_http_req_opts o = {.url = u};
+    start(f, ctx, &o, &buffered_cb, &r);
+    sift_ctx_release(ctx);
+    wait_for(f, &r.done_calls, 1, 5000);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.body.data, "hello");
+    result_free(&r);
+
+    url(f, "/sse?n=5&delay=1", u);
+    result a;
+    result_init(&a, f);
+    a.abort_in_response = SIFT_EHTTP;
+    sift_http_req_opts o2 = {.url = u};
+    start(f, f->root, &o2, &stream_cb, &a);
+    wait_for(f, &a.done_calls, 1, 5000);
+    assert_int_equal(a.code, SIFT_EHTTP);
+    assert_int_equal(a.responses, 1);
+    assert_int_equal(a.data_calls, 0);
+    assert_non_null(strstr(a.err, "on_response"));
+    result_free(&a);
+}
+
 static void test_request_cancel_and_on_data_abort(void **state)
 {
     fixture *f = *state;
@@ -739,6 +812,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_status_and_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streaming_sse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_mid_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_sibling_from_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ctx_released_and_response_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_cancel_and_on_data_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_and_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_errors, setup, teardown),

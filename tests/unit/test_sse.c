@@ -390,7 +390,8 @@ static void test_limits(void **state)
     (void)state;
     char line[200];
     memset(line, 'x', sizeof(line));
-    memcpy(line, "data: ", 6);
+    for (int i = 0; i < 6; i++)
+        line[i] = "data: "[i];
     line[sizeof(line) - 2] = '\n';
     line[sizeof(line) - 1] = '\n';
 
