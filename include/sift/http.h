@@ -107,9 +107,11 @@ void sift_http_client_stats(const sift_http_client *c, sift_http_stats *out);
  * the body (buffered mode only) in on_done. Valid only during the callback
  * it is passed to. */
 typedef struct sift_http_response {
-    int status;       /* HTTP status; 0 when no response arrived */
-    const char *body; /* buffered mode: the body, NUL-terminated (the NUL is not
-                         counted); "" when empty; NULL in streaming mode */
+    int status; /* HTTP status; 0 when no response arrived */
+    /* buffered mode: the body, NUL-terminated (the NUL is not counted), ""
+     * when empty, what had arrived when the request failed; NULL in
+     * streaming mode */
+    const char *body;
     size_t body_len;
     const char *url;  /* the request URL */
     double total_ms;  /* time from start to completion, in on_done */
@@ -155,10 +157,14 @@ typedef struct sift_http_req_opts {
     const char *const *headers; /* NULL-terminated "Name: value" strings (copied), or NULL */
     const char *body;           /* request body, or NULL */
     size_t body_len;
-    int body_borrowed;     /* 0: the body is copied at start; 1: it is used in place
-                              and must stay valid and unchanged until on_done */
-    int64_t timeout_ms;    /* whole-request timeout; 0: none. The context's
-                              remaining time caps it either way */
+    int body_borrowed; /* 0: the body is copied at start; 1: it is used in place
+                          and must stay valid and unchanged until on_done */
+    /* Whole-request timeout counted from start, time queued for a connection
+     * and body streaming included; 0: none. It is enforced with a child
+     * context of `ctx` (so the context's deadline caps it either way); curl's
+     * own CURLOPT_TIMEOUT is not used because curl does not time out a
+     * transfer that is still queued for a connection. */
+    int64_t timeout_ms;
     size_t max_body_bytes; /* response body limit. Buffered mode: 0 means 16 MiB;
                               streaming mode: 0 means no limit */
 } sift_http_req_opts;

@@ -95,7 +95,11 @@ struct sift_http_request {
     size_t max_body;
     size_t body_seen;
     int responded;
-    int timeout_is_deadline; /* curl's timeout was the context's remaining time */
+    /* With a timeout the hook sits on a child context of our own whose
+     * deadline is the timeout: curl does not time out transfers still queued
+     * for a connection, a context timer does. */
+    sift_ctx *own_ctx;
+    sift_ctx *parent_ctx; /* the caller's context (kept alive by own_ctx) */
     int64_t timeout_ms;
     uint64_t t0;
     int code;
@@ -125,6 +129,7 @@ struct sift_http_client {
     long buffer_size;
     long connect_timeout_ms;
     char *user_agent;
+    sift_ctx *root; /* parent of own_ctx for requests started without a context */
     sift_http_stats stats;
     void (*close_cb)(void *);
     void *close_udata;
@@ -177,6 +182,17 @@ static void ensure_idle(sift_http_client *c)
         uv_idle_start(&c->idle, on_idle);
 }
 
+/* Unregisters the cancel hook and lets go of the request's own context. Safe
+ * inside the hook itself: sift_ctx_cancel holds the contexts it walks. */
+static void drop_hook(sift_http_request *req)
+{
+    sift_ctx_remove_hook(&req->hook);
+    if (req->own_ctx) {
+        sift_ctx_release(req->own_ctx);
+        req->own_ctx = NULL;
+    }
+}
+
 /* Takes the request out of curl and queues its on_done. Never inside curl. */
 static void req_finish(sift_http_request *req)
 {
@@ -196,7 +212,7 @@ static void req_finish(sift_http_request *req)
         easy_put(c, req->easy);
         req->easy = NULL;
     }
-    sift_ctx_remove_hook(&req->hook);
+    drop_hook(req);
     set_state(req, REQ_FINISHING);
     q_push(&c->done, &req->qnode);
     ensure_idle(c);
@@ -222,7 +238,7 @@ static void req_abort(sift_http_request *req, int code, const char *fmt, ...)
     va_start(ap, fmt);
     req_record(req, code, fmt, ap);
     va_end(ap);
-    sift_ctx_remove_hook(&req->hook);
+    drop_hook(req);
     if (req->c->in_curl > 0) {
         set_state(req, REQ_ABORTING);
         q_push(&req->c->aborting, &req->qnode);
@@ -320,11 +336,7 @@ static void check_done(sift_http_client *c)
             q_remove(&req->qnode); /* outcome already recorded */
         } else if (req->state == REQ_RUNNING) {
             req->code = map_curl_code(req, rc);
-            if (req->code == SIFT_ETIMEDOUT) {
-                sift_err_set(&req->err, req->code, "%s %s: %s after %lld ms", req->method, req->url,
-                             req->timeout_is_deadline ? "deadline exceeded" : "request timed out",
-                             (long long)req->timeout_ms);
-            } else if (req->code == SIFT_ETOOBIG) {
+            if (req->code == SIFT_ETOOBIG) {
                 sift_err_set(&req->err, req->code,
                              "%s %s: response body is over the %zu-byte limit (max_body_bytes)",
                              req->method, req->url, req->max_body);
@@ -545,6 +557,12 @@ static void on_ctx_done(sift_ctx_hook *hook, const sift_err *cause)
 {
     sift_http_request *req = container_of(hook, sift_http_request, hook);
     int code = cause && cause->code ? cause->code : SIFT_ECANCELED;
+    if (req->own_ctx && code == SIFT_ETIMEDOUT &&
+        (!req->parent_ctx || sift_ctx_err(req->parent_ctx) == 0)) {
+        req_abort(req, code, "request timed out after %lld ms (timeout_ms)",
+                  (long long)req->timeout_ms);
+        return;
+    }
     req_abort(req, code, "%s", cause && cause->msg[0] ? cause->msg : sift_err_name(code));
 }
 
@@ -576,7 +594,8 @@ sift_http_client *sift_http_client_new(uv_loop_t *loop, const sift_http_client_o
     c->user_agent = sift_strdup(opts->user_agent ? opts->user_agent : "sift/0.1");
     c->pool = sift_calloc((size_t)c->pool_max, sizeof(*c->pool));
     c->multi = curl_multi_init();
-    if (!c->user_agent || !c->pool || !c->multi)
+    c->root = sift_ctx_new_root(loop);
+    if (!c->user_agent || !c->pool || !c->multi || !c->root)
         goto nomem;
     long per_host = opts->max_host_connections > 0 ? opts->max_host_connections : 64;
     long total = opts->max_total_connections > 0 ? opts->max_total_connections : 1024;
@@ -599,6 +618,7 @@ nomem:
     if (c) {
         if (c->multi)
             curl_multi_cleanup(c->multi);
+        sift_ctx_release(c->root);
         sift_free(c->pool);
         sift_free(c->user_agent);
         sift_free(c);
@@ -629,6 +649,8 @@ static void close_finish(sift_http_client *c)
          * does not report are closed below. */
         curl_multi_cleanup(c->multi);
         c->multi = NULL;
+        sift_ctx_release(c->root);
+        c->root = NULL;
         while (!q_empty(&c->socks))
             watch_close(container_of(c->socks.next, sock_watch, node));
         uv_timer_stop(&c->timer);
@@ -695,7 +717,6 @@ static CURLcode setup_easy(sift_http_client *c, sift_http_request *req, const si
     SET(CURLOPT_BUFFERSIZE, c->buffer_size);
     SET(CURLOPT_USERAGENT, c->user_agent);
     SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-    SET(CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
     /* h2c connection reuse is unreliable in curl 7.88 (DESIGN.md). */
     SET(CURLOPT_HTTP_VERSION, strncasecmp(req->url, "http://", 7) == 0
                                   ? (long)CURL_HTTP_VERSION_1_1
@@ -792,14 +813,14 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
         req->hdrs = l;
     }
 
-    req->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 0;
-    if (ctx) {
-        int64_t rem = sift_ctx_remaining_ms(ctx);
-        if (rem != SIFT_NO_DEADLINE && (req->timeout_ms == 0 || rem < req->timeout_ms)) {
-            /* 0 would mean "no timeout" to curl. */
-            req->timeout_ms = rem > 0 ? rem : 1;
-            req->timeout_is_deadline = 1;
-        }
+    sift_ctx *hook_ctx = ctx;
+    if (o->timeout_ms > 0) {
+        req->timeout_ms = o->timeout_ms;
+        req->parent_ctx = ctx;
+        req->own_ctx = sift_ctx_new_timeout(ctx ? ctx : c->root, o->timeout_ms);
+        if (!req->own_ctx)
+            goto nomem;
+        hook_ctx = req->own_ctx;
     }
 
     req->easy = easy_get(c);
@@ -811,13 +832,12 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
                      req->method, req->url, curl_easy_strerror(crc));
         goto fail;
     }
-    if (ctx && sift_ctx_add_hook(ctx, &req->hook, on_ctx_done) != 0) {
-        sift_err_copy(err, sift_ctx_cause(ctx));
+    if (hook_ctx && sift_ctx_add_hook(hook_ctx, &req->hook, on_ctx_done) != 0) {
+        sift_err_copy(err, sift_ctx_cause(hook_ctx));
         goto fail;
     }
     CURLMcode mrc = curl_multi_add_handle(c->multi, req->easy);
     if (mrc != CURLM_OK) {
-        sift_ctx_remove_hook(&req->hook);
         sift_err_set(err, mrc == CURLM_OUT_OF_MEMORY ? SIFT_ENOMEM : SIFT_EINTERNAL, "%s %s: %s",
                      req->method, req->url, curl_multi_strerror(mrc));
         goto fail;
@@ -834,6 +854,7 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
 nomem:
     sift_err_set(err, SIFT_ENOMEM, "out of memory starting a request to %s", o->url);
 fail:
+    drop_hook(req);
     if (req->easy)
         easy_put(c, req->easy);
     req_free(req);

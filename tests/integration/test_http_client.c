@@ -223,6 +223,11 @@ static void on_client_closed(void *udata)
     f->client_closed = 1;
 }
 
+static void on_int_set(void *udata)
+{
+    *(int *)udata = 1;
+}
+
 static void on_server_stopped(void *udata)
 {
     fixture *f = udata;
@@ -592,6 +597,38 @@ static void test_timeout_and_deadline(void **state)
     result_free(&r2);
 }
 
+/* With one connection per host, a request queued behind a slow one still
+ * times out on time. */
+static void test_timeout_while_queued(void **state)
+{
+    fixture *f = *state;
+    sift_http_client_opts co = {.max_host_connections = 1};
+    sift_err err = {0};
+    sift_http_client *c1 = sift_http_client_new(&f->loop, &co, &err);
+    assert_non_null(c1);
+    char u[256], u2[256];
+    url(f, "/delay?ms=3000", u);
+    url(f, "/hello", u2);
+    result slow, quick;
+    result_init(&slow, f);
+    result_init(&quick, f);
+    sift_http_req_opts o = {.url = u};
+    assert_int_equal(sift_http_request_start(c1, NULL, &o, &buffered_cb, &slow, NULL, &err), 0);
+    sift_http_req_opts o2 = {.url = u2, .timeout_ms = 200};
+    assert_int_equal(sift_http_request_start(c1, NULL, &o2, &buffered_cb, &quick, NULL, &err), 0);
+    uint64_t t0 = uv_now(&f->loop);
+    wait_for(f, &quick.done_calls, 1, 5000);
+    assert_int_equal(quick.code, SIFT_ETIMEDOUT);
+    assert_true(uv_now(&f->loop) - t0 < 2000);
+    assert_int_equal(slow.done_calls, 0);
+    int closed = 0;
+    sift_http_client_close(c1, on_int_set, &closed);
+    wait_for(f, &closed, 1, 5000);
+    assert_int_equal(slow.code, SIFT_ECANCELED);
+    result_free(&slow);
+    result_free(&quick);
+}
+
 static void test_connection_errors(void **state)
 {
     fixture *f = *state;
@@ -816,6 +853,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ctx_released_and_response_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_cancel_and_on_data_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_and_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_while_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_reuse, setup, teardown),
