@@ -151,6 +151,14 @@ static void set_state(sift_http_request *req, enum req_state s)
     req->state = s;
 }
 
+static void client_set_state(sift_http_client *c, enum client_state s)
+{
+    static const char *const names[] = {"open", "closing", "closed"};
+    if (sift_log_get_level() <= SIFT_LOG_DEBUG)
+        sift_debug(NULL, "http client %p: %s -> %s", (void *)c, names[c->state], names[s]);
+    c->state = s;
+}
+
 static void drain(sift_http_client *c);
 static void close_finish(sift_http_client *c);
 static void on_idle(uv_idle_t *h);
@@ -357,8 +365,10 @@ static void action(sift_http_client *c, curl_socket_t fd, int flags)
 {
     int running = 0;
     c->in_curl++;
-    curl_multi_socket_action(c->multi, fd, flags, &running);
+    CURLMcode mrc = curl_multi_socket_action(c->multi, fd, flags, &running);
     c->in_curl--;
+    if (mrc != CURLM_OK)
+        sift_error(NULL, "http: curl_multi_socket_action failed: %s", curl_multi_strerror(mrc));
     if (c->in_curl > 0)
         return;
     check_done(c);
@@ -641,7 +651,7 @@ static void close_finish(sift_http_client *c)
     if (c->state == CLIENT_CLOSING) {
         if (!q_empty(&c->reqs))
             return;
-        c->state = CLIENT_CLOSED;
+        client_set_state(c, CLIENT_CLOSED);
         for (int i = 0; i < c->npool; i++)
             curl_easy_cleanup(c->pool[i]);
         c->npool = 0;
@@ -676,7 +686,7 @@ void sift_http_client_close(sift_http_client *c, void (*done)(void *udata), void
 {
     if (!c || c->state != CLIENT_OPEN)
         return;
-    c->state = CLIENT_CLOSING;
+    client_set_state(c, CLIENT_CLOSING);
     c->close_cb = done;
     c->close_udata = udata;
     for (qlink *n = c->reqs.next; n != &c->reqs; n = n->next) {

@@ -39,6 +39,7 @@ typedef struct result {
     int cancel_after_events; /* ... after this many events */
     int abort_rc;            /* on_data returns this (when non-zero) */
     int close_client_in_done;
+    int close_client_in_data;
     int abort_in_response; /* on_response returns this */
     int in_cancel_call;    /* on_done must never fire while this is set */
     int done_calls;
@@ -91,6 +92,8 @@ static int on_response(sift_http_request *req, int status, const sift_http_respo
     return r->abort_in_response;
 }
 
+static void on_client_closed(void *udata);
+
 static int on_sse_event(const sift_sse_event *ev, void *udata, sift_err *err)
 {
     result *r = udata;
@@ -122,6 +125,12 @@ static int on_data(sift_http_request *req, const char *chunk, size_t len, void *
         r->in_cancel_call = 0;
         if (r->sibling)
             r->sibling->in_cancel_call = 0;
+    }
+    if (r->close_client_in_data && r->events >= 2 && !r->cancelled) {
+        r->cancelled = 1;
+        r->in_cancel_call = 1;
+        sift_http_client_close(r->f->cli, on_client_closed, r->f);
+        r->in_cancel_call = 0;
     }
     if (r->abort_rc && r->data_calls == 1)
         return r->abort_rc;
@@ -841,6 +850,25 @@ static void test_close_from_on_done(void **state)
     result_free(&slow);
 }
 
+/* Closing the client from inside on_data (inside curl): the request ends once
+ * with SIFT_ECANCELED, later, and the close completes. */
+static void test_close_from_on_data(void **state)
+{
+    fixture *f = *state;
+    char u[256];
+    url(f, "/sse?n=100000&delay=2", u);
+    result r;
+    result_init(&r, f);
+    r.close_client_in_data = 1;
+    sift_http_req_opts o = {.url = u};
+    start(f, f->root, &o, &stream_cb, &r);
+    wait_for(f, &f->client_closed, 1, 5000);
+    assert_int_equal(r.done_calls, 1);
+    assert_int_equal(r.code, SIFT_ECANCELED);
+    assert_int_equal(r.data_after_cancel, 0);
+    result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -860,6 +888,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_100, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_requests_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_on_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_from_on_data, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
