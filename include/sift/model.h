@@ -115,6 +115,10 @@ typedef struct sift_chat_request {
     /* Or: the whole "tools" array as one JSON text (sift_tool_registry_json),
      * checked the same way and inserted verbatim. At most one of the two. */
     const char *tools_array;
+    /* Skips the per-call tool check (and the check that tool_choice_name is
+     * among the tools): for tools that were checked once when they were
+     * registered, since the check costs more than the rest of the request. */
+    bool tools_prechecked;
     sift_tool_choice tool_choice;
     const char *tool_choice_name;
     int parallel_tool_calls; /* -1 false, 0 omitted, 1 true */
@@ -127,11 +131,14 @@ typedef struct sift_chat_request {
 
 /* Appends the JSON request body for `r` to `out`. tools, tool_choice and
  * parallel_tool_calls are written only when there is at least one tool
- * (OpenAI rejects an empty tools array and tool options without tools). Fails with SIFT_EINVAL
- * naming the offending field (no model, no messages, a tool that is not a JSON object with a
- * function name, a tool_choice function that is not among the tools, REQUIRED without tools),
- * SIFT_ETOOBIG past out's limit, SIFT_ENOMEM; on failure `out` is restored to its previous length.
- */
+ * (OpenAI rejects an empty tools array and tool options without tools).
+ * Unless tools_prechecked, every call parses the tools with cJSON (see
+ * bench/results/message.md for the cost), so a broken tool is reported here
+ * by name instead of reaching the provider and coming back as an opaque 400. Fails with SIFT_EINVAL
+ * naming the offending field (no model, no messages, a message that does not fit its role, a tool
+ * that is not a JSON object with a function name, a tool_choice function that is not among the
+ * tools, REQUIRED without tools), SIFT_ETOOBIG past out's limit, SIFT_ENOMEM; on failure `out` is
+ * restored to its previous length. */
 int sift_chat_request_json(const sift_chat_request *r, sift_buf *out, sift_err *err);
 
 /* ---- response ---------------------------------------------------------- */

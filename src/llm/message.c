@@ -294,12 +294,23 @@ static int check_tools(const sift_chat_request *r, const char *want, bool *found
         return sift_err_set(err, SIFT_EINVAL, "tools: give tools or tools_array, not both");
     if (r->n_tools && !r->tools)
         return sift_err_set(err, SIFT_EINVAL, "tools: NULL");
-    for (size_t i = 0; i < r->n_tools; i++)
-        if ((rc = check_tool(r->tools[i], i, want, found, err)))
+    for (size_t i = 0; i < r->n_tools; i++) {
+        if (!r->tools[i])
+            return sift_err_set(err, SIFT_EINVAL, "tools[%zu]: NULL", i);
+        if (!r->tools_prechecked && (rc = check_tool(r->tools[i], i, want, found, err)))
             return rc;
+    }
     *count = r->n_tools;
     if (!r->tools_array)
         return 0;
+    if (r->tools_prechecked) {
+        /* Only emptiness matters then: "[]" means no tools. */
+        const char *p = r->tools_array;
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '[')
+            p++;
+        *count = *p && *p != ']';
+        return 0;
+    }
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithOpts(r->tools_array, &end, 1);
     if (!j)
@@ -402,7 +413,7 @@ static int check_request(const sift_chat_request *r, size_t *n_tools, sift_err *
                       r->tool_choice == SIFT_TOOL_CHOICE_FUNCTION))
         return sift_err_set(err, SIFT_EINVAL,
                             "tool_choice: requires a tool but no tools are given");
-    if (want && !found)
+    if (want && !found && !r->tools_prechecked)
         return sift_err_set(err, SIFT_EINVAL, "tool_choice: no tool named \"%s\"", want);
     if (r->has_temperature && !isfinite(r->temperature))
         return sift_err_set(err, SIFT_EINVAL, "temperature: not a finite number");

@@ -310,6 +310,23 @@ static void test_request_tools_array(void **state)
     cJSON_Delete(orig);
     cJSON_Delete(j);
 
+    /* Prechecked tools give the same request without the check. */
+    sift_buf b1, b2;
+    sift_buf_init(&b1, 0);
+    sift_buf_init(&b2, 0);
+    sift_err e1 = {0};
+    assert_int_equal(sift_chat_request_json(&r, &b1, &e1), 0);
+    r.tools_prechecked = true;
+    assert_int_equal(sift_chat_request_json(&r, &b2, &e1), 0);
+    assert_string_equal(b1.data, b2.data);
+    r.tools_array = " [ ]";
+    sift_buf_reset(&b2);
+    assert_int_equal(sift_chat_request_json(&r, &b2, &e1), SIFT_EINVAL);
+    assert_string_equal(e1.msg, "tool_choice: requires a tool but no tools are given");
+    r.tools_prechecked = false;
+    sift_buf_free(&b1);
+    sift_buf_free(&b2);
+
     /* An empty array means no tools: no tools field, no tool options. */
     r.tools_array = " [ ] ";
     r.tool_choice = SIFT_TOOL_CHOICE_AUTO;
