@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -301,6 +302,62 @@ static void h_sse(sift_http_exchange *x, void *udata)
         prod_step(p);
 }
 
+/* Multi-line data, a comment, an event without a name. */
+static void h_lines(sift_http_exchange *x, void *udata)
+{
+    sift_http_stream_start(x, 200, "text/event-stream");
+    sift_http_sse_send(x, "msg", "a\nb\r\nc\rd", 8);
+    sift_http_sse_send(x, NULL, "tail\n", 5);
+    sift_http_sse_send(x, "empty", "", 0);
+    sift_http_sse_comment(x, "ping");
+    int bad = sift_http_sse_send(x, "two\nlines", "x", 1);
+    char out[32];
+    snprintf(out, sizeof(out), "%d", bad);
+    sift_http_sse_send(x, "bad", out, strlen(out));
+    sift_http_stream_end(x);
+}
+
+/* Mock-LLM style: two events, then the connection is dropped mid-stream. */
+struct dropper {
+    uv_timer_t timer;
+    sift_http_exchange *x;
+};
+
+static void dropper_closed(uv_handle_t *h)
+{
+    sift_free(h->data);
+}
+
+static void dropper_fire(uv_timer_t *t)
+{
+    struct dropper *d = t->data;
+    sift_http_stream_abort(d->x);
+    uv_close((uv_handle_t *)&d->timer, dropper_closed);
+}
+
+static void h_drop(sift_http_exchange *x, void *udata)
+{
+    if (qint(x, "before", 0)) {
+        sift_http_stream_abort(x); /* no response at all */
+        return;
+    }
+    sift_http_stream_start(x, 200, "text/event-stream");
+    sift_http_sse_send(x, "tick", "0", 1);
+    sift_http_sse_send(x, "tick", "1", 1);
+    struct dropper *d = sift_calloc(1, sizeof(*d));
+    d->x = x;
+    uv_timer_init(sift_http_loop(x), &d->timer);
+    d->timer.data = d;
+    uv_timer_start(&d->timer, dropper_fire, 30, 0);
+}
+
+/* Ending a stream that never started is a handler bug: 500. */
+static void h_end_unstarted(sift_http_exchange *x, void *udata)
+{
+    int rc = sift_http_stream_end(x);
+    rec_add(&rec.streams_done, rc == SIFT_ESTATE ? 1 : 0);
+}
+
 /* ---- server setup ---- */
 
 static int worker_ids[16];
@@ -341,6 +398,9 @@ static sift_server *start_server(int grace_ms)
     assert_int_equal(sift_server_route(s, "GET", "/error", h_error, NULL), 0);
     assert_int_equal(sift_server_route(s, "GET", "/hang", h_hang, NULL), 0);
     assert_int_equal(sift_server_route(s, "GET", "/sse", h_sse, NULL), 0);
+    assert_int_equal(sift_server_route(s, "GET", "/lines", h_lines, NULL), 0);
+    assert_int_equal(sift_server_route(s, "GET", "/drop", h_drop, NULL), 0);
+    assert_int_equal(sift_server_route(s, "GET", "/end-unstarted", h_end_unstarted, NULL), 0);
     assert_int_equal(sift_server_route(s, "GET", "bad", h_sse, NULL), SIFT_EINVAL);
     int rc = sift_server_start(s, &err);
     if (rc != 0)
@@ -837,6 +897,118 @@ static void test_start_errors(void **state)
     sift_server_free(a);
 }
 
+static void test_sse_format_abort_and_keepalive(void **state)
+{
+    sift_server *s = start_server(2000);
+    int port = sift_server_port(s);
+    struct resp r;
+    do_request(port, "GET", "/lines", NULL, 0, NULL, &r);
+    assert_int_equal(r.rc, CURLE_OK);
+    assert_string_equal(r.body.data, "event: msg\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+                                     "data: tail\ndata: \n\n"
+                                     "event: empty\ndata: \n\n"
+                                     ": ping\n\n"
+                                     "event: bad\ndata: -2\n\n");
+    resp_free(&r);
+
+    /* the handler drops the connection after two events */
+    do_request(port, "GET", "/drop", NULL, 0, NULL, &r);
+    assert_int_not_equal(r.rc, CURLE_OK);
+    assert_string_equal(r.body.data, "event: tick\ndata: 0\n\nevent: tick\ndata: 1\n\n");
+    resp_free(&r);
+    do_request(port, "GET", "/drop?before=1", NULL, 0, NULL, &r);
+    assert_int_not_equal(r.rc, CURLE_OK);
+    assert_int_equal(r.body.len, 0);
+    resp_free(&r);
+
+    rec_reset();
+    do_request(port, "GET", "/end-unstarted", NULL, 0, NULL, &r);
+    assert_int_equal(r.status, 500);
+    assert_non_null(strstr(r.body.data, "\"code\":\"internal\""));
+    assert_int_equal(rec_get(&rec.streams_done), 1);
+    resp_free(&r);
+
+    /* One keep-alive connection carries a stream, then plain requests. */
+    struct resp a;
+    CURL *c = make_easy(port, "GET", "/sse?n=50", NULL, 0, NULL, &a);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    char url[128];
+    for (int i = 0; i < 3; i++) {
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/hello", port);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        sift_buf_reset(&a.body);
+        assert_int_equal(curl_easy_perform(c), CURLE_OK);
+        assert_string_equal(a.body.data, "hello");
+        long fresh = -1;
+        curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &fresh);
+        assert_int_equal(fresh, 0);
+    }
+    /* An idle keep-alive connection does not hold up shutdown. */
+    double t0 = now_ms();
+    sift_server_stop(s);
+    sift_server_wait(s);
+    assert_true(now_ms() - t0 < 1500);
+    curl_easy_cleanup(c);
+    resp_free(&a);
+    sift_server_stats st;
+    sift_server_stats_get(s, &st);
+    assert_int_equal(st.requests_active, 0);
+    assert_int_equal(st.streams_active, 0);
+    assert_int_equal(st.connections, 0);
+    sift_server_free(s);
+}
+
+static int fail_second(sift_server_worker *w, uv_loop_t *loop, void *udata)
+{
+    return sift_server_worker_index(w) == 1 ? SIFT_EIO : 0;
+}
+
+static void test_start_hook_failure(void **state)
+{
+    sift_server_opts o = {0};
+    o.workers = 3;
+    o.on_worker_start = fail_second;
+    sift_err err = {0};
+    sift_server *s = sift_server_new(&o, &err);
+    assert_non_null(s);
+    assert_int_equal(sift_server_route(s, "GET", "/hello", h_hello, NULL), 0);
+    assert_int_equal(sift_server_start(s, &err), SIFT_EIO);
+    assert_non_null(strstr(err.msg, "worker 1"));
+    assert_int_equal(sift_server_start(s, &err), SIFT_ESTATE);
+    sift_server_free(s);
+}
+
+struct delayed {
+    sift_server *s;
+    int signum; /* 0: call sift_server_stop instead */
+};
+
+static void *delayed_stop(void *arg)
+{
+    struct delayed *d = arg;
+    usleep(200 * 1000);
+    if (d->signum != 0)
+        kill(getpid(), d->signum);
+    else
+        sift_server_stop(d->s);
+    return NULL;
+}
+
+static void test_run_until_signal(void **state)
+{
+    for (int round = 0; round < 2; round++) {
+        sift_server *s = start_server(500);
+        struct delayed d = {s, round == 0 ? 0 : SIGTERM};
+        pthread_t t;
+        pthread_create(&t, NULL, delayed_stop, &d);
+        int got = sift_server_run_until_signal(s);
+        pthread_join(t, NULL);
+        assert_int_equal(got, d.signum);
+        assert_int_equal(raw_connect(sift_server_port(s), 0), -1);
+        sift_server_free(s);
+    }
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -849,6 +1021,9 @@ int main(void)
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_graceful_shutdown),
         cmocka_unit_test(test_start_errors),
+        cmocka_unit_test(test_sse_format_abort_and_keepalive),
+        cmocka_unit_test(test_start_hook_failure),
+        cmocka_unit_test(test_run_until_signal),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
