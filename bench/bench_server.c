@@ -287,8 +287,7 @@ int main(void)
     }
     int port = sift_server_port(s);
     struct bench_report r = {.name = "server"};
-    printf("bench_server: 1 worker, client in the same process, %d runs of %.1f s\n", RUNS,
-           RUN_S);
+    printf("bench_server: 1 worker, client in the same process, %d runs of %.1f s\n", RUNS, RUN_S);
 
     double v[RUNS];
     double cpu0 = bench_cpu_s();
