@@ -499,6 +499,34 @@ static void test_callback_stops(void **state)
     sift_buf_free(&e.log);
 }
 
+/* Allocation failures end the stream with SIFT_ENOMEM, never a crash, at
+ * whichever allocation they hit. */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    static const char in[] = "event: e\nid: 1\ndata: partial line split";
+    static const char rest[] = " here\ndata: more\n\n";
+    int saw_enomem = 0;
+    for (long n = 0; n < 10; n++) {
+        sift_sse_parser p;
+        sift_sse_init(&p, 0);
+        sift_err err = {0};
+        sift_mem_fail_after(n);
+        int rc = sift_sse_feed(&p, in, strlen(in), NULL, NULL, &err);
+        if (rc == 0)
+            rc = sift_sse_feed(&p, rest, strlen(rest), NULL, NULL, &err);
+        sift_mem_fail_after(-1);
+        assert_true(rc == 0 || rc == SIFT_ENOMEM);
+        if (rc == SIFT_ENOMEM) {
+            saw_enomem = 1;
+            assert_int_equal(err.code, SIFT_ENOMEM);
+            assert_int_equal(sift_sse_feed(&p, "x", 1, NULL, NULL, NULL), SIFT_ENOMEM);
+        }
+        sift_sse_free(&p);
+    }
+    assert_true(saw_enomem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -516,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_missing_final_blank_line),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_callback_stops),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
