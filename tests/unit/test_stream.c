@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -800,6 +801,136 @@ static void test_callback_stops(void **state)
     }
 }
 
+/* ---- property: a stream assembles to what the same non-streaming response
+ * parses to, for random messages cut at random points ---------------------- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15u;
+
+static uint32_t rnd(uint32_t n)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state % n);
+}
+
+/* Random text from pieces that are hard to split: escapes of an inner JSON
+ * document, quotes, control characters, 2- to 4-byte UTF-8. */
+static void random_text(char *out, size_t cap)
+{
+    static const char *const pieces[] = {"a",
+                                         "NIKE-PEG40-42",
+                                         "\\\"",
+                                         "\\u00e9",
+                                         "\xC3\xA9",
+                                         "\xE1\xBA\xB5",
+                                         "\xF0\x9F\x91\x9F",
+                                         "\n",
+                                         "\t",
+                                         "{\"k\":[1,2]}",
+                                         " ",
+                                         "\\\\"};
+    size_t n = 0, want = rnd(40);
+    out[0] = '\0';
+    for (size_t i = 0; i < want; i++) {
+        const char *p = pieces[rnd(sizeof(pieces) / sizeof(pieces[0]))];
+        size_t l = strlen(p);
+        if (n + l + 1 > cap)
+            break;
+        memcpy(out + n, p, l + 1);
+        n += l;
+    }
+}
+
+static void test_stream_matches_response(void **state)
+{
+    (void)state;
+    for (int iter = 0; iter < 300; iter++) {
+        char content[512];
+        char args[4][512];
+        char ids[4][32];
+        random_text(content, sizeof(content));
+        int ncalls = (int)rnd(5);
+        bool has_content = content[0] || ncalls == 0;
+
+        /* The non-streaming response. */
+        cJSON *resp = cJSON_CreateObject();
+        cJSON *choices = cJSON_AddArrayToObject(resp, "choices");
+        cJSON *c0 = cJSON_CreateObject();
+        cJSON_AddItemToArray(choices, c0);
+        cJSON *msg = cJSON_AddObjectToObject(c0, "message");
+        cJSON_AddStringToObject(msg, "role", "assistant");
+        if (has_content)
+            cJSON_AddStringToObject(msg, "content", content);
+        else
+            cJSON_AddNullToObject(msg, "content");
+        cJSON *tcs = ncalls ? cJSON_AddArrayToObject(msg, "tool_calls") : NULL;
+        for (int i = 0; i < ncalls; i++) {
+            random_text(args[i], sizeof(args[i]));
+            snprintf(ids[i], sizeof(ids[i]), "call_%d_%d", iter, i);
+            cJSON *tc = cJSON_CreateObject();
+            cJSON_AddItemToArray(tcs, tc);
+            cJSON_AddStringToObject(tc, "id", ids[i]);
+            cJSON_AddStringToObject(tc, "type", "function");
+            cJSON *fn = cJSON_AddObjectToObject(tc, "function");
+            cJSON_AddStringToObject(fn, "name", "check_inventory");
+            cJSON_AddStringToObject(fn, "arguments", args[i]);
+        }
+        const char *fr = ncalls ? "tool_calls" : "stop";
+        cJSON_AddStringToObject(c0, "finish_reason", fr);
+        char *body = cJSON_PrintUnformatted(resp);
+        cJSON_Delete(resp);
+
+        /* The same message as a stream: content cut at random points, then each
+         * call's arguments cut at random points, calls started in order. */
+        sift_stream s;
+        sift_stream_init(&s, NULL, NULL);
+        size_t clen = strlen(content), pos = 0;
+        while (pos < clen) {
+            size_t to = pos + 1 + rnd((uint32_t)(clen - pos));
+            feed_owned(&s, content_chunk(content, pos, to));
+            pos = to;
+        }
+        for (int i = 0; i < ncalls; i++) {
+            size_t alen = strlen(args[i]);
+            size_t to = alen ? rnd((uint32_t)alen + 1) : 0;
+            feed_owned(&s, tool_chunk(i, ids[i], args[i], 0, to));
+            for (pos = to; pos < alen; pos = to) {
+                to = pos + 1 + rnd((uint32_t)(alen - pos));
+                feed_owned(&s, tool_chunk(i, NULL, args[i], pos, to));
+            }
+        }
+        feed_owned(&s, finish_chunk(fr));
+
+        sift_arena *a = sift_arena_new(0);
+        sift_chat_result want, got;
+        sift_err err = {0};
+        assert_int_equal(sift_chat_response_parse(body, strlen(body), a, &want, &err), 0);
+        assert_int_equal(sift_stream_finish(&s, a, &got, &err), 0);
+        assert_int_equal(got.finish, want.finish);
+        assert_string_equal(got.finish_text, want.finish_text);
+        if (want.message.content) {
+            assert_non_null(got.message.content);
+            assert_int_equal(got.message.content_len, want.message.content_len);
+            assert_memory_equal(got.message.content, want.message.content,
+                                want.message.content_len);
+        } else {
+            assert_null(got.message.content);
+        }
+        assert_int_equal(got.message.n_tool_calls, want.message.n_tool_calls);
+        for (size_t i = 0; i < want.message.n_tool_calls; i++) {
+            const sift_tool_call *g = &got.message.tool_calls[i], *w = &want.message.tool_calls[i];
+            assert_string_equal(g->id, w->id);
+            assert_string_equal(g->name, w->name);
+            assert_int_equal(g->arguments_len, w->arguments_len);
+            assert_memory_equal(g->arguments, w->arguments, w->arguments_len);
+        }
+        sift_arena_free(a);
+        sift_stream_free(&s);
+        free(body);
+    }
+}
+
 /* ---- allocation failure ------------------------------------------------- */
 
 static void test_oom(void **state)
@@ -836,12 +967,19 @@ static void test_oom(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parallel_tool_calls),   cmocka_unit_test(test_split_every_byte),
-        cmocka_unit_test(test_split_every_pair),      cmocka_unit_test(test_split_interleaved),
-        cmocka_unit_test(test_content_utf8_split),    cmocka_unit_test(test_content_with_usage),
-        cmocka_unit_test(test_missing_finish_reason), cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_malformed_sequence),    cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_callback_stops),        cmocka_unit_test(test_oom),
+        cmocka_unit_test(test_parallel_tool_calls),
+        cmocka_unit_test(test_split_every_byte),
+        cmocka_unit_test(test_split_every_pair),
+        cmocka_unit_test(test_split_interleaved),
+        cmocka_unit_test(test_content_utf8_split),
+        cmocka_unit_test(test_content_with_usage),
+        cmocka_unit_test(test_missing_finish_reason),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_malformed_sequence),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_callback_stops),
+        cmocka_unit_test(test_stream_matches_response),
+        cmocka_unit_test(test_oom),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
