@@ -302,6 +302,12 @@ static void h_sse(sift_http_exchange *x, void *udata)
         prod_step(p);
 }
 
+static void lines_drained(sift_http_exchange *x, void *udata)
+{
+    sift_http_sse_send(x, "drained", "yes", 3);
+    sift_http_stream_end(x);
+}
+
 /* Multi-line data, a comment, an event without a name. */
 static void h_lines(sift_http_exchange *x, void *udata)
 {
@@ -314,7 +320,14 @@ static void h_lines(sift_http_exchange *x, void *udata)
     char out[32];
     snprintf(out, sizeof(out), "%d", bad);
     sift_http_sse_send(x, "bad", out, strlen(out));
-    sift_http_stream_end(x);
+    /* one write larger than the whole limit can never fit */
+    size_t big = sift_http_stream_limit(x) + 1;
+    char *huge = sift_calloc(1, big);
+    snprintf(out, sizeof(out), "%d", sift_http_stream_write(x, huge, big));
+    sift_free(huge);
+    sift_http_sse_send(x, "huge", out, strlen(out));
+    /* there is room: the drain callback comes on the next loop iteration */
+    sift_http_stream_on_drain(x, lines_drained, NULL);
 }
 
 /* Mock-LLM style: two events, then the connection is dropped mid-stream. */
@@ -908,7 +921,9 @@ static void test_sse_format_abort_and_keepalive(void **state)
                                      "data: tail\ndata: \n\n"
                                      "event: empty\ndata: \n\n"
                                      ": ping\n\n"
-                                     "event: bad\ndata: -2\n\n");
+                                     "event: bad\ndata: -2\n\n"
+                                     "event: huge\ndata: -7\n\n"
+                                     "event: drained\ndata: yes\n\n");
     resp_free(&r);
 
     /* the handler drops the connection after two events */
