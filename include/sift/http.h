@@ -172,7 +172,9 @@ typedef struct sift_http_req_opts {
 /* Starts a request under `ctx` (may be NULL: no cancellation, no deadline).
  * On success returns 0, sets *out (if out is non-NULL) and on_done will fire
  * exactly once later. On failure returns a negative code with the reason in
- * err, and no callback will fire: SIFT_EINVAL (no URL, no on_done),
+ * err, and no callback will fire: SIFT_EINVAL (no URL, no on_done, a
+ * scheme other than http/https, a method that is not one token of at most 15
+ * bytes, a header that is not one "Name: value" line),
  * SIFT_ESTATE (client closing), SIFT_ENOMEM, or the context's code when it is
  * already done. */
 int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_req_opts *opts,

@@ -777,6 +777,15 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
     if (!scheme_ok(o->url))
         return sift_err_set(err, SIFT_EINVAL, "URL %s: only http:// and https:// are supported",
                             o->url);
+    if (o->method && (strlen(o->method) >= sizeof(((sift_http_request *)0)->method) ||
+                      strpbrk(o->method, " \r\n")))
+        return sift_err_set(err, SIFT_EINVAL, "HTTP method \"%.20s\" is not valid", o->method);
+    for (const char *const *h = o->headers; h && *h; h++) {
+        /* A line break would smuggle extra headers or a second request. */
+        if (strpbrk(*h, "\r\n") || !strchr(*h, ':'))
+            return sift_err_set(err, SIFT_EINVAL,
+                                "request header \"%.60s\" must be one \"Name: value\" line", *h);
+    }
     if (ctx && sift_ctx_err(ctx) != 0)
         return sift_err_copy(err, sift_ctx_cause(ctx));
 

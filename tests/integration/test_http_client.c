@@ -690,6 +690,12 @@ static void test_connection_errors(void **state)
     sift_http_req_opts o4 = {.url = "ftp://127.0.0.1/x"};
     assert_int_equal(sift_http_request_start(f->cli, NULL, &o4, &buffered_cb, &r4, NULL, &err),
                      SIFT_EINVAL);
+    sift_http_req_opts o6 = {.url = u, .headers = (const char *const[]){"X-A: 1\r\nX-B: 2", NULL}};
+    assert_int_equal(sift_http_request_start(f->cli, NULL, &o6, &buffered_cb, &r4, NULL, &err),
+                     SIFT_EINVAL);
+    sift_http_req_opts o7 = {.url = u, .method = "GET /x HTTP/1.1"};
+    assert_int_equal(sift_http_request_start(f->cli, NULL, &o7, &buffered_cb, &r4, NULL, &err),
+                     SIFT_EINVAL);
     sift_ctx *dead = sift_ctx_new(f->root);
     sift_ctx_cancel(dead, SIFT_ECANCELED, "gone");
     sift_http_req_opts o5 = {.url = u};
