@@ -875,6 +875,58 @@ static void test_close_from_on_data(void **state)
     result_free(&r);
 }
 
+/* Allocation failures at start: either the request is refused with
+ * SIFT_ENOMEM and no callback ever fires, or it runs to completion; nothing
+ * leaks (ASan). Same for creating a client. */
+static void test_out_of_memory(void **state)
+{
+    fixture *f = *state;
+    char u[256];
+    url(f, "/echo", u);
+    const char *hdrs[] = {"Content-Type: text/plain", NULL};
+    sift_ctx *ctx = sift_ctx_new(f->root);
+    int refused = 0, ran = 0;
+    for (long n = 0; n < 12; n++) {
+        result r;
+        result_init(&r, f);
+        sift_http_req_opts o = {
+            .url = u, .headers = hdrs, .body = "abc", .body_len = 3, .timeout_ms = 5000};
+        sift_err err = {0};
+        sift_mem_fail_after(n);
+        int rc = sift_http_request_start(f->cli, ctx, &o, &buffered_cb, &r, NULL, &err);
+        sift_mem_fail_after(-1);
+        if (rc == 0) {
+            ran++;
+            wait_for(f, &r.done_calls, 1, 5000);
+            assert_true(r.code == 0 || r.code == SIFT_ENOMEM);
+        } else {
+            refused++;
+            assert_int_equal(rc, SIFT_ENOMEM);
+            assert_int_equal(err.code, SIFT_ENOMEM);
+            uv_run(&f->loop, UV_RUN_NOWAIT);
+            assert_int_equal(r.done_calls, 0);
+        }
+        result_free(&r);
+    }
+    assert_true(refused > 0);
+    assert_true(ran > 0);
+    sift_ctx_release(ctx);
+
+    for (long n = 0; n < 6; n++) {
+        sift_err err = {0};
+        sift_mem_fail_after(n);
+        sift_http_client *c = sift_http_client_new(&f->loop, NULL, &err);
+        sift_mem_fail_after(-1);
+        if (!c) {
+            assert_int_equal(err.code, SIFT_ENOMEM);
+            continue;
+        }
+        int closed = 0;
+        sift_http_client_close(c, on_int_set, &closed);
+        wait_for(f, &closed, 1, 5000);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -895,6 +947,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_with_requests_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_on_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_on_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_memory, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
