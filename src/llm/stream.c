@@ -190,33 +190,37 @@ static const char *opt_str(const cJSON *obj, const char *key, bool *bad)
     return NULL;
 }
 
-static int feed_tool_call(sift_stream *s, const cJSON *tc, const char *path, sift_err *err)
+/* Error messages name the fragment: "choices[0].delta.tool_calls[i]" (the
+ * path is only formatted on error: this runs for every fragment). */
+#define TC_PATH "choices[0].delta.tool_calls[%d]"
+
+static int feed_tool_call(sift_stream *s, const cJSON *tc, int i, sift_err *err)
 {
     if (!cJSON_IsObject(tc))
-        return fail(s, err, SIFT_EPROTO, "%s: expected an object", path);
+        return fail(s, err, SIFT_EPROTO, TC_PATH ": expected an object", i);
     const cJSON *jidx = cJSON_GetObjectItemCaseSensitive(tc, "index");
     long long idx;
     if (!jidx)
-        return fail(s, err, SIFT_EPROTO, "%s.index missing", path);
+        return fail(s, err, SIFT_EPROTO, TC_PATH ".index missing", i);
     if (sift_wire_count(jidx, &idx))
-        return fail(s, err, SIFT_EPROTO, "%s.index: expected a non-negative integer", path);
+        return fail(s, err, SIFT_EPROTO, TC_PATH ".index: expected a non-negative integer", i);
     bool bad = false;
     const char *id = opt_str(tc, "id", &bad);
     if (bad)
-        return fail(s, err, SIFT_EPROTO, "%s.id: expected a string", path);
+        return fail(s, err, SIFT_EPROTO, TC_PATH ".id: expected a string", i);
     const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
     if (fn && !cJSON_IsNull(fn) && !cJSON_IsObject(fn))
-        return fail(s, err, SIFT_EPROTO, "%s.function: expected an object", path);
+        return fail(s, err, SIFT_EPROTO, TC_PATH ".function: expected an object", i);
     const char *name = opt_str(fn, "name", &bad);
     if (bad)
-        return fail(s, err, SIFT_EPROTO, "%s.function.name: expected a string", path);
+        return fail(s, err, SIFT_EPROTO, TC_PATH ".function.name: expected a string", i);
     const char *args = opt_str(fn, "arguments", &bad);
     if (bad)
-        return fail(s, err, SIFT_EPROTO, "%s.function.arguments: expected a string", path);
+        return fail(s, err, SIFT_EPROTO, TC_PATH ".function.arguments: expected a string", i);
 
     if ((size_t)idx > s->n_calls)
-        return fail(s, err, SIFT_EPROTO, "%s.index jumps to %lld after %zu tool call(s)", path, idx,
-                    s->n_calls);
+        return fail(s, err, SIFT_EPROTO, TC_PATH ".index jumps to %lld after %zu tool call(s)", i,
+                    idx, s->n_calls);
     int rc;
     struct sift_stream_call *c;
     if ((size_t)idx == s->n_calls) {
@@ -227,10 +231,10 @@ static int feed_tool_call(sift_stream *s, const cJSON *tc, const char *path, sif
         /* The first fragment of a call carries its id and name; without them
          * the call could not be answered. */
         if (!id || !*id)
-            return fail(s, err, SIFT_EPROTO, "%s.id missing on the first fragment", path);
+            return fail(s, err, SIFT_EPROTO, TC_PATH ".id missing on the first fragment", i);
         if (!name || !*name)
-            return fail(s, err, SIFT_EPROTO, "%s.function.name missing on the first fragment",
-                        path);
+            return fail(s, err, SIFT_EPROTO, TC_PATH ".function.name missing on the first fragment",
+                        i);
         c = &s->calls[s->n_calls];
         /* A failed earlier stream may have left bytes in this slot. */
         sift_buf_reset(&c->id);
@@ -249,9 +253,9 @@ static int feed_tool_call(sift_stream *s, const cJSON *tc, const char *path, sif
         /* Some providers repeat id and name on every fragment; a different
          * value would mean fragments of two calls were mixed up. */
         if (id && *id && strcmp(id, c->id.data) != 0)
-            return fail(s, err, SIFT_EPROTO, "%s.id changed to \"%s\"", path, id);
+            return fail(s, err, SIFT_EPROTO, TC_PATH ".id changed to \"%s\"", i, id);
         if (name && *name && strcmp(name, c->name.data) != 0)
-            return fail(s, err, SIFT_EPROTO, "%s.function.name changed to \"%s\"", path, name);
+            return fail(s, err, SIFT_EPROTO, TC_PATH ".function.name changed to \"%s\"", i, name);
     }
     if (args && *args) {
         if ((rc = append(s, &c->args, args, strlen(args), "tool call arguments", err)))
@@ -322,9 +326,7 @@ static int feed_choice(sift_stream *s, const cJSON *ch, sift_err *err)
     const cJSON *tc;
     cJSON_ArrayForEach(tc, tcs)
     {
-        char path[64];
-        snprintf(path, sizeof(path), "choices[0].delta.tool_calls[%d]", i++);
-        if ((rc = feed_tool_call(s, tc, path, err)))
+        if ((rc = feed_tool_call(s, tc, i++, err)))
             return rc;
     }
     if (reason && (rc = feed_finish(s, reason, err)))
