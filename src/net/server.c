@@ -157,7 +157,17 @@ static void on_accept(uv_stream_t *listener, int status)
 {
     struct sift_server_worker *w = SIFT_CONTAINER_OF(listener, struct sift_server_worker, listener);
     if (status != 0) {
-        sift_warn(NULL, "server: accept failed on worker %d: %s", w->index, uv_strerror(status));
+        /* Out of file descriptors repeats for every pending connection: say
+         * it at most once a second. */
+        uint64_t now = uv_now(&w->loop);
+        if (now - w->last_accept_warn >= 1000 || w->last_accept_warn == 0) {
+            w->last_accept_warn = now;
+            sift_warn(NULL, "server: accept failed on worker %d: %s%s", w->index,
+                      uv_strerror(status),
+                      status == UV_EMFILE || status == UV_ENFILE
+                          ? " (open-file limit reached: raise ulimit -n)"
+                          : "");
+        }
         return;
     }
     struct srv_conn *c = sift_calloc(1, sizeof(*c));

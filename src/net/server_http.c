@@ -323,9 +323,11 @@ static sift_http_exchange *new_exchange(struct sift_server_worker *w, h2o_req_t 
     size += req->method.len + 1 + path_len + 1 + query.len + 1 + body_len + 1;
     for (size_t i = 0; i < req->headers.size; i++)
         size += req->headers.entries[i].name->len + 1 + req->headers.entries[i].value.len + 1;
-    sift_http_exchange *x = sift_calloc(1, size);
+    /* Not calloc: the body may be up to max_body_bytes and is copied over. */
+    sift_http_exchange *x = sift_malloc(size);
     if (x == NULL)
         return NULL;
+    memset(x, 0, sizeof(*x));
     x->headers = (struct srv_header *)(x + 1);
     char *p = (char *)(x->headers + req->headers.size);
 #define COPY(dst, src, n)                                                                          \

@@ -81,6 +81,7 @@ struct sift_server_worker {
     size_t map_cap, map_len;
     int start_rc;
     sift_err start_err;
+    uint64_t last_accept_warn; /* uv_now of the last accept-failure log line */
 };
 
 enum server_state {
