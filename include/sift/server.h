@@ -52,8 +52,11 @@
  * connections, and gives requests in flight opts.shutdown_grace_ms to finish.
  * Then every worker's root context is cancelled ("server shutting down"), the
  * exchanges left are aborted and their connections closed, the
- * on_worker_stop hooks run, and the threads exit. Exchanges still held by user
- * code when a worker exits are freed by the server. */
+ * on_worker_stop hooks run, and the threads exit. A worker's loop runs until
+ * every handle on it has closed, so handles tied to a request (a producer's
+ * timer) must be closed when the request's context is cancelled. Exchanges
+ * user code still holds when a worker's loop has ended are freed by the
+ * server. */
 #ifndef SIFT_SERVER_H
 #define SIFT_SERVER_H
 

@@ -265,7 +265,8 @@ void srv_worker_defer(struct sift_server_worker *w, sift_http_exchange *x)
         x->deferred = 1;
         srv_link_insert(&w->deferred, &x->defer_link);
     }
-    if (w->handles_inited && !uv_is_active((uv_handle_t *)&w->defer_timer))
+    /* Once the worker is closing, leftovers are freed after its loop ends. */
+    if (w->handles_inited && w->state < W_CLOSING && !uv_is_active((uv_handle_t *)&w->defer_timer))
         uv_timer_start(&w->defer_timer, on_defer_timer, 0, 0);
 }
 
@@ -276,18 +277,15 @@ static void close_if_open(uv_handle_t *h)
 }
 
 /* Everything the worker owns goes, in an order where nothing still running
- * can see freed memory: users are told (root context cancelled) before their
- * exchanges are freed, and the stop hook runs before the loop closes. */
+ * can see freed memory: users are told (root context cancelled), the stop
+ * hook runs, our handles close; exchanges users still hold are freed only
+ * once the loop has stopped and no user callback can run any more. */
 static void worker_close(struct sift_server_worker *w)
 {
     sift_server *s = w->s;
     set_worker_state(w, W_CLOSING);
     if (w->root != NULL)
         sift_ctx_cancel(w->root, SIFT_ECANCELED, "server shutting down");
-    while (!srv_link_empty(&w->exchanges)) {
-        sift_http_exchange *x = SIFT_CONTAINER_OF(w->exchanges.next, sift_http_exchange, link);
-        srv_exchange_free(x);
-    }
     if (s->opts.on_worker_stop != NULL && w->start_rc == 0)
         s->opts.on_worker_stop(w, &w->loop, s->opts.worker_udata);
     sift_ctx_release(w->root);
@@ -448,6 +446,8 @@ static void *worker_main(void *arg)
         uv_run(&w->loop, UV_RUN_DEFAULT);
         uv_loop_close(&w->loop);
     }
+    while (!srv_link_empty(&w->exchanges))
+        srv_exchange_free(SIFT_CONTAINER_OF(w->exchanges.next, sift_http_exchange, link));
     sift_free(w->map);
     w->map = NULL;
 

@@ -1025,6 +1025,27 @@ static void test_run_until_signal(void **state)
     }
 }
 
+/* The client goes; the producer keeps its exchange (lazy) and the server
+ * shuts down before the producer's next tick. The worker's loop keeps
+ * running until that timer is closed, and only then frees the exchange. */
+static void test_shutdown_with_held_exchange(void **state)
+{
+    sift_server *s = start_server(2000);
+    rec_reset();
+    struct resp r;
+    CURL *c = make_easy(sift_server_port(s), "GET", "/sse?n=0&ms=300&lazy=1", NULL, 0, NULL, &r);
+    r.abort_after_events = 1;
+    assert_int_equal(curl_easy_perform(c), CURLE_WRITE_ERROR);
+    curl_easy_cleanup(c);
+    resp_free(&r);
+    assert_true(wait_for(&rec.cancels, 1));
+    assert_int_equal(rec_get(&rec.write_canceled), 0);
+    sift_server_stop(s);
+    sift_server_wait(s);
+    assert_int_equal(rec_get(&rec.write_canceled), 1);
+    sift_server_free(s);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -1040,6 +1061,7 @@ int main(void)
         cmocka_unit_test(test_sse_format_abort_and_keepalive),
         cmocka_unit_test(test_start_hook_failure),
         cmocka_unit_test(test_run_until_signal),
+        cmocka_unit_test(test_shutdown_with_held_exchange),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
