@@ -7,8 +7,8 @@
  * from its first byte to its last: every handler, every call on an exchange
  * and every callback the server makes for that exchange runs on that worker's
  * loop thread, so nothing on the request path takes a lock. The only
- * functions callable from other threads are sift_server_stop, sift_server_stats
- * and sift_server_port.
+ * functions callable from other threads are sift_server_stop,
+ * sift_server_stats_get and sift_server_port.
  *
  * Exchanges. A handler receives a sift_http_exchange: the request (method,
  * path, query, headers, complete body, all copied and valid as long as the
@@ -36,7 +36,18 @@
  * shutdown runs out of time. Register a hook on it to stop the work in flight;
  * from the hook it is fine to call the finishing function. After the client
  * has gone, writes return SIFT_ECANCELED and the finishing call still has to
- * be made. Do not release this context: it belongs to the exchange.
+ * be made. Do not release this context: it belongs to the exchange. (A client
+ * that half-closes its side after sending the request counts as gone, as in
+ * most servers.)
+ *
+ * Errors. Everything the server answers itself is a JSON error body
+ * {"error":{"code":"...","message":"..."}}: 404 not_found, 405
+ * method_not_allowed (with an Allow header), 413 too_large (a body over
+ * opts.max_body_bytes, refused before it is read; a chunked body is refused
+ * as soon as it reaches the limit), 400 invalid_argument for a broken body
+ * encoding. Only a request line or headers h2o cannot parse at all get h2o's
+ * own plain-text 400. HTTP/1.x only (h2c upgrade is off), so one connection
+ * carries one exchange at a time.
  *
  * Backpressure. h2o is given new bytes only when it has finished writing the
  * previous ones. Bytes written in between are buffered per exchange, up to
