@@ -137,9 +137,11 @@ int sift_store_list_warehouses(sift_store *s, sift_arena *a, const char ***codes
 /* Full-text search, BM25 over the chunk fields with per-field weights, at most
  * k results (k is capped at 1000). Query words naming a SKU exactly
  * (case-insensitive) put that SKU first. Work is bounded whatever the query:
- * at most 16 query terms, an all-terms (AND) pass first, and an any-term (OR)
- * pass only over terms whose posting lists fit a fixed budget. An empty query
- * gives no hits. */
+ * the first 8 distinct query terms, an all-terms (AND) pass first, and,
+ * when that finds fewer than k, an any-term (OR) pass over the rarest terms
+ * whose documents fit a fixed budget. A pass scores at most 1000 documents;
+ * when more match (a query of only common words), the best of the first 1000
+ * in index order are returned. An empty query gives no hits. */
 int sift_store_search_fts(sift_store *s, const char *query, size_t k, sift_arena *a,
                           sift_hit **hits, size_t *n, sift_err *err);
 

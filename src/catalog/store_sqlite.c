@@ -5,14 +5,20 @@
  *              sku is UNIQUE COLLATE NOCASE: SKUs compare case-insensitively
  *   chunks     one row per live product (id = products.id): the atomic chunk
  *   chunks_fts FTS5 over chunks (external content: the text is stored once,
- *              in chunks), kept in step by triggers on chunks
+ *              in chunks), kept in step by this file, not by triggers
  *   inventory  (sku, warehouse) -> quantity, version, updated_at
  *   prices     (sku, currency, valid_from) -> amount_minor, version
  *   warehouses codes seen in inventory, so listing them never scans stock
  *
  * External content rather than contentless: the chunk text has to be stored
  * anyway (it is what the model sees), and FTS5's 'delete' needs the old
- * values, which the triggers read from the row being replaced.
+ * values, which are read back from chunks before a row is replaced. No
+ * triggers: in SQLite 3.40 a write to FTS5 from a trigger runs under a
+ * statement savepoint, and FTS5 flushes its pending terms to a new segment at
+ * every savepoint, which made bulk loads six times slower. Plain single-row
+ * INSERTs into chunks_fts keep the terms in memory until commit. If the index
+ * is ever in doubt, INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')
+ * recreates it from chunks.
  *
  * Full-text: tokenizer unicode61 with remove_diacritics 2 (so "giay" finds
  * "giày"). The sku column is indexed like the others, so "PEG40" finds
@@ -37,12 +43,15 @@
 
 #define SCHEMA_VERSION 1
 
-/* Most postings one FTS pass may score. A pass over more matches scores only
- * the first FTS_CAP in rowid order: an approximation, but one whose cost does
- * not grow with the catalog (DESIGN.md: OR over common terms is slow). */
-#define FTS_CAP 4000
+/* Most documents one FTS pass may score. Scoring costs about 2.5 us a
+ * document here (bm25 reads each row's column sizes), so a pass stays near
+ * 2.5 ms whatever the catalog size. A pass that matches more scores only the
+ * first FTS_CAP in rowid order: an approximation for queries of common words
+ * alone, which the filters and the hybrid ranker above this layer narrow
+ * (DESIGN.md: OR over common terms is slow; bound it). */
+#define FTS_CAP 1000
 /* Query terms considered; the rest are ignored. */
-#define FTS_MAX_TERMS 16
+#define FTS_MAX_TERMS 8
 /* Query words tried as exact SKUs. */
 #define FTS_MAX_SKU_WORDS 8
 #define FTS_EXACT_SCORE 1e9
@@ -58,6 +67,10 @@ enum {
     ST_UPSERT_CHUNK,
     ST_DELETE_PRODUCT,
     ST_DELETE_CHUNK,
+    ST_OLD_CHUNK,
+    ST_FTS_INSERT,
+    ST_FTS_DELETE,
+    ST_PRODUCT_ID,
     ST_GET_PRODUCT,
     ST_SET_STOCK,
     ST_ADD_WAREHOUSE,
@@ -83,8 +96,7 @@ static const char *const sql_text[ST_COUNT] = {
         " title = excluded.title, brand = excluded.brand, category = excluded.category,"
         " attrs = excluded.attrs, description = excluded.description,"
         " version = excluded.version, deleted = 0, updated_at = excluded.updated_at"
-        " WHERE excluded.version > products.version"
-        " RETURNING id",
+        " WHERE excluded.version > products.version",
     [ST_UPSERT_CHUNK] =
         "INSERT INTO chunks(id, sku, title, brand, category, attrs, description, text)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
@@ -99,9 +111,15 @@ static const char *const sql_text[ST_COUNT] = {
         " category = '', attrs = '{}', description = '', version = excluded.version,"
         " deleted = 1, updated_at = excluded.updated_at"
         " WHERE excluded.version > products.version"
-        " OR (excluded.version = products.version AND products.deleted = 0)"
-        " RETURNING id",
+        " OR (excluded.version = products.version AND products.deleted = 0)",
     [ST_DELETE_CHUNK] = "DELETE FROM chunks WHERE id = ?1",
+    [ST_OLD_CHUNK] = "SELECT sku, title, brand, category, attrs, description FROM chunks"
+                     " WHERE id = ?1",
+    [ST_FTS_INSERT] = "INSERT INTO chunks_fts(rowid, sku, title, brand, category, attrs,"
+                      " description) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_FTS_DELETE] = "INSERT INTO chunks_fts(chunks_fts, rowid, sku, title, brand, category,"
+                      " attrs, description) VALUES ('delete', ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_PRODUCT_ID] = "SELECT id FROM products WHERE sku = ?1",
     [ST_GET_PRODUCT] = "SELECT sku, parent_id, title, brand, category, attrs, description, version"
                        " FROM products WHERE sku = ?1 AND deleted = 0",
     [ST_SET_STOCK] = "INSERT INTO inventory(sku, warehouse, quantity, version, updated_at)"
@@ -122,8 +140,11 @@ static const char *const sql_text[ST_COUNT] = {
                      " ORDER BY valid_from DESC LIMIT 1",
     [ST_LIST_WAREHOUSES] = "SELECT code FROM warehouses ORDER BY code",
     [ST_SKU_EXACT] = "SELECT sku, title FROM products WHERE sku = ?1 AND deleted = 0",
-    /* fts5vocab answers term = ? from the index without touching rows. */
-    [ST_TERM_DOCS] = "SELECT doc FROM temp.chunks_vocab WHERE term = ?1",
+    /* Documents holding a term, counted up to ?2: all the OR pass needs to
+     * know is whether a term fits the budget. (fts5vocab's exact count walks
+     * the whole posting list: 1.6 ms for a term in 30k of 50k products.) */
+    [ST_TERM_DOCS] = "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?1"
+                     " LIMIT ?2)",
     /* Innermost: at most ?3 matches, scored, in rowid order (bounded work);
      * middle: the best ?2 of them; outer: their SKU and title. Nesting keeps
      * the chunk lookups to the k rows returned. */
@@ -157,22 +178,6 @@ static const char schema_sql[] =
     " sku, title, brand, category, attrs, description,"
     " content='chunks', content_rowid='id',"
     " tokenize='unicode61 remove_diacritics 2');"
-    "CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN"
-    " INSERT INTO chunks_fts(rowid, sku, title, brand, category, attrs, description)"
-    " VALUES (new.id, new.sku, new.title, new.brand, new.category, new.attrs, new.description);"
-    " END;"
-    "CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN"
-    " INSERT INTO chunks_fts(chunks_fts, rowid, sku, title, brand, category, attrs, description)"
-    " VALUES ('delete', old.id, old.sku, old.title, old.brand, old.category, old.attrs,"
-    " old.description);"
-    " END;"
-    "CREATE TRIGGER IF NOT EXISTS chunks_au AFTER UPDATE ON chunks BEGIN"
-    " INSERT INTO chunks_fts(chunks_fts, rowid, sku, title, brand, category, attrs, description)"
-    " VALUES ('delete', old.id, old.sku, old.title, old.brand, old.category, old.attrs,"
-    " old.description);"
-    " INSERT INTO chunks_fts(rowid, sku, title, brand, category, attrs, description)"
-    " VALUES (new.id, new.sku, new.title, new.brand, new.category, new.attrs, new.description);"
-    " END;"
     "CREATE TABLE IF NOT EXISTS inventory("
     " sku TEXT NOT NULL COLLATE NOCASE, warehouse TEXT NOT NULL, quantity INTEGER NOT NULL,"
     " version INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
@@ -354,6 +359,46 @@ static int attrs_json(sqlite_store *s, const sift_product *p)
     return rc;
 }
 
+/* The row id of a product just written. No RETURNING on the upserts:
+ * RETURNING makes SQLite open a statement savepoint, and FTS5 (3.40)
+ * flushes its pending terms at every savepoint. */
+static int product_id(sqlite_store *s, const char *sku, int64_t *id, sift_err *err)
+{
+    sqlite3_stmt *st = s->st[ST_PRODUCT_ID];
+    bind_str(st, 1, sku);
+    int src = sqlite3_step(st);
+    int rc = 0;
+    if (src == SQLITE_ROW)
+        *id = sqlite3_column_int64(st, 0);
+    else if (src == SQLITE_DONE)
+        rc = sift_err_set(err, SIFT_EINTERNAL, "store: %s vanished after its write", sku);
+    else
+        rc = db_err(s, src, "product id", err);
+    done(st);
+    return rc;
+}
+
+/* Removes chunk `id` from the full-text index, if it has a chunk: FTS5's
+ * external-content 'delete' must be given the values that were indexed. */
+static int unindex(sqlite_store *s, int64_t id, sift_err *err)
+{
+    sqlite3_stmt *old = s->st[ST_OLD_CHUNK];
+    sqlite3_bind_int64(old, 1, id);
+    int src = sqlite3_step(old);
+    int rc = 0;
+    if (src == SQLITE_ROW) {
+        sqlite3_stmt *st = s->st[ST_FTS_DELETE];
+        sqlite3_bind_int64(st, 1, id);
+        for (int i = 0; i < 6; i++)
+            sqlite3_bind_value(st, i + 2, sqlite3_column_value(old, i));
+        rc = run(s, ST_FTS_DELETE, "unindex chunk", err);
+    } else if (src != SQLITE_DONE) {
+        rc = db_err(s, src, "read chunk", err);
+    }
+    done(old);
+    return rc;
+}
+
 static int sq_upsert_product(sift_store *base, const sift_product *p, int *applied, sift_err *err)
 {
     sqlite_store *s = impl(base);
@@ -373,24 +418,19 @@ static int sq_upsert_product(sift_store *base, const sift_product *p, int *appli
     bind_str(st, 7, p->description);
     sqlite3_bind_int64(st, 8, p->version);
     sqlite3_bind_int64(st, 9, now_seconds());
-    int src = sqlite3_step(st);
-    if (src != SQLITE_ROW && src != SQLITE_DONE) {
-        rc = db_err(s, src, "upsert product", err);
-        done(st);
+    /* A new SKU gets a fresh rowid, which is then the last inserted one: it
+     * has no chunk yet, so the id lookup and the unindexing are skipped on
+     * the bulk-load path. */
+    int64_t before = sqlite3_last_insert_rowid(s->db);
+    if ((rc = run(s, ST_UPSERT_PRODUCT, "upsert product", err)))
         return rc;
+    if (sqlite3_changes(s->db) == 0)
+        return 0; /* a newer or equal version is stored */
+    int64_t id = sqlite3_last_insert_rowid(s->db);
+    if (id == before) {
+        if ((rc = product_id(s, p->sku, &id, err)) || (rc = unindex(s, id, err)))
+            return rc;
     }
-    if (src == SQLITE_DONE) { /* a newer or equal version is stored */
-        done(st);
-        return 0;
-    }
-    int64_t id = sqlite3_column_int64(st, 0);
-    /* Run RETURNING to completion before the next statement. */
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-    }
-    done(st);
-    if (src != SQLITE_DONE)
-        return db_err(s, src, "upsert product", err);
-
     const sift_chunk *c = &s->chunk;
     st = s->st[ST_UPSERT_CHUNK];
     sqlite3_bind_int64(st, 1, id);
@@ -402,6 +442,16 @@ static int sq_upsert_product(sift_store *base, const sift_product *p, int *appli
     bind_text(st, 7, c->description, c->description_len);
     bind_text(st, 8, c->text, c->text_len);
     if ((rc = run(s, ST_UPSERT_CHUNK, "upsert chunk", err)))
+        return rc;
+    st = s->st[ST_FTS_INSERT];
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, c->sku, c->sku_len);
+    bind_text(st, 3, c->title, c->title_len);
+    bind_text(st, 4, c->brand, c->brand_len);
+    bind_text(st, 5, c->category, c->category_len);
+    bind_text(st, 6, c->attrs, c->attrs_len);
+    bind_text(st, 7, c->description, c->description_len);
+    if ((rc = run(s, ST_FTS_INSERT, "index chunk", err)))
         return rc;
     if (applied)
         *applied = 1;
@@ -416,18 +466,16 @@ static int sq_delete_product(sift_store *base, const char *sku, int64_t version,
     bind_str(st, 1, sku);
     sqlite3_bind_int64(st, 2, version);
     sqlite3_bind_int64(st, 3, now_seconds());
-    int src = sqlite3_step(st);
-    int64_t id = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    int hit = src == SQLITE_ROW;
-    while (src == SQLITE_ROW)
-        src = sqlite3_step(st);
-    done(st);
-    if (src != SQLITE_DONE)
-        return db_err(s, src, "delete product", err);
-    if (!hit)
-        return 0;
+    int rc = run(s, ST_DELETE_PRODUCT, "delete product", err);
+    if (rc || sqlite3_changes(s->db) == 0)
+        return rc;
+    int64_t id;
+    if ((rc = product_id(s, sku, &id, err)))
+        return rc;
+    if ((rc = unindex(s, id, err)))
+        return rc;
     sqlite3_bind_int64(s->st[ST_DELETE_CHUNK], 1, id);
-    int rc = run(s, ST_DELETE_CHUNK, "delete chunk", err);
+    rc = run(s, ST_DELETE_CHUNK, "delete chunk", err);
     if (!rc && applied)
         *applied = 1;
     return rc;
@@ -799,15 +847,20 @@ static int search_pass(sqlite_store *s, hitlist *hl, sift_arena *a, sift_err *er
     return rc;
 }
 
-static int term_docs(sqlite_store *s, term *t, sift_err *err)
+static int term_docs(sqlite_store *s, terms *ts, size_t i, sift_err *err)
 {
+    int use[FTS_MAX_TERMS] = {0};
+    use[i] = 1;
+    if (build_match(&s->match, ts, use, " "))
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
     sqlite3_stmt *st = s->st[ST_TERM_DOCS];
-    bind_str(st, 1, t->text);
+    bind_text(st, 1, s->match.data, s->match.len);
+    sqlite3_bind_int(st, 2, FTS_CAP + 1);
     int src = sqlite3_step(st);
     int rc = 0;
-    t->docs = 0;
+    ts->t[i].docs = 0;
     if (src == SQLITE_ROW)
-        t->docs = sqlite3_column_int64(st, 0);
+        ts->t[i].docs = sqlite3_column_int64(st, 0);
     else if (src != SQLITE_DONE)
         rc = db_err(s, src, "term statistics", err);
     done(st);
@@ -848,7 +901,7 @@ static int sq_search_fts(sift_store *base, const char *query, size_t k, sift_are
      * FTS_CAP so the pass ranks every document it touches; a query of only
      * common terms falls back to the rarest one. */
     for (size_t i = 0; i < ts.n; i++)
-        if ((rc = term_docs(s, &ts.t[i], err)))
+        if ((rc = term_docs(s, &ts, i, err)))
             goto out;
     int use[FTS_MAX_TERMS] = {0};
     int64_t budget = 0;
@@ -981,11 +1034,6 @@ int sift_store_sqlite_open(const char *path, const sift_store_sqlite_opts *opts,
         goto fail;
     if ((rc = exec(s, "PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;", "open", err)) ||
         (rc = schema(s, path, err)))
-        goto fail;
-    if ((rc = exec(s,
-                   "CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_vocab"
-                   " USING fts5vocab(main, chunks_fts, 'row')",
-                   "open", err)))
         goto fail;
     for (int i = 0; i < ST_COUNT; i++) {
         src =

@@ -1,0 +1,313 @@
+/* Catalog ingest and full-text search on the SQLite store.
+ *
+ *   bench_ingest [N]     (default 50000 products)
+ *
+ * Generates N products in memory (deterministic, the sample catalog's
+ * shape: brands, models, colours, sizes, ~150-byte descriptions), then
+ * measures, each the median of 3 runs into a fresh store file:
+ *   - JSON Lines load (split + parse + validate + chunk + SQL + FTS), products/s
+ *   - store only (pre-parsed products: chunk + SQL + FTS), products/s
+ *   - replaying the same versions (all stale), products/s
+ * and search latency (sift_store_search_fts, k = 10) over the loaded store
+ * for a fixed query mix, including common-term queries. Results go to
+ * bench/results/ingest.{json,md}. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "benchutil.h"
+#include "sift/arena.h"
+#include "sift/buf.h"
+#include "sift/catalog.h"
+#include "sift/store.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t rnd(void)
+{
+    uint64_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return rng_state = x;
+}
+
+static const char *pick(const char *const *v, size_t n)
+{
+    return v[rnd() % n];
+}
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *const brands[] = {"Nike",        "Adidas",       "Puma",   "Asics",
+                                     "New Balance", "Under Armour", "Biti's", "Saucony"};
+static const char *const kinds[] = {
+    "Running Shoe", "Trail Shoe", "Training Shoe", "Basketball Shoe", "Slide",
+    "T-Shirt",      "Shorts",     "Jacket",        "Hoodie",          "Leggings"};
+static const char *const cats[] = {"Footwear > Running > Road",  "Footwear > Running > Trail",
+                                   "Footwear > Training",        "Footwear > Basketball",
+                                   "Footwear > Sandals",         "Apparel > Tops > T-Shirts",
+                                   "Apparel > Bottoms > Shorts", "Apparel > Outerwear > Jackets",
+                                   "Apparel > Tops > Hoodies",   "Apparel > Bottoms > Leggings"};
+static const char *const colours[] = {"black", "white", "grey",   "navy", "red",
+                                      "blue",  "green", "orange", "pink", "beige"};
+static const char *const materials[] = {"engineered mesh", "knit",  "synthetic",   "leather",
+                                        "polyester",       "nylon", "cotton blend"};
+static const char *const genders[] = {"men", "women", "unisex"};
+static const char *const syll[] = {"vel",  "ora", "zen", "tri", "nova", "arc", "flux", "peg",
+                                   "ster", "ion", "cas", "rid", "lum",  "kai", "dor"};
+static const char *const openers[] = {"Neutral road running shoe", "Lightweight trainer",
+                                      "Cushioned daily shoe",      "Breathable training top",
+                                      "Packable wind jacket",      "Soft fleece layer"};
+static const char *const details[] = {
+    "with a responsive foam midsole", "with a durable rubber outsole",
+    "with sweat-wicking fabric",      "with reflective details for low light",
+    "with a supportive heel counter", "with four-way stretch"};
+
+/* Appends one product line of the generated catalog. */
+static void gen_line(sift_buf *b, size_t i)
+{
+    size_t model = i / 40; /* 40 variants per model: colours x sizes */
+    uint64_t saved = rng_state;
+    rng_state = 0x9e3779b97f4a7c15ULL ^ (model * 0x100000001b3ULL);
+    for (int w = 0; w < 4; w++)
+        rnd();
+    const char *brand = pick(brands, N_OF(brands));
+    size_t kind = rnd() % N_OF(kinds);
+    char name[64];
+    snprintf(name, sizeof name, "%s%s %d", pick(syll, N_OF(syll)), pick(syll, N_OF(syll)),
+             (int)(rnd() % 30) + 1);
+    name[0] = (char)(name[0] - 32);
+    const char *material = pick(materials, N_OF(materials));
+    const char *gender = pick(genders, N_OF(genders));
+    const char *opener = pick(openers, N_OF(openers));
+    const char *detail = pick(details, N_OF(details));
+    rng_state = saved;
+    const char *colour = colours[(i / 10) % 4 + (model % 6)];
+    int shoe = kind < 5;
+    char size[8];
+    if (shoe)
+        snprintf(size, sizeof size, "%d", 36 + (int)(i % 10));
+    else
+        snprintf(size, sizeof size, "%s", (const char *[]){"XS", "S", "M", "L", "XL"}[i % 5]);
+    sift_buf_printf(b,
+                    "{\"sku\":\"B%06zu-%02zu-%s\",\"version\":1,\"parent_id\":\"B%06zu\","
+                    "\"title\":\"%s %s %s %s - %s\",\"brand\":\"%s\",\"category\":\"%s\","
+                    "\"attributes\":{\"size\":\"%s\",\"colour\":\"%s\",\"material\":\"%s\","
+                    "\"gender\":\"%s\"},\"description\":\"%s %s and a %s %s. Model %zu, "
+                    "built for everyday use in hot weather.\"}\n",
+                    model, i % 40, size, model, brand, name, gender, kinds[kind], colour, brand,
+                    cats[kind], size, colour, material, gender, opener, detail, material,
+                    shoe ? "upper" : "build", model);
+}
+
+static void tmp_path(char *dir, size_t dn, char *path, size_t pn)
+{
+    snprintf(dir, dn, "/tmp/sift-bench-ingest-XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    snprintf(path, pn, "%s/store.db", dir);
+}
+
+static void rm_store(const char *dir, const char *path)
+{
+    char p[600];
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
+static sift_store *open_store(const char *path)
+{
+    sift_store *s = NULL;
+    sift_err e = {0};
+    if (sift_store_sqlite_open(path, NULL, &s, &e)) {
+        fprintf(stderr, "open: %s\n", e.msg);
+        exit(1);
+    }
+    return s;
+}
+
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds of the last load_jsonl, so a figure can be given per CPU
+ * second as well: the machine is shared, and wall time moves with the
+ * neighbours' load. */
+static double last_cpu;
+
+static double load_jsonl(sift_store *s, const sift_buf *text, size_t n, size_t *applied)
+{
+    FILE *f = fmemopen(text->data, text->len, "r");
+    sift_load_summary sum;
+    sift_err e = {0};
+    double t0 = bench_now_s(), c0 = bench_cpu_s();
+    if (sift_catalog_load_jsonl(s, f, SIFT_CATALOG_PRODUCTS, NULL, &sum, &e)) {
+        fprintf(stderr, "load: %s\n", e.msg);
+        exit(1);
+    }
+    double dt = bench_now_s() - t0;
+    last_cpu = bench_cpu_s() - c0;
+    fclose(f);
+    if (sum.bad || sum.lines != n) {
+        fprintf(stderr, "load: %zu bad lines of %zu\n", sum.bad, sum.lines);
+        exit(1);
+    }
+    *applied = sum.applied;
+    return (double)n / dt;
+}
+
+int main(int argc, char **argv)
+{
+    size_t n = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 50000;
+    if (n == 0)
+        n = 50000;
+    struct bench_report r = {.name = "ingest"};
+    printf("bench_ingest: %zu products\n", n);
+
+    sift_buf text;
+    sift_buf_init(&text, 0);
+    for (size_t i = 0; i < n; i++)
+        gen_line(&text, i);
+
+    /* Pre-parsed copies for the store-only figure. */
+    sift_arena *pa = sift_arena_new(1 << 20);
+    sift_product *prods = sift_calloc(n, sizeof *prods);
+    if (!pa || !prods)
+        return 1;
+    {
+        const char *p = text.data;
+        for (size_t i = 0; i < n; i++) {
+            const char *nl = strchr(p, '\n');
+            sift_err e = {0};
+            if (sift_product_parse(pa, p, (size_t)(nl - p), 1, &prods[i], NULL, &e)) {
+                fprintf(stderr, "generated line %zu: %s\n", i + 1, e.msg);
+                return 1;
+            }
+            p = nl + 1;
+        }
+    }
+
+    double jsonl[3], direct[3], stale[3], jsonl_cpu[3];
+    char dir[64], path[128];
+    long long db_bytes = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        size_t applied = 0;
+        tmp_path(dir, sizeof dir, path, sizeof path);
+        sift_store *s = open_store(path);
+        jsonl[rep] = load_jsonl(s, &text, n, &applied);
+        jsonl_cpu[rep] = (double)n / last_cpu;
+        if (applied != n) {
+            fprintf(stderr, "load: applied %zu of %zu\n", applied, n);
+            return 1;
+        }
+        stale[rep] = load_jsonl(s, &text, n, &applied);
+        sift_store_close(s);
+        struct stat st;
+        if (stat(path, &st) == 0)
+            db_bytes = st.st_size;
+        rm_store(dir, path);
+
+        tmp_path(dir, sizeof dir, path, sizeof path);
+        s = open_store(path);
+        sift_err e = {0};
+        double t0 = bench_now_s();
+        for (size_t i = 0; i < n; i += 5000) {
+            sift_store_begin(s, &e);
+            for (size_t j = i; j < n && j < i + 5000; j++)
+                if (sift_store_upsert_product(s, &prods[j], NULL, &e)) {
+                    fprintf(stderr, "upsert: %s\n", e.msg);
+                    return 1;
+                }
+            if (sift_store_commit(s, &e)) {
+                fprintf(stderr, "commit: %s\n", e.msg);
+                return 1;
+            }
+        }
+        direct[rep] = (double)n / (bench_now_s() - t0);
+        sift_store_close(s);
+        if (rep < 2)
+            rm_store(dir, path);
+    }
+    bench_add(&r, "JSONL load (parse+store+FTS)", bench_median(jsonl, 3), "products/s");
+    bench_add(&r, "JSONL load per CPU second (user+sys)", bench_median(jsonl_cpu, 3),
+              "products/cpu-s");
+    bench_add(&r, "store only (pre-parsed, chunk+SQL+FTS)", bench_median(direct, 3), "products/s");
+    bench_add(&r, "replay of same versions (all stale)", bench_median(stale, 3), "products/s");
+    bench_add(&r, "store file size per product (after WAL checkpoint)",
+              (double)db_bytes / (double)n, "bytes");
+
+    /* Search over the last store. */
+    sift_store *s = open_store(path);
+    static const char *const queries[] = {
+        "nike running shoe",   "black",         "shoe",          "running shoe black 42",
+        "adidas jacket women", "mesh",          "red hoodie",    "puma",
+        "trail shoe 44",       "leggings navy", "B000123-05-41", "novaarc",
+        "reflective jacket",   "men",           "xyzzy nothing", "asics gel running shoe men 42"};
+    const int reps = 50;
+    size_t nq = N_OF(queries);
+    double *lat = sift_calloc(nq * (size_t)reps, sizeof *lat);
+    double *cpu = sift_calloc(nq * (size_t)reps, sizeof *cpu);
+    double worst_p99 = 0;
+    const char *worst = "";
+    sift_arena *a = sift_arena_new(0);
+    for (size_t q = 0; q < nq; q++) {
+        double per[50];
+        for (int i = 0; i < reps; i++) {
+            sift_hit *h;
+            size_t nh;
+            sift_err e = {0};
+            double t0 = bench_now_s(), c0 = thread_cpu_s();
+            if (sift_store_search_fts(s, queries[q], 10, a, &h, &nh, &e)) {
+                fprintf(stderr, "search %s: %s\n", queries[q], e.msg);
+                return 1;
+            }
+            per[i] = (bench_now_s() - t0) * 1e3;
+            lat[q * (size_t)reps + (size_t)i] = per[i];
+            cpu[q * (size_t)reps + (size_t)i] = (thread_cpu_s() - c0) * 1e3;
+            sift_arena_reset(a);
+        }
+        double p99 = bench_percentile(per, reps, 99);
+        printf("    %-34s p50 %.3f ms  p99 %.3f ms\n", queries[q], bench_percentile(per, reps, 50),
+               p99);
+        if (p99 > worst_p99) {
+            worst_p99 = p99;
+            worst = queries[q];
+        }
+    }
+    int total = (int)nq * reps;
+    bench_add(&r, "search k=10 p50 (16-query mix)", bench_percentile(lat, total, 50), "ms");
+    bench_add(&r, "search k=10 p99 (16-query mix)", bench_percentile(lat, total, 99), "ms");
+    bench_add(&r, "search k=10 CPU p50 (16-query mix)", bench_percentile(cpu, total, 50), "ms");
+    bench_add(&r, "search k=10 CPU p99 (16-query mix)", bench_percentile(cpu, total, 99), "ms");
+    char label[96];
+    snprintf(label, sizeof label, "search worst query p99 (%.40s)", worst);
+    bench_add(&r, label, worst_p99, "ms");
+    sift_arena_free(a);
+    sift_free(lat);
+    sift_free(cpu);
+    sift_store_close(s);
+    if (getenv("SIFT_BENCH_KEEP")) /* for poking at the store with sqlite3 */
+        printf("  kept %s\n", path);
+    else
+        rm_store(dir, path);
+
+    bench_write(&r);
+    sift_free(prods);
+    sift_arena_free(pa);
+    sift_buf_free(&text);
+    return 0;
+}
