@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "sift/arena.h"
 #include "sift/catalog.h"
@@ -56,6 +57,29 @@ static int teardown(void **state)
     rmdir(f->dir);
     free(f);
     return 0;
+}
+
+/* FTS5's own check that the index holds exactly what chunks holds: after
+ * any mix of upserts, replacements and deletes, nothing stale is left. */
+static void fts_consistent(fixture *f)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, "INSERT INTO chunks_fts(chunks_fts) VALUES('integrity-check')", NULL,
+                          NULL, &msg);
+    if (rc != SQLITE_OK)
+        fail_msg("FTS integrity-check: %s", msg ? msg : sqlite3_errstr(rc));
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT (SELECT count(*) FROM chunks) ="
+                                        " (SELECT count(*) FROM products WHERE deleted = 0)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
 }
 
 static sift_product product(const char *sku, const char *title, int64_t version)
@@ -142,6 +166,7 @@ static void test_upsert_versions(void **state)
     assert_int_equal(upsert(f, "NIKE-PEG40-42", "Pegasus Charlie", 2), 0);
     assert_string_equal(title_of(f, "NIKE-PEG40-42"), "Pegasus Bravo");
     assert_int_equal(search(f, "charlie", NULL, &found), 0);
+    fts_consistent(f);
     /* SKUs compare case-insensitively. */
     assert_string_equal(title_of(f, "nike-peg40-42"), "Pegasus Bravo");
 
@@ -198,6 +223,7 @@ static void test_delete_tombstones(void **state)
     assert_int_equal(del(f, "NB-4", 4), 1);
     assert_int_equal(upsert(f, "NB-4", "Arcline Hotel", 4), 0);
     assert_null(title_of(f, "NB-4"));
+    fts_consistent(f);
 }
 
 static void test_transactions(void **state)
@@ -517,6 +543,7 @@ static void test_sample_catalog(void **state)
     fclose(fp);
     assert_int_equal(sum.applied, 0);
     assert_int_equal(sum.stale, products);
+    fts_consistent(f);
 }
 
 int main(void)
