@@ -1046,6 +1046,49 @@ static void test_shutdown_with_held_exchange(void **state)
     sift_server_free(s);
 }
 
+/* Many clients hang up at different points of their streams at once; every
+ * request's context is cancelled and nothing is left behind. */
+static void test_many_disconnects(void **state)
+{
+    enum { N = 200 };
+    sift_server *s = start_server(2000);
+    rec_reset();
+    CURLM *m = curl_multi_init();
+    static struct resp rs[N];
+    CURL *cs[N];
+    for (int i = 0; i < N; i++) {
+        cs[i] = make_easy(sift_server_port(s), "GET", i % 2 ? "/sse?n=0&ms=2" : "/sse?n=0", NULL, 0,
+                          NULL, &rs[i]);
+        rs[i].abort_after_events = 1 + i % 7;
+        curl_multi_add_handle(m, cs[i]);
+    }
+    int running = 1;
+    double end = now_ms() + 30000;
+    while (running && now_ms() < end) {
+        curl_multi_perform(m, &running);
+        if (running)
+            curl_multi_poll(m, NULL, 0, 50, NULL);
+    }
+    assert_false(running);
+    for (int i = 0; i < N; i++) {
+        curl_multi_remove_handle(m, cs[i]);
+        curl_easy_cleanup(cs[i]);
+        resp_free(&rs[i]);
+    }
+    curl_multi_cleanup(m);
+    assert_true(wait_for(&rec.cancels, N));
+    sift_server_stats st;
+    end = now_ms() + 5000;
+    do {
+        sift_server_stats_get(s, &st);
+    } while ((st.requests_active != 0 || st.connections != 0) && now_ms() < end);
+    assert_int_equal(st.requests_active, 0);
+    assert_int_equal(st.streams_active, 0);
+    assert_int_equal(st.connections, 0);
+    assert_int_equal(st.disconnects, N);
+    sift_server_free(s);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -1055,6 +1098,7 @@ int main(void)
         cmocka_unit_test(test_sse_many_events),
         cmocka_unit_test(test_concurrent_sse_clients),
         cmocka_unit_test(test_client_disconnect_mid_stream),
+        cmocka_unit_test(test_many_disconnects),
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_graceful_shutdown),
         cmocka_unit_test(test_start_errors),
