@@ -502,19 +502,20 @@ static int parse_tool_calls(const cJSON *arr, sift_arena *a, sift_message *m, si
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
         const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
         const char *field = NULL;
+        const char *want = "expected a string";
         if (!cJSON_IsObject(c))
-            field = "";
+            field = "", want = "expected an object";
         else if (!cJSON_IsString(id) || !*id->valuestring)
             field = ".id";
         else if (!cJSON_IsObject(fn))
-            field = ".function";
+            field = ".function", want = "expected an object";
         else if (!cJSON_IsString(name) || !*name->valuestring)
             field = ".function.name";
         else if (!cJSON_IsString(args))
             field = ".function.arguments";
         if (field) {
             snprintf(path, sizeof(path), "choices[0].message.tool_calls[%zu]%s", k, field);
-            return bad(err, path, *field ? "expected a string" : "expected an object");
+            return bad(err, path, want);
         }
         tc[k].id = sift_arena_strdup(a, id->valuestring);
         tc[k].name = sift_arena_strdup(a, name->valuestring);
