@@ -185,7 +185,8 @@ int sift_chat_error_parse(int status, const char *body, size_t len, sift_err *er
 
 /* Events from the stream assembler. Every callback may be NULL. A callback
  * returns 0 to go on or a negative SIFT_E code to stop: sift_stream_feed then
- * returns that code. Pointers passed to a callback are valid only during it.
+ * returns that code. Pointers passed to a callback are valid only during it,
+ * and a callback must not call back into the assembler.
  * Text handed to on_content and on_tool_args never ends inside a UTF-8
  * character: an incomplete tail is held back until the rest arrives (or until
  * the stream finishes), so each piece can be forwarded as valid JSON. */
@@ -202,7 +203,8 @@ typedef struct sift_stream_cbs {
     int (*on_usage)(void *ud, const sift_usage *usage);
 } sift_stream_cbs;
 
-/* Size limits; a zero field takes the default. Going past one is SIFT_ETOOBIG. */
+/* Size limits; a zero field takes the default. Going past one is SIFT_ETOOBIG.
+ * Tool call ids and names are limited to 256 bytes. */
 typedef struct sift_stream_limits {
     size_t max_content;    /* bytes of content, default 1 MB */
     size_t max_arguments;  /* bytes of arguments per tool call, default 256 KB */
@@ -211,7 +213,7 @@ typedef struct sift_stream_limits {
 
 typedef enum sift_stream_state {
     SIFT_STREAM_OPEN = 0, /* taking chunks */
-    SIFT_STREAM_FINISHED, /* finish_reason seen; only a usage chunk or [DONE] may follow */
+    SIFT_STREAM_FINISHED, /* finish_reason seen; more content or tool calls is an error */
     SIFT_STREAM_DONE,     /* [DONE] seen */
     SIFT_STREAM_FAILED,   /* an error was returned; reset before reuse */
 } sift_stream_state;
@@ -249,9 +251,11 @@ void sift_stream_init(sift_stream *s, const sift_stream_cbs *cbs, const sift_str
 int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err);
 
 /* Ends the stream and copies the assembled assistant message, finish reason
- * and usage into `arena` (`out` is valid as long as the arena). SIFT_EPROTO
- * "stream ended without finish_reason" when none came, SIFT_ESTATE after a
- * failure, SIFT_ENOMEM. Held-back text is flushed to the callbacks first. */
+ * and usage into `arena` (`out` is valid as long as the arena). The message's
+ * content is NULL when the reply was only tool calls (as in OpenAI's
+ * non-streaming form), "" when it had neither. A stream needs a finish_reason;
+ * [DONE] is optional. SIFT_EPROTO "stream ended without finish_reason",
+ * SIFT_ESTATE after a failure, SIFT_ENOMEM. */
 int sift_stream_finish(sift_stream *s, sift_arena *arena, sift_chat_result *out, sift_err *err);
 
 /* Forgets the current response but keeps the buffers (and callbacks and
