@@ -362,6 +362,22 @@ static bool truncated(const char *json, size_t len)
     return in_string || depth > 0;
 }
 
+/* cJSON turns "\u0000" into a NUL that ends its C string, which would cut
+ * "A\u0000B" to "A" without a word. Look for the escape in the text. A
+ * backslash is only valid inside a string, so pairing escapes left to right
+ * is exact. */
+static bool has_nul_escape(const char *json, size_t len)
+{
+    const char *p = memchr(json, '\\', len);
+    while (p != NULL && p + 1 < json + len) {
+        if (p[1] == 'u' && json + len - p >= 6 && memcmp(p + 2, "0000", 4) == 0)
+            return true;
+        const char *next = p + 2;
+        p = next < json + len ? memchr(next, '\\', (size_t)(json + len - next)) : NULL;
+    }
+    return false;
+}
+
 /* cJSON's error position is approximate (near, not at, the fault). */
 static int syntax_fail(struct dec *d, const char *json, size_t len, const char *at)
 {
@@ -409,6 +425,10 @@ int sift_args_decode(const sift_schema *s, const char *json, size_t len, sift_ar
     }
     if (!cJSON_IsObject(root)) {
         rc = fail(&d, "arguments must be a JSON object");
+        goto done;
+    }
+    if (has_nul_escape(json, len)) {
+        rc = fail(&d, "strings in the arguments must not contain \\u0000");
         goto done;
     }
     rc = decode_object(&d, s, root->child, base);

@@ -451,6 +451,12 @@ static void test_decode_all_types(void **state)
     assert_string_equal(c->location, "DAD");
     assert_string_equal(c->sku, "A-1");
 
+    /* An escaped backslash followed by "u0000" is text, not a NUL. */
+    assert_int_equal(decode(sift_args_schema(check_inventory_args),
+                            "{\"sku\":\"A\\\\u0000\",\"location\":\"HAN\"}", a, &out, &err),
+                     0);
+    assert_string_equal(((const struct check_inventory_args *)out)->sku, "A\\u0000");
+
     /* Integers: 2.0 and 1e1 are integers; bounds are inclusive. */
     assert_int_equal(decode(sift_args_schema(search_products_args), "{\"query\":\"q\",\"k\":50.0}",
                             a, &out, &err),
@@ -502,6 +508,10 @@ static void test_decode_errors(void **state)
     expect_error(ci, "{\"sku\":\"\xc0\xaf\",\"location\":\"HAN\"}", "sku: must be valid UTF-8");
     expect_error(sp, "{\"query\":\"q\",\"tags\":[\"ok\",\"\xff\"]}",
                  "tags[1]: must be valid UTF-8");
+    expect_error(ci, "{\"sku\":\"A\\u0000B\",\"location\":\"HAN\"}",
+                 "strings in the arguments must not contain \\u0000");
+    expect_error(ci, "{\"sku\":\"A\\\\\\u0000\",\"location\":\"HAN\"}",
+                 "strings in the arguments must not contain \\u0000");
     expect_error(sp, "{\"query\":\"q\",\"filters\":{\"in_stock\":0}}",
                  "filters.in_stock: must be true or false");
     /* A hostile field name is cut and defanged before it reaches a message. */
