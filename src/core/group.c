@@ -160,7 +160,8 @@ static int grow(sift_group *g)
 {
     if (g->count < g->nblocks * BLOCK)
         return 0;
-    struct sift_task **blocks = sift_realloc(g->blocks, sizeof *blocks * (size_t)(g->nblocks + 1));
+    struct sift_task **blocks =
+        sift_realloc(g->blocks, sizeof(struct sift_task *) * (size_t)(g->nblocks + 1));
     if (!blocks)
         return SIFT_ENOMEM;
     g->blocks = blocks;

@@ -80,8 +80,8 @@ void sift_vlog(int lvl, const char *run_id, const char *fields, const char *fmt,
     if (len > MSG_MAX) {
         len = MSG_MAX;
         while (len > 0 && ((unsigned char)msg[len] & 0xc0) == 0x80)
-            len--; /* cut at a character boundary */
-        memcpy(msg + len, "...", 3);
+            len--;                   /* cut at a character boundary */
+        memcpy(msg + len, "...", 4); /* with its NUL */
         len += 3;
     }
 
