@@ -17,6 +17,7 @@
 #include "sift/arena.h"
 #include "sift/buf.h"
 #include "sift/ctx.h"
+#include "sift/group.h"
 #include "sift/log.h"
 #include "sift/tool.h"
 #include "tool_samples.h"
@@ -46,9 +47,11 @@ static void check_inventory(sift_tool_call *call, const struct check_inventory_a
     sift_tool_call_done(call, 0, out);
 }
 
-/* Completes later, from a timer on the call's loop. */
+/* Completes later, from a timer on the call's loop, or at once when the
+ * call's context is cancelled first: the contract of an asynchronous tool. */
 struct price_job {
     uv_timer_t timer;
+    sift_ctx_hook hook;
     sift_tool_call *call;
     char currency[4];
 };
@@ -61,10 +64,19 @@ static void price_job_closed(uv_handle_t *h)
 static void price_job_fire(uv_timer_t *t)
 {
     struct price_job *job = t->data;
+    sift_ctx_remove_hook(&job->hook);
     char out[64];
     snprintf(out, sizeof out, "{\"price\":%s,\"currency\":\"%s\"}",
              strcmp(job->currency, "USD") == 0 ? "12.5" : "300000", job->currency);
     sift_tool_call_done(job->call, 0, out);
+    uv_close((uv_handle_t *)&job->timer, price_job_closed);
+}
+
+static void price_job_cancel(sift_ctx_hook *hook, const sift_err *cause)
+{
+    struct price_job *job = (struct price_job *)((char *)hook - offsetof(struct price_job, hook));
+    uv_timer_stop(&job->timer);
+    sift_tool_call_done(job->call, cause->code, cause->msg);
     uv_close((uv_handle_t *)&job->timer, price_job_closed);
 }
 
@@ -78,6 +90,12 @@ static void get_price(sift_tool_call *call, const struct get_price_args *args)
     uv_timer_init(sift_ctx_loop(call->ctx), &job->timer);
     job->timer.data = job;
     uv_timer_start(&job->timer, price_job_fire, 1, 0);
+    int rc = sift_ctx_add_hook(call->ctx, &job->hook, price_job_cancel);
+    if (rc < 0) {
+        uv_timer_stop(&job->timer);
+        sift_tool_call_done(call, rc, "cancelled");
+        uv_close((uv_handle_t *)&job->timer, price_job_closed);
+    }
 }
 
 static void search_products(sift_tool_call *call, const struct search_products_args *args)
@@ -874,6 +892,154 @@ static void test_tool_calls(void **state)
     sift_arena_free(a);
 }
 
+/* Cancelling the context of a call in flight ends it at once, with the cause. */
+static void test_tool_call_cancelled(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sift_ctx *root = sift_ctx_new_root(&loop);
+    sift_ctx *ctx = sift_ctx_new(root);
+    sift_arena *a = sift_arena_new(0);
+    struct outcome o = {0};
+    sift_tool_call call;
+    sift_tool_call_init(&call, &get_price_tool, ctx, a, NULL, on_done, &o);
+    const char *args = "{\"sku\":\"S1\"}";
+    sift_tool_call_start(&call, args, strlen(args));
+    assert_int_equal(call.state, SIFT_TOOL_CALL_RUNNING);
+    assert_int_equal(o.calls, 0);
+    sift_ctx_cancel(ctx, SIFT_ETIMEDOUT, "tool deadline of %d ms passed", 500);
+    assert_int_equal(o.calls, 1);
+    assert_int_equal(o.code, SIFT_ETIMEDOUT);
+    assert_string_equal(o.result, "tool deadline of 500 ms passed");
+    uv_run(&loop, UV_RUN_DEFAULT); /* the timer closes; it must not report again */
+    assert_int_equal(o.calls, 1);
+    sift_ctx_release(ctx);
+    sift_ctx_release(root);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    sift_arena_free(a);
+}
+
+/* How the tools node runs a model turn's tool calls: one sift_group task per
+ * call, errors collected (they go back to the model), results in order. */
+struct group_call {
+    sift_tool_call call;
+    sift_task *task;
+    const char *args;
+};
+
+static void group_call_done(sift_tool_call *call, void *data)
+{
+    struct group_call *gc = data;
+    sift_task_done(gc->task, call->code, gc, call->code < 0 ? call->result : NULL);
+}
+
+static void group_call_start(sift_task *task, sift_ctx *ctx, void *arg)
+{
+    struct group_call *gc = arg;
+    gc->task = task;
+    gc->call.ctx = ctx;
+    sift_tool_call_start(&gc->call, gc->args, strlen(gc->args));
+}
+
+static void group_done(sift_group *g, int err, void *udata)
+{
+    *(int *)udata = err == 0 ? 1 : 2;
+}
+
+static void test_tool_calls_in_group(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sift_ctx *root = sift_ctx_new_root(&loop);
+    sift_arena *a = sift_arena_new(0);
+    struct group_call calls[] = {
+        {.args = "{\"sku\":\"S1\",\"currency\":\"USD\"}"},
+        {.args = "{\"sku\":\"S1\",\"location\":\"XYZ\"}"},
+        {.args = "{\"query\":\"socks\",\"k\":5}"},
+    };
+    const sift_tool *tools[] = {&get_price_tool, &check_inventory_tool, &search_products_tool};
+    int finished = 0;
+    sift_group *g = sift_group_new(root, 2, SIFT_GROUP_COLLECT, group_done, &finished);
+    assert_non_null(g);
+    for (int i = 0; i < 3; i++) {
+        sift_tool_call_init(&calls[i].call, tools[i], NULL, a, NULL, group_call_done, &calls[i]);
+        assert_int_equal(sift_group_go(g, group_call_start, &calls[i]), i);
+    }
+    sift_group_close(g);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(finished, 2); /* one call had bad arguments */
+
+    void *res;
+    const char *msg;
+    assert_int_equal(sift_group_result(g, 0, &res, &msg), 0);
+    assert_string_equal(calls[0].call.result, "{\"price\":12.5,\"currency\":\"USD\"}");
+    assert_int_equal(sift_group_result(g, 1, &res, &msg), SIFT_EINVAL);
+    assert_string_equal(msg, "location: must be one of HAN, DAD, SGN");
+    assert_int_equal(sift_group_result(g, 2, &res, &msg), 0);
+    assert_ptr_equal(res, &calls[2]);
+    assert_string_equal(calls[2].call.result, "{\"query\":\"socks\",\"k\":5}");
+    sift_group_free(g);
+    sift_ctx_release(root);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    sift_arena_free(a);
+}
+
+/* A tool declared at run time (an HTTP tool from sift.yaml, say): generic
+ * function, its own data in udata, arguments forwarded as validated JSON. */
+static void forward(sift_tool_call *call, const void *args)
+{
+    sift_buf b;
+    sift_buf_init(&b, 0);
+    sift_buf_printf(&b, "{\"url\":\"%s\",\"body\":", (const char *)call->tool->udata);
+    assert_int_equal(sift_args_json(call->tool->args, args, &b), 0);
+    sift_buf_putc(&b, '}');
+    sift_tool_call_done(call, 0, b.data);
+    sift_buf_free(&b);
+}
+
+static void test_runtime_tool(void **state)
+{
+    sift_field fields[] = {
+        {.name = "order_id", .type = SIFT_FIELD_STRING, .required = true, .max_len = 20},
+        {.name = "carrier", .type = SIFT_FIELD_ENUM, .values = "GHN,VTP"},
+    };
+    sift_schema args = {.name = "track_order"};
+    sift_schema_layout(&args, fields, 2);
+    sift_tool tool = {.name = "track_order",
+                      .description = "Where an order is",
+                      .args = &args,
+                      .fn = forward,
+                      .udata = "http://127.0.0.1:9/track"};
+    sift_tool_registry *r = sift_tool_registry_new();
+    sift_err err = {0};
+    assert_int_equal(sift_tool_registry_add(r, &tool, &err), 0);
+    assert_int_equal(sift_tool_registry_add(r, &check_inventory_tool, &err), 0);
+    assert_non_null(strstr(sift_tool_registry_json(r, NULL),
+                           "\"carrier\":{\"type\":[\"string\",\"null\"],\"enum\":[\"GHN\","
+                           "\"VTP\",null]}"));
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sift_ctx *root = sift_ctx_new_root(&loop);
+    sift_arena *a = sift_arena_new(0);
+    struct outcome o =
+        run_call(sift_tool_registry_find(r, "track_order"), root, a, "{\"order_id\":\"A-7\"}");
+    assert_int_equal(o.code, 0);
+    assert_string_equal(o.result,
+                        "{\"url\":\"http://127.0.0.1:9/track\",\"body\":{\"order_id\":\"A-7\"}}");
+    o = run_call(sift_tool_registry_find(r, "track_order"), root, a,
+                 "{\"order_id\":\"A-7\",\"carrier\":\"DHL\"}");
+    assert_int_equal(o.code, SIFT_EINVAL);
+    assert_string_equal(o.result, "carrier: must be one of GHN, VTP");
+    sift_ctx_release(root);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    sift_arena_free(a);
+    sift_tool_registry_free(r);
+}
+
 static void twice(sift_tool_call *call, const struct check_inventory_args *args)
 {
     sift_tool_call_done(call, 0, "{}");
@@ -911,7 +1077,8 @@ int main(void)
         cmocka_unit_test(test_args_json_roundtrip), cmocka_unit_test(test_runtime_schema),
         cmocka_unit_test(test_decode_oom),          cmocka_unit_test(test_registry),
         cmocka_unit_test(test_registry_oom),        cmocka_unit_test(test_tool_calls),
-        cmocka_unit_test(test_double_done_aborts),
+        cmocka_unit_test(test_tool_call_cancelled), cmocka_unit_test(test_tool_calls_in_group),
+        cmocka_unit_test(test_runtime_tool),        cmocka_unit_test(test_double_done_aborts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
