@@ -69,8 +69,20 @@ static const char *reason_phrase(int status)
     }
 }
 
+static const char *state_name(enum x_state st)
+{
+    static const char *const names[] = {"open", "streaming", "closing", "done"};
+    return names[st];
+}
+
+/* The one place an exchange changes state (debug logs show every change). */
 static void set_state(sift_http_exchange *x, enum x_state st)
 {
+    if (x->state == st)
+        return;
+    if (sift_log_get_level() <= SIFT_LOG_DEBUG)
+        sift_debug(NULL, "http %s %s: %s -> %s", x->method, x->path, state_name(x->state),
+                   state_name(st));
     x->state = st;
 }
 
@@ -190,7 +202,8 @@ static void call_drain(sift_http_exchange *x)
 static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
 {
     sift_http_exchange *x = SIFT_CONTAINER_OF(gen, sift_http_exchange, gen);
-    if (x->req == NULL)
+    /* h2o only asks for more while a stream is under way. */
+    if (x->req == NULL || (x->state != X_STREAMING && x->state != X_CLOSING))
         return;
     x->inflight = 0;
     sift_buf_reset(&x->sending);
@@ -202,6 +215,8 @@ static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
 static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
 {
     sift_http_exchange *x = SIFT_CONTAINER_OF(gen, sift_http_exchange, gen);
+    if (x->state == X_DONE)
+        return;
     detach(x, 1);
 }
 
