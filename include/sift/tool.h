@@ -22,8 +22,10 @@
  *         F(INTEGER, k, "Number of results", SIFT_OPTIONAL, SIFT_RANGE(1, 50))
  *     SIFT_TOOL_ARGS(search_products_args, SEARCH_PRODUCTS_FIELDS);
  *
- * F(TYPE, name, description, SIFT_REQUIRED or SIFT_OPTIONAL, bounds...) where
- * TYPE and its C member type are:
+ * F(TYPE, name, description, SIFT_REQUIRED or SIFT_OPTIONAL, bounds...), with
+ * TYPE, SIFT_REQUIRED and SIFT_OPTIONAL written literally (they are pasted
+ * into macro names, not defined), bounds as designated initializers of
+ * sift_field, and TYPE one of:
  *
  *     STRING   const char *      .min_len, .max_len (bytes; max 0 = no limit)
  *     ENUM     const char *      .values = "HAN,DAD,SGN" (the value, one of these)
@@ -43,8 +45,9 @@
  *         bool has_k; int64_t k;
  *     };
  *
- * and the descriptor sift_args_schema(search_products_args). At most 32 fields
- * per object. A tool function has exactly this signature, which
+ * and the descriptor sift_args_schema(search_products_args). An object has 1 to
+ * 32 fields. Decoded strings and arrays live in the run's arena. A tool
+ * function has exactly this signature, which
  * SIFT_TOOL_DEFINE checks at compile time:
  *
  *     static void search_products(sift_tool_call *call, const struct search_products_args *args);
@@ -152,11 +155,14 @@ struct sift_tool {
 };
 
 /* Defines `const sift_tool NAME_tool`, a tool called NAME whose arguments are
- * `struct T` and whose function is `fn`. `fn` must already be declared as
+ * `struct T` and whose function is `func`. `func` must already be declared as
  *
- *     void fn(sift_tool_call *call, const struct T *args);
+ *     void func(sift_tool_call *call, const struct T *args);
  *
- * and any other signature is a compile error that names the expected one. */
+ * and any other signature is a compile error that names the expected one. The
+ * registry calls it through a small generated wrapper, never through a cast
+ * function pointer (calling a function through a pointer of another type is
+ * undefined behaviour). */
 #define SIFT_TOOL_DEFINE(NAME, description_, T, func)                                              \
     _Static_assert(__builtin_types_compatible_p(__typeof__(&(func)),                               \
                                                 void (*)(sift_tool_call *, const struct T *)),     \
@@ -236,10 +242,13 @@ int sift_schema_check(const sift_schema *s, sift_err *err);
  * s->align. Nested schemas must be laid out first. */
 void sift_schema_layout(sift_schema *s, sift_field *fields, size_t nfields);
 
-/* Appends the JSON Schema of the arguments object (for "parameters"). */
+/* Appends the JSON Schema of the arguments object (for "parameters"). The
+ * schema must pass sift_schema_check (the registry checks every tool). On
+ * error nothing is appended. */
 int sift_schema_json(const sift_schema *s, sift_buf *out);
 
-/* Appends the tool as an entry of a chat-completions "tools" array:
+/* Appends the tool (with a checked schema) as an entry of a chat-completions
+ * "tools" array:
  * {"type":"function","function":{"name","description","parameters","strict":true}}. */
 int sift_tool_json(const sift_tool *t, sift_buf *out);
 
