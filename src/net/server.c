@@ -299,6 +299,10 @@ static void worker_close(struct sift_server_worker *w)
         close_if_open((uv_handle_t *)&w->defer_timer);
         close_if_open((uv_handle_t *)&w->listener);
     }
+    if (w->listen_fd >= 0) { /* init failed before the handle adopted it */
+        close(w->listen_fd);
+        w->listen_fd = -1;
+    }
     if (w->h2o_inited) {
         /* h2o_context_request_shutdown armed HTTP/2's GOAWAY resend timer on
          * one_sec_timeout; dispose asserts that no entry is left. */
@@ -334,7 +338,16 @@ static void worker_force(struct sift_server_worker *w)
 
 static void on_grace_timer(uv_timer_t *t)
 {
-    worker_force(SIFT_CONTAINER_OF(t, struct sift_server_worker, grace_timer));
+    struct sift_server_worker *w = SIFT_CONTAINER_OF(t, struct sift_server_worker, grace_timer);
+    if (w->state == W_FORCING) {
+        /* Should not happen: every socket was shut down. Say what we wait for. */
+        sift_warn(NULL, "server: worker %d still waits for %zu connections to close", w->index,
+                  w->nconns);
+        return;
+    }
+    worker_force(w);
+    if (w->state == W_FORCING)
+        uv_timer_start(&w->grace_timer, on_grace_timer, 1000, 1000);
 }
 
 static void worker_begin_drain(struct sift_server_worker *w)
@@ -349,7 +362,7 @@ static void worker_begin_drain(struct sift_server_worker *w)
     uv_timer_start(&w->check_timer, on_check_timer, DRAIN_SWEEP_MS, DRAIN_SWEEP_MS);
     int grace = w->s->opts.shutdown_grace_ms;
     if (grace <= 0) {
-        worker_force(w);
+        on_grace_timer(&w->grace_timer);
         return;
     }
     uv_timer_start(&w->grace_timer, on_grace_timer, (uint64_t)grace, 0);

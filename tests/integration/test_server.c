@@ -1089,6 +1089,31 @@ static void test_many_disconnects(void **state)
     sift_server_free(s);
 }
 
+/* No grace period: streams are cut off at once. */
+static void test_shutdown_without_grace(void **state)
+{
+    sift_server *s = start_server(-1);
+    rec_reset();
+    int fd = raw_connect(sift_server_port(s), 0);
+    assert_true(fd >= 0);
+    raw_send(fd, "GET /sse?n=0&ms=20 HTTP/1.0\r\n\r\n");
+    char buf[256];
+    ssize_t n = recv(fd, buf, sizeof(buf), 0); /* headers (and maybe an event) */
+    assert_true(n > 0);
+    sift_server_stop(s);
+    sift_buf rest;
+    sift_buf_init(&rest, 0);
+    raw_read_all(fd, &rest); /* ends when the server drops the connection */
+    close(fd);
+    sift_buf_free(&rest);
+    sift_server_wait(s);
+    assert_int_equal(rec_get(&rec.cancels), 1);
+    pthread_mutex_lock(&rec.mu);
+    assert_string_equal(rec.last_cancel, "server shutting down");
+    pthread_mutex_unlock(&rec.mu);
+    sift_server_free(s);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_ALL);
@@ -1106,6 +1131,7 @@ int main(void)
         cmocka_unit_test(test_start_hook_failure),
         cmocka_unit_test(test_run_until_signal),
         cmocka_unit_test(test_shutdown_with_held_exchange),
+        cmocka_unit_test(test_shutdown_without_grace),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
