@@ -21,17 +21,17 @@
 
 /* Input limits, in bytes of UTF-8 (docs/catalog.md lists them too). A field
  * over its limit makes the line bad; it is reported, never silently cut. */
-#define SIFT_SKU_MAX 64                   /* sku and parent_id */
-#define SIFT_TITLE_MAX 512                /* title */
-#define SIFT_BRAND_MAX 128                /* brand */
-#define SIFT_CATEGORY_PART_MAX 128        /* one level of the category path */
-#define SIFT_CATEGORY_DEPTH_MAX 8         /* levels of the category path */
-#define SIFT_DESCRIPTION_MAX 16384        /* description as stored */
-#define SIFT_ATTR_KEY_MAX 64              /* attribute name */
-#define SIFT_ATTR_VALUE_MAX 256           /* attribute value */
-#define SIFT_ATTRS_MAX 32                 /* attributes per product */
-#define SIFT_WAREHOUSE_MAX 16             /* warehouse code */
-#define SIFT_CATALOG_LINE_MAX (64 * 1024) /* one JSON line */
+#define SIFT_SKU_MAX 64             /* sku and parent_id */
+#define SIFT_TITLE_MAX 512          /* title */
+#define SIFT_BRAND_MAX 128          /* brand */
+#define SIFT_CATEGORY_PART_MAX 128  /* one level of the category path */
+#define SIFT_CATEGORY_DEPTH_MAX 8   /* levels of the category path */
+#define SIFT_DESCRIPTION_MAX 16384  /* description as stored */
+#define SIFT_ATTR_KEY_MAX 64        /* attribute name */
+#define SIFT_ATTR_VALUE_MAX 256     /* attribute value */
+#define SIFT_ATTRS_MAX 32           /* attributes per product */
+#define SIFT_WAREHOUSE_MAX 16       /* warehouse code */
+#define SIFT_CATALOG_LINE_MAX 65536 /* one JSON line */
 
 /* The description is truncated to this many bytes in a chunk (at a UTF-8
  * character boundary, with "…" appended), so a chunk stays one document of

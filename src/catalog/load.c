@@ -7,6 +7,8 @@
 #include "sift/catalog.h"
 #include "sift/store.h"
 
+#define READ_SIZE ((size_t)64 * 1024)
+
 typedef struct loader {
     sift_store *store;
     int kind;
@@ -153,17 +155,17 @@ int sift_catalog_load_jsonl(struct sift_store *store, FILE *f, int kind, const s
         goto out;
     }
     /* Big enough that a maximal line fits without growing the arena. */
-    l.arena = sift_arena_new(SIFT_CATALOG_LINE_MAX * 2);
-    buf = sift_malloc(64 * 1024);
+    l.arena = sift_arena_new((size_t)SIFT_CATALOG_LINE_MAX * 2);
+    buf = sift_malloc(READ_SIZE);
     if (!l.arena || !buf) {
         rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
         goto out;
     }
     for (;;) {
-        size_t n = fread(buf, 1, 64 * 1024, f);
+        size_t n = fread(buf, 1, READ_SIZE, f);
         if (n > 0 && (rc = sift_jsonl_feed(&r, buf, n)))
             break;
-        if (n < 64 * 1024) {
+        if (n < READ_SIZE) {
             if (ferror(f)) {
                 rc = sift_err_set(err, SIFT_EIO, "load: read error: %s", strerror(errno));
                 break;

@@ -247,7 +247,7 @@ static int get_category(sift_arena *a, const cJSON *obj, const char **out, sift_
         *out = "";
         return 0;
     }
-    const size_t max = SIFT_CATEGORY_DEPTH_MAX * (SIFT_CATEGORY_PART_MAX + 3);
+    const size_t max = (size_t)SIFT_CATEGORY_DEPTH_MAX * (SIFT_CATEGORY_PART_MAX + 3);
     if (cJSON_IsString(v) && v->valuestring)
         return get_string(a, obj, "category", 0, max, STR_PLAIN, out, err);
     if (!cJSON_IsArray(v))

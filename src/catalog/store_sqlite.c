@@ -469,7 +469,7 @@ static int sq_delete_product(sift_store *base, const char *sku, int64_t version,
     int rc = run(s, ST_DELETE_PRODUCT, "delete product", err);
     if (rc || sqlite3_changes(s->db) == 0)
         return rc;
-    int64_t id;
+    int64_t id = 0;
     if ((rc = product_id(s, sku, &id, err)))
         return rc;
     if ((rc = unindex(s, id, err)))
@@ -502,7 +502,7 @@ static int load_attrs(sift_arena *a, const char *json, sift_product *out, sift_e
     const cJSON *m;
     cJSON_ArrayForEach(m, j)
     {
-        if (!cJSON_IsString(m) || !m->string)
+        if (!cJSON_IsString(m) || !m->string || !out->attrs)
             continue;
         sift_attr *at = &out->attrs[out->n_attrs];
         at->key = sift_arena_strdup(a, m->string);
@@ -597,23 +597,23 @@ static int sq_get_stock(sift_store *base, const char *sku, const char *warehouse
     sqlite3_stmt *st = s->st[ST_GET_STOCK];
     bind_str(st, 1, sku);
     bind_str(st, 2, warehouse);
-    size_t cap = 0;
+    size_t cap = 0, cnt = 0;
     sift_stock *out = NULL;
     int src, rc = 0;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
+        if (cnt == cap) {
             size_t ncap = cap ? cap * 2 : 8;
             sift_stock *grown = sift_arena_alloc(a, ncap * sizeof *grown);
             if (!grown) {
                 rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
                 goto out;
             }
-            if (*n)
-                memcpy(grown, out, *n * sizeof *out);
+            if (cnt)
+                memcpy(grown, out, cnt * sizeof *out);
             out = grown;
             cap = ncap;
         }
-        sift_stock *r = &out[*n];
+        sift_stock *r = &out[cnt];
         r->sku = col_str(a, st, 0);
         r->warehouse = col_str(a, st, 1);
         r->quantity = sqlite3_column_int64(st, 2);
@@ -623,15 +623,14 @@ static int sq_get_stock(sift_store *base, const char *sku, const char *warehouse
             rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
             goto out;
         }
-        (*n)++;
+        cnt++;
     }
     if (src != SQLITE_DONE)
         rc = db_err(s, src, "get stock", err);
 out:
     done(st);
     *rows = out;
-    if (rc)
-        *n = 0;
+    *n = rc ? 0 : cnt;
     return rc;
 }
 
@@ -682,34 +681,33 @@ static int sq_list_warehouses(sift_store *base, sift_arena *a, const char ***cod
 {
     sqlite_store *s = impl(base);
     sqlite3_stmt *st = s->st[ST_LIST_WAREHOUSES];
-    size_t cap = 0;
+    size_t cap = 0, cnt = 0;
     const char **out = NULL;
     int src, rc = 0;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
+        if (cnt == cap) {
             size_t ncap = cap ? cap * 2 : 8;
             const char **grown = sift_arena_alloc(a, ncap * sizeof *grown);
             if (!grown) {
                 rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
                 break;
             }
-            if (*n)
-                memcpy(grown, out, *n * sizeof *out);
+            if (cnt)
+                memcpy(grown, out, cnt * sizeof *out);
             out = grown;
             cap = ncap;
         }
-        if (!(out[*n] = col_str(a, st, 0))) {
+        if (!(out[cnt] = col_str(a, st, 0))) {
             rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
             break;
         }
-        (*n)++;
+        cnt++;
     }
     if (!rc && src != SQLITE_DONE)
         rc = db_err(s, src, "list warehouses", err);
     done(st);
     *codes = out;
-    if (rc)
-        *n = 0;
+    *n = rc ? 0 : cnt;
     return rc;
 }
 
@@ -892,7 +890,7 @@ static int sq_search_fts(sift_store *base, const char *query, size_t k, sift_are
         goto out;
 
     /* Pass 1: every term (AND), the precise answer. */
-    if ((rc = build_match(&s->match, &ts, NULL, " ")))
+    if (build_match(&s->match, &ts, NULL, " "))
         goto oom;
     if ((rc = search_pass(s, &hl, a, err)) || ts.n == 1 || hl.n == hl.k)
         goto out;
@@ -919,7 +917,7 @@ static int sq_search_fts(sift_store *base, const char *query, size_t k, sift_are
     }
     if (used == 0)
         goto out;
-    if ((rc = build_match(&s->match, &ts, use, " OR ")))
+    if (build_match(&s->match, &ts, use, " OR "))
         goto oom;
     rc = search_pass(s, &hl, a, err);
     goto out;
