@@ -352,8 +352,14 @@ static void retry_or_fail(oai_gen *g, const sift_err *e, bool retryable)
 {
     oai_model *m = g->m;
     sift_err out;
-    if (!retryable || g->emitted) {
+    if (!retryable) {
         gen_finish(g, e->code, NULL, e);
+        return;
+    }
+    if (g->emitted) {
+        sift_err_set(&out, e->code, "the answer broke off after it had started (not retried): %s",
+                     e->msg);
+        gen_finish(g, e->code, NULL, &out);
         return;
     }
     if (g->attempts > m->max_retries) {
