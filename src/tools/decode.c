@@ -43,23 +43,35 @@ static int oom(struct dec *d)
                         d->schema_name);
 }
 
-/* Appends ".name" (or "name" at the top) or "[i]" to the path; returns the
- * old length to restore. A path too long for the buffer is cut, not wrong. */
+/* Appends bytes to the path, cutting (not overflowing) a path too long for
+ * the buffer. Plain copies: this runs for every field decoded. */
+static void path_add(struct dec *d, const char *s, size_t n)
+{
+    size_t room = sizeof d->path - 1 - d->plen;
+    if (n > room)
+        n = room;
+    memcpy(d->path + d->plen, s, n);
+    d->plen += n;
+    d->path[d->plen] = '\0';
+}
+
+/* Appends ".name" (or "name" at the top); returns the old length to restore. */
 static size_t push_name(struct dec *d, const char *name)
 {
     size_t old = d->plen;
-    int n = snprintf(d->path + d->plen, sizeof d->path - d->plen, "%s%s", d->plen ? "." : "", name);
-    if (n > 0)
-        d->plen += (size_t)n < sizeof d->path - d->plen ? (size_t)n : sizeof d->path - d->plen - 1;
+    if (d->plen)
+        path_add(d, ".", 1);
+    path_add(d, name, strlen(name));
     return old;
 }
 
+/* Appends "[i]". */
 static size_t push_index(struct dec *d, int i)
 {
     size_t old = d->plen;
-    int n = snprintf(d->path + d->plen, sizeof d->path - d->plen, "[%d]", i);
-    if (n > 0)
-        d->plen += (size_t)n < sizeof d->path - d->plen ? (size_t)n : sizeof d->path - d->plen - 1;
+    char buf[16];
+    int n = snprintf(buf, sizeof buf, "[%d]", i);
+    path_add(d, buf, n > 0 ? (size_t)n : 0);
     return old;
 }
 
