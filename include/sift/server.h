@@ -75,6 +75,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "sift/buf.h"
 #include "sift/ctx.h"
 #include "sift/err.h"
 
@@ -246,6 +247,13 @@ int sift_http_stream_write(sift_http_exchange *x, const void *data, size_t len);
  * data gives one empty data line), then "\n". All or nothing, with the same
  * results as sift_http_stream_write; SIFT_EINVAL if event has a line break. */
 int sift_http_sse_send(sift_http_exchange *x, const char *event, const char *data, size_t len);
+
+/* The same event formatting without an exchange: appends one event to `out`
+ * (all or nothing; the buffer's limit applies). sift_http_sse_size is the
+ * number of bytes it appends. Returns 0, SIFT_EINVAL (line break in the
+ * event name), SIFT_ETOOBIG, SIFT_ENOMEM. */
+size_t sift_http_sse_size(const char *event, const char *data, size_t len);
+int sift_http_sse_format(sift_buf *out, const char *event, const char *data, size_t len);
 
 /* Writes an SSE comment line (": <text>\n\n"), e.g. as a keep-alive. */
 int sift_http_sse_comment(sift_http_exchange *x, const char *text);

@@ -724,26 +724,41 @@ static void put_line(void *arg, const char *line, size_t n)
     sift_buf_append(b, "\n", 1);
 }
 
-int sift_http_sse_send(sift_http_exchange *x, const char *event, const char *data, size_t len)
+size_t sift_http_sse_size(const char *event, const char *data, size_t len)
 {
-    if (event != NULL && has_crlf(event))
-        return SIFT_EINVAL;
     size_t need = 1;
     if (event != NULL)
         need += 7 + strlen(event) + 1;
     each_line(data ? data : "", data ? len : 0, count_line, &need);
-    int rc = write_check(x, need);
+    return need;
+}
+
+int sift_http_sse_format(sift_buf *out, const char *event, const char *data, size_t len)
+{
+    if (event != NULL && has_crlf(event))
+        return SIFT_EINVAL;
+    int rc = sift_buf_reserve(out, sift_http_sse_size(event, data, len));
     if (rc != 0)
         return rc;
-    if ((rc = sift_buf_reserve(&x->pending, need)) != 0)
-        return rc;
     if (event != NULL) {
-        sift_buf_append(&x->pending, "event: ", 7);
-        sift_buf_puts(&x->pending, event);
-        sift_buf_append(&x->pending, "\n", 1);
+        sift_buf_append(out, "event: ", 7);
+        sift_buf_puts(out, event);
+        sift_buf_append(out, "\n", 1);
     }
-    each_line(data ? data : "", data ? len : 0, put_line, &x->pending);
-    sift_buf_append(&x->pending, "\n", 1);
+    each_line(data ? data : "", data ? len : 0, put_line, out);
+    sift_buf_append(out, "\n", 1);
+    return 0;
+}
+
+int sift_http_sse_send(sift_http_exchange *x, const char *event, const char *data, size_t len)
+{
+    if (event != NULL && has_crlf(event))
+        return SIFT_EINVAL;
+    int rc = write_check(x, sift_http_sse_size(event, data, len));
+    if (rc != 0)
+        return rc;
+    if ((rc = sift_http_sse_format(&x->pending, event, data, len)) != 0)
+        return rc;
     flush(x);
     return 0;
 }
