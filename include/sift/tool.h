@@ -54,7 +54,7 @@
  *     SIFT_TOOL_DEFINE(search_products, "Searches the catalog", search_products_args,
  *                      search_products);
  *
- * which defines `const sift_tool search_products_tool`. The same descriptors
+ * which defines `static const sift_tool search_products_tool`. The same descriptors
  * can be built at run time (tools declared in sift.yaml): fill sift_field
  * arrays and call sift_schema_layout.
  *
@@ -154,7 +154,7 @@ struct sift_tool {
     void *udata; /* the tool's own data (a run-time tool's configuration) */
 };
 
-/* Defines `const sift_tool NAME_tool`, a tool called NAME whose arguments are
+/* Defines `static const sift_tool NAME_tool`, a tool called NAME whose arguments are
  * `struct T` and whose function is `func`. `func` must already be declared as
  *
  *     void func(sift_tool_call *call, const struct T *args);
@@ -162,7 +162,9 @@ struct sift_tool {
  * and any other signature is a compile error that names the expected one. The
  * registry calls it through a small generated wrapper, never through a cast
  * function pointer (calling a function through a pointer of another type is
- * undefined behaviour). */
+ * undefined behaviour). The tool is static, so names never collide across
+ * files; a module hands its tools out through a function (e.g. one that adds
+ * them to a registry). */
 #define SIFT_TOOL_DEFINE(NAME, description_, T, func)                                              \
     _Static_assert(__builtin_types_compatible_p(__typeof__(&(func)),                               \
                                                 void (*)(sift_tool_call *, const struct T *)),     \
@@ -172,8 +174,7 @@ struct sift_tool {
     {                                                                                              \
         func(call, (const struct T *)args);                                                        \
     }                                                                                              \
-    extern const sift_tool NAME##_tool;                                                            \
-    const sift_tool NAME##_tool = {                                                                \
+    __attribute__((unused)) static const sift_tool NAME##_tool = {                                 \
         .name = #NAME, .description = (description_), .args = &T##__schema, .fn = NAME##__invoke}
 
 /* ---- one call of a tool ---- */
