@@ -71,7 +71,9 @@ typedef struct oai_gen {
     /* per attempt */
     int status;
     int64_t retry_after_ms; /* -1: no usable Retry-After */
-    sift_buf errbody;       /* an error response's body (streaming mode), bounded */
+    sift_buf errbody;       /* streaming mode: an error response's body (bounded), or a
+                               whole JSON answer (see `whole`) */
+    bool whole;             /* asked to stream, the server answered with one JSON document */
     sift_sse_parser sse;
     sift_stream as;
     sift_err fail; /* why we aborted the attempt ourselves (malformed chunk...) */
@@ -240,6 +242,12 @@ static int on_http_response(sift_http_request *req, int status, const sift_http_
     g->status = status;
     if (status == 429 || status >= 500)
         g->retry_after_ms = parse_retry_after(sift_http_response_header(resp, "Retry-After"));
+    if (g->stream && status >= 200 && status < 300) {
+        /* some servers ignore "stream": accept their one-document answer
+         * rather than reporting a stream with no events */
+        const char *ct = sift_http_response_header(resp, "Content-Type");
+        g->whole = ct && strncasecmp(ct, "application/json", 16) == 0;
+    }
     return 0;
 }
 
@@ -251,9 +259,19 @@ static int on_http_data(sift_http_request *req, const char *chunk, size_t len, v
         /* keep the start of an error body for the message; the rest is
          * read and dropped so the connection stays reusable */
         size_t room = g->m->max_error_body - g->errbody.len;
-        if (room && sift_buf_append(&g->errbody, chunk, len < room ? len : room))
-            return 0; /* no memory for the message: still report the status */
+        /* out of memory here only shortens the message: the status is kept */
+        (void)sift_buf_append(&g->errbody, chunk, len < room ? len : room);
         return 0;
+    }
+    if (g->whole) {
+        if (g->errbody.len + len > g->m->max_body_bytes)
+            return sift_err_set(&g->fail, SIFT_ETOOBIG,
+                                "the model's answer is over %zu bytes (max_body_bytes)",
+                                g->m->max_body_bytes);
+        int rc = sift_buf_append(&g->errbody, chunk, len);
+        if (rc)
+            sift_err_set(&g->fail, rc, "out of memory reading the model's answer");
+        return rc;
     }
     int rc = sift_sse_feed(&g->sse, chunk, len, on_sse_event, g, &g->fail);
     if (rc && !g->fail.code)
@@ -276,8 +294,10 @@ static void emit_nonstream(oai_gen *g, const sift_chat_result *res)
 /* A 2xx response is complete: assemble the result. */
 static int complete_ok(oai_gen *g, sift_http_response *resp, sift_chat_result *res, sift_err *e)
 {
-    if (!g->stream) {
-        int rc = sift_chat_response_parse(resp->body, resp->body_len, g->arena, res, e);
+    if (!g->stream || g->whole) {
+        const char *body = g->whole ? g->errbody.data : resp->body;
+        size_t len = g->whole ? g->errbody.len : resp->body_len;
+        int rc = sift_chat_response_parse(body ? body : "", body ? len : 0, g->arena, res, e);
         if (rc)
             return rc;
         emit_nonstream(g, res);
@@ -453,6 +473,7 @@ static int gen_attempt(oai_gen *g, sift_err *err)
     oai_model *m = g->m;
     g->attempts++;
     g->status = 0;
+    g->whole = false;
     g->retry_after_ms = -1;
     sift_buf_reset(&g->errbody);
     sift_err_clear(&g->fail);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <cmocka.h>
@@ -727,7 +728,9 @@ typedef struct capsrv {
     int port;
     int requests;
     int open_conns;
-    char headers[4096]; /* of the last request */
+    char headers[4096];         /* of the last request */
+    const char *const *replies; /* reply to request i; the last one repeats; NULL: cap_reply */
+    int n_replies;
 } capsrv;
 
 typedef struct capconn {
@@ -787,7 +790,12 @@ static void cap_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     snprintf(c->srv->headers, sizeof(c->srv->headers), "%.*s", (int)hlen, c->in.data);
     c->srv->requests++;
     uv_read_stop(s);
-    uv_buf_t out = uv_buf_init((char *)cap_reply, sizeof(cap_reply) - 1);
+    const char *reply = cap_reply;
+    if (c->srv->n_replies > 0) {
+        int i = c->srv->requests - 1;
+        reply = c->srv->replies[i < c->srv->n_replies ? i : c->srv->n_replies - 1];
+    }
+    uv_buf_t out = uv_buf_init((char *)reply, (unsigned)strlen(reply));
     c->wr.data = c;
     uv_write(&c->wr, s, &out, 1, cap_written);
 }
@@ -857,6 +865,92 @@ static void test_api_key_header(void **state)
     uv_run(&f->loop, UV_RUN_NOWAIT); /* srv lives on this stack frame */
 }
 
+static void test_stream_answered_with_json(void **state)
+{
+    fixture *f = *state;
+    capsrv srv;
+    cap_start(f, &srv);
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1", srv.port);
+    sift_model_free(f->model);
+    f->model = new_model(f, url, NULL, 0);
+    run r;
+    run_init(&r, f, 20000);
+    sift_chat_request q = stream_req(true); /* the server ignores "stream" */
+    generate(f, &r, &q);
+    assert_int_equal(r.code, 0);
+    assert_contains(srv.headers, "\r\nAccept: text/event-stream");
+    assert_string_equal(r.tokens.data, "hi");
+    assert_string_equal(r.res.message.content, "hi");
+    assert_int_equal(r.res.finish, SIFT_FINISH_STOP);
+    run_free(&r);
+    uv_close((uv_handle_t *)&srv.listen, NULL);
+    wait_for_zero(f, &srv.open_conns);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+static void test_retry_after_http_date(void **state)
+{
+    fixture *f = *state;
+    /* Retry-After as an HTTP date 2 s ahead (whole seconds: 1 to 2 s of wait) */
+    char date[64], busy[512];
+    time_t when = time(NULL) + 2;
+    struct tm tm;
+    gmtime_r(&when, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    static const char body[] = "{\"error\":{\"message\":\"Slow down\",\"type\":\"requests\"}}";
+    snprintf(busy, sizeof(busy),
+             "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+             "Retry-After: %s\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
+             date, sizeof(body) - 1, body);
+    const char *replies[2] = {busy, cap_reply};
+    capsrv srv;
+    cap_start(f, &srv);
+    srv.replies = replies;
+    srv.n_replies = 2;
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1", srv.port);
+    sift_model_free(f->model);
+    f->model = new_model(f, url, NULL, 1);
+    run r;
+    run_init(&r, f, 20000);
+    sift_chat_request q = stream_req(false);
+    generate(f, &r, &q);
+    assert_int_equal(r.code, 0);
+    assert_int_equal(srv.requests, 2);
+    assert_true(r.t_done - r.t0 >= 900); /* the date was honoured, not the 20 ms backoff */
+    run_free(&r);
+    uv_close((uv_handle_t *)&srv.listen, NULL);
+    wait_for_zero(f, &srv.open_conns);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+static void test_attempt_timeout_retried(void **state)
+{
+    fixture *f = *state;
+    mock_reply slow = {.content = "too late", .ttft_ms = 1500};
+    mock_reply quick = {.content = "in time"};
+    mock_llm_push(f->mock, &slow);
+    mock_llm_push(f->mock, &quick);
+    sift_openai_opts o = {.base_url = mock_llm_base_url(f->mock),
+                          .model = "mock-model",
+                          .timeout_ms = 300,
+                          .max_retries = 1,
+                          .backoff_base_ms = 10};
+    sift_err err = {0};
+    sift_model_free(f->model);
+    f->model = sift_openai_new(&f->loop, f->http, &o, &err);
+    assert_non_null(f->model);
+    run r;
+    run_init(&r, f, 20000);
+    sift_chat_request q = stream_req(true);
+    generate(f, &r, &q);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.tokens.data, "in time");
+    assert_int_equal(mock_llm_requests(f->mock), 2);
+    run_free(&r);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -880,6 +974,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_model_in_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_key_header, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_answered_with_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_after_http_date, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attempt_timeout_retried, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
