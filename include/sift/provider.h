@@ -95,9 +95,11 @@ int sift_model_generate(sift_model *m, sift_ctx *ctx, sift_arena *arena,
 const char *sift_model_provider(const sift_model *m);
 const char *sift_model_name(const sift_model *m);
 
-/* Releases the model. Call it when no generation is in flight; a provider
- * that still has generations running releases the model only after their
- * on_done (so calling it from on_done is fine). NULL is a no-op. */
+/* Releases the model. Generations still in flight are cancelled: each one's
+ * on_done fires later, from the loop, with SIFT_ECANCELED ("the model was
+ * closed while the answer was pending"), and the memory goes after the last
+ * of them. May be called from on_done (not from on_token or
+ * on_tool_call_start). NULL is a no-op. */
 void sift_model_free(sift_model *m);
 
 /* ---- the OpenAI-compatible provider ------------------------------------ */

@@ -45,9 +45,10 @@ typedef struct oai_model {
     size_t max_event_bytes;
     sift_stream_limits limits;
     bool stream_usage;
-    uint64_t rng;  /* xorshift state for the backoff jitter (one model per loop: no lock) */
-    int in_flight; /* generations whose on_done has not returned yet */
-    bool closing;  /* sift_model_free was called while generations were in flight */
+    uint64_t rng;         /* xorshift state for the backoff jitter (one model per loop: no lock) */
+    int in_flight;        /* generations whose on_done has not returned yet */
+    bool closing;         /* sift_model_free was called while generations were in flight */
+    struct oai_gen *gens; /* generations not finished yet, for sift_model_free */
 } oai_model;
 
 typedef enum gen_state {
@@ -60,6 +61,8 @@ typedef enum gen_state {
 typedef struct oai_gen {
     gen_state state;
     oai_model *m;
+    struct oai_gen *prev, *next; /* in m->gens until finished */
+    sift_http_request *req;      /* the attempt in flight (GEN_REQUEST), or NULL */
     sift_ctx *ctx;
     sift_arena *arena;
     sift_model_callbacks cb;
@@ -105,17 +108,55 @@ static void model_destroy(oai_model *m)
     sift_free(m->model);
     if (m->auth) {
         /* the key should not linger in freed memory */
-        memset(m->auth, 0, strlen(m->auth));
+        explicit_bzero(m->auth, strlen(m->auth));
         sift_free(m->auth);
     }
     sift_free(m);
 }
 
+static void gen_unlink(oai_gen *g)
+{
+    if (g->prev)
+        g->prev->next = g->next;
+    else if (g->m->gens == g)
+        g->m->gens = g->next;
+    if (g->next)
+        g->next->prev = g->prev;
+    g->prev = g->next = NULL;
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Ends a generation from outside the loop's callbacks for it (a cancel hook,
+ * sift_model_free): on_done is deferred to the loop either way. */
+static void gen_abort(oai_gen *g, const sift_err *why)
+{
+    if (g->state == GEN_REQUEST && g->req) {
+        /* on_http_done follows from the loop and reports g->fail */
+        if (!g->fail.code)
+            sift_err_copy(&g->fail, why);
+        sift_http_request_cancel(g->req, why->code);
+    } else if (g->state == GEN_BACKOFF) {
+        uv_timer_stop(&g->timer);
+        sift_ctx_remove_hook(&g->hook);
+        sift_err_copy(&g->last, why);
+        set_state(g, GEN_CANCELLED);
+        uv_timer_start(&g->timer, on_timer, 0, 0);
+    }
+}
+
 static void oai_free(sift_model *base)
 {
     oai_model *m = (oai_model *)base;
+    if (m->closing)
+        return; /* freed twice: a bug, but not worth a crash */
     if (m->in_flight > 0) {
-        m->closing = true; /* the last generation's finish releases it */
+        /* the last generation's finish releases the model */
+        m->closing = true;
+        sift_err why;
+        sift_err_set(&why, SIFT_ECANCELED, "the model was closed while the answer was pending");
+        for (oai_gen *g = m->gens; g; g = g->next)
+            gen_abort(g, &why);
         return;
     }
     model_destroy(m);
@@ -145,6 +186,7 @@ static void gen_finish(oai_gen *g, int code, const sift_chat_result *res, const 
 {
     oai_model *m = g->m;
     set_state(g, GEN_DONE);
+    gen_unlink(g);
     sift_ctx_remove_hook(&g->hook);
     sift_err e = {0};
     if (code) {
@@ -311,18 +353,13 @@ static int complete_ok(oai_gen *g, sift_http_response *resp, sift_chat_result *r
 }
 
 static int gen_attempt(oai_gen *g, sift_err *err);
-static void on_timer(uv_timer_t *t);
 
 static void on_ctx_cancel(sift_ctx_hook *hook, const sift_err *cause)
 {
     oai_gen *g = container_of(hook, oai_gen, hook);
-    if (g->state != GEN_BACKOFF)
-        return;
     /* inside sift_ctx_cancel: on_done must wait for the loop */
-    uv_timer_stop(&g->timer);
-    sift_err_copy(&g->last, cause);
-    set_state(g, GEN_CANCELLED);
-    uv_timer_start(&g->timer, on_timer, 0, 0);
+    if (g->state == GEN_BACKOFF)
+        gen_abort(g, cause);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -372,7 +409,7 @@ static void retry_or_fail(oai_gen *g, const sift_err *e, bool retryable)
 {
     oai_model *m = g->m;
     sift_err out;
-    if (!retryable) {
+    if (!retryable || m->closing) {
         gen_finish(g, e->code, NULL, e);
         return;
     }
@@ -431,6 +468,7 @@ static void on_http_done(sift_http_request *req, int code, sift_http_response *r
 {
     (void)req;
     oai_gen *g = udata;
+    g->req = NULL;
     if (g->state != GEN_REQUEST)
         return; /* cannot happen: one attempt at a time */
     if (finish_if_ctx_done(g))
@@ -494,7 +532,7 @@ static int gen_attempt(oai_gen *g, sift_err *err)
         .on_data = g->stream ? on_http_data : NULL,
         .on_done = on_http_done,
     };
-    return sift_http_request_start(m->http, g->ctx, &o, &cbs, g, NULL, err);
+    return sift_http_request_start(m->http, g->ctx, &o, &cbs, g, &g->req, err);
 }
 
 /* ---- generate ---------------------------------------------------------- */
@@ -542,6 +580,10 @@ static int oai_generate(sift_model *base, sift_ctx *ctx, sift_arena *arena,
         return rc;
     }
     m->in_flight++;
+    g->next = m->gens;
+    if (m->gens)
+        m->gens->prev = g;
+    m->gens = g;
     return 0;
 
 fail_nohandle:

@@ -951,6 +951,54 @@ static void test_attempt_timeout_retried(void **state)
     run_free(&r);
 }
 
+static void on_free_timer(uv_timer_t *t)
+{
+    run *r = t->data;
+    r->in_cancel = 1; /* on_done must not run inside sift_model_free either */
+    sift_model_free(r->f->model);
+    r->f->model = NULL;
+    r->in_cancel = 0;
+}
+
+/* Frees the model 200 ms into a generation that is streaming (mid == 1) or
+ * waiting to retry (mid == 0). */
+static void free_model_during(fixture *f, int mid)
+{
+    mock_reply slow = {.content = "a b c d e f g h i j k l m n o p q r s t u v w x y z",
+                       .token_delay_ms = 30};
+    mock_reply busy = {.status = 429, .error_message = "Rate limit reached", .retry_after_s = 3};
+    mock_llm_push(f->mock, mid ? &slow : &busy);
+    run r;
+    run_init(&r, f, 20000);
+    uv_timer_t t;
+    uv_timer_init(&f->loop, &t);
+    t.data = &r;
+    uv_timer_start(&t, on_free_timer, 200, 0);
+    sift_chat_request q = stream_req(true);
+    generate(f, &r, &q);
+    assert_int_equal(r.code, SIFT_ECANCELED);
+    assert_contains(r.err.msg, "the model was closed");
+    assert_int_equal(r.done_in_cancel, 0);
+    assert_true(r.t_done - r.t0 < 2500);
+    assert_int_equal(mock_llm_requests(f->mock), 1);
+    if (mid)
+        assert_true(r.token_calls >= 1);
+    assert_null(f->model);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    run_free(&r);
+}
+
+static void test_free_model_mid_stream(void **state)
+{
+    free_model_during(*state, 1);
+}
+
+static void test_free_model_during_backoff(void **state)
+{
+    free_model_during(*state, 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -977,6 +1025,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_answered_with_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_after_http_date, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attempt_timeout_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_model_mid_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_model_during_backoff, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
