@@ -76,6 +76,10 @@ void sift_vecindex_free(sift_vecindex *ix);
  * component, SIFT_ENOMEM. */
 int sift_vecindex_put(sift_vecindex *ix, uint32_t id, const float *vec, sift_err *err);
 
+/* Allocates room for ids 0..n-1 at once, so a bulk load does not regrow and
+ * copy the storage as it goes. SIFT_EINVAL over the id maximum, SIFT_ENOMEM. */
+int sift_vecindex_reserve(sift_vecindex *ix, size_t n, sift_err *err);
+
 /* Makes `id` absent. Unknown ids are a no-op. */
 void sift_vecindex_remove(sift_vecindex *ix, uint32_t id);
 
@@ -112,7 +116,8 @@ size_t sift_vecindex_memory(const sift_vecindex *ix);
  * 0 for an implementation that is not supported. */
 float sift_vec_dot_f32(int simd, const float *a, const float *b, size_t n);
 
-/* The same for int8 vectors, exact. */
+/* The same for int8 vectors, exact. Components must be in -127..127, the
+ * range quantisation produces (the AVX2 path relies on it). */
 int32_t sift_vec_dot_i8(int simd, const int8_t *a, const int8_t *b, size_t n);
 
 #endif

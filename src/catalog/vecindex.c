@@ -137,19 +137,21 @@ __attribute__((target("avx2"))) static float dotf_avx2(const float *a, const flo
     return _mm_cvtss_f32(w);
 }
 
+/* pmaddubsw multiplies unsigned by signed bytes: |a| times b with a's sign
+ * moved onto b gives a*b. Stored and query values are in -127..127, so a
+ * pair sum is at most 2 * 127 * 127 = 32258 and the 16-bit saturation
+ * never triggers: the result is exact, like the other paths. */
 __attribute__((target("avx2"))) static int32_t doti_avx2(const int8_t *a, const int8_t *b, size_t n)
 {
-    __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc = _mm256_setzero_si256();
     for (size_t i = 0; i < n; i += 32) {
-        __m256i x0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i)));
-        __m256i y0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i)));
-        __m256i x1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + i + 16)));
-        __m256i y1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + i + 16)));
-        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(x0, y0));
-        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(x1, y1));
+        __m256i x = _mm256_loadu_si256((const __m256i *)(a + i));
+        __m256i y = _mm256_loadu_si256((const __m256i *)(b + i));
+        __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, ones));
     }
-    __m256i s = _mm256_add_epi32(acc0, acc1);
-    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
     return hsum_epi32_sse2(h);
 }
 #endif
@@ -271,10 +273,13 @@ void sift_vecindex_free(sift_vecindex *ix)
     sift_free(ix);
 }
 
-/* Grows storage to at least `need` slots (a multiple of 64), all-or-nothing. */
-static int grow(sift_vecindex *ix, size_t need)
+/* Grows storage to at least `need` slots (a multiple of 64), all-or-nothing:
+ * to exactly that when `exact` (a reservation), else by doubling. */
+static int grow(sift_vecindex *ix, size_t need, int exact)
 {
     size_t cap = ix->cap ? ix->cap : 64;
+    if (exact)
+        cap = (need + 63) / 64 * 64;
     while (cap < need)
         cap *= 2;
     size_t row = ix->dpad;
@@ -353,7 +358,7 @@ int sift_vecindex_put(sift_vecindex *ix, uint32_t id, const float *vec, sift_err
     if (bad >= 0)
         return sift_err_set(err, SIFT_EINVAL, "vector index: component %d of id %u is not finite",
                             bad, id);
-    if ((size_t)id >= ix->cap && grow(ix, (size_t)id + 1))
+    if ((size_t)id >= ix->cap && grow(ix, (size_t)id + 1, 0))
         return sift_err_set(err, SIFT_ENOMEM, "vector index: out of memory at id %u", id);
     size_t row = (size_t)id * ix->dpad;
     if (ix->kind == SIFT_VEC_F32) {
@@ -368,6 +373,17 @@ int sift_vecindex_put(sift_vecindex *ix, uint32_t id, const float *vec, sift_err
     }
     if ((size_t)id >= ix->nslots)
         ix->nslots = (size_t)id + 1;
+    return 0;
+}
+
+int sift_vecindex_reserve(sift_vecindex *ix, size_t n, sift_err *err)
+{
+    if (n > SIFT_VEC_ID_MAX)
+        return sift_err_set(err, SIFT_EINVAL,
+                            "vector index: cannot reserve %zu ids, the maximum is %u", n,
+                            SIFT_VEC_ID_MAX);
+    if (n > ix->cap && grow(ix, n, 1))
+        return sift_err_set(err, SIFT_ENOMEM, "vector index: out of memory reserving %zu ids", n);
     return 0;
 }
 

@@ -172,7 +172,7 @@ static void oracle(const float *v, size_t n, size_t dims, const float *q, size_t
 static void test_int8_agrees_with_float(void **state)
 {
     rng_state = 7;
-    const size_t n = 20000, dims = 256, nq = 100, k = 10;
+    const size_t n = 8000, dims = 256, nq = 60, k = 10;
     float *v = random_unit(n, dims);
     float *q = random_unit(nq, dims);
     sift_vecindex *f = build(v, n, dims, SIFT_VEC_F32);
@@ -384,6 +384,15 @@ static void test_memory_report(void **state)
     size_t m = sift_vecindex_memory(q);
     assert_true(m >= (size_t)1000 * 260);
     assert_true(m <= (size_t)2 * 1024 * 261 + 256);
+    /* A reservation allocates once, to size, and puts then stay inside it. */
+    assert_int_equal(sift_vecindex_reserve(f, 1000, &err), 0);
+    size_t r = sift_vecindex_memory(f);
+    assert_true(r >= (size_t)1024 * 1024 && r <= (size_t)1024 * 1025 + 512);
+    for (uint32_t i = 0; i < 1000; i++)
+        assert_int_equal(sift_vecindex_put(f, i, v, &err), 0);
+    assert_int_equal(sift_vecindex_memory(f), r);
+    assert_int_equal(sift_vecindex_count(f), 1000);
+    assert_int_equal(sift_vecindex_reserve(f, (size_t)SIFT_VEC_ID_MAX + 1, &err), SIFT_EINVAL);
     sift_vecindex_free(f);
     sift_vecindex_free(q);
 }
