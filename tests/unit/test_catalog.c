@@ -421,6 +421,35 @@ static void test_jsonl_reader(void **state)
     sift_free(buf);
 }
 
+/* Every allocation failure on the parse and chunk paths is reported as
+ * SIFT_ENOMEM and leaks nothing (the sanitizer build checks leaks). */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    int succeeded = 0;
+    for (long n = 0; n < 200 && !succeeded; n++) {
+        sift_mem_fail_after(n);
+        sift_arena *a = sift_arena_new(0);
+        sift_product p;
+        sift_err e = {0};
+        sift_chunk c;
+        sift_chunk_init(&c);
+        int rc = SIFT_ENOMEM;
+        if (a && (rc = sift_product_parse(a, good_line, strlen(good_line), 1, &p, NULL, &e)) == 0)
+            rc = sift_chunk_build(&c, &p, &e);
+        sift_mem_fail_after(-1);
+        if (rc == 0) {
+            assert_true(contains(c.text, c.text_len, "NIKE-PEG40-42"));
+            succeeded = 1;
+        } else {
+            assert_int_equal(rc, SIFT_ENOMEM);
+        }
+        sift_chunk_free(&c);
+        sift_arena_free(a);
+    }
+    assert_true(succeeded);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +460,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chunk_invariants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sample_catalog, setup, teardown),
         cmocka_unit_test(test_jsonl_reader),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

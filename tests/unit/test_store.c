@@ -546,6 +546,40 @@ static void test_sample_catalog(void **state)
     fts_consistent(f);
 }
 
+/* Allocation failures while opening, writing and searching give
+ * SIFT_ENOMEM (or an error naming the failed step), never a crash or a leak;
+ * once allocation works again the store works. */
+static void test_out_of_memory(void **state)
+{
+    fixture *f = *state;
+    int opened = 0, wrote = 0;
+    for (long n = 0; n < 400 && !(opened && wrote); n++) {
+        sift_store *s = NULL;
+        sift_err e = {0};
+        sift_mem_fail_after(n);
+        int rc = sift_store_sqlite_open(f->path, NULL, &s, &e);
+        if (rc == 0) {
+            opened = 1;
+            sift_product p = product("OOM-1", "Memory November", 1 + n);
+            int applied = 0;
+            rc = sift_store_upsert_product(s, &p, &applied, &e);
+            sift_hit *h;
+            size_t nh;
+            if (rc == 0)
+                rc = sift_store_search_fts(s, "november", 5, f->a, &h, &nh, &e);
+            if (rc == 0)
+                wrote = 1;
+        }
+        sift_mem_fail_after(-1);
+        if (rc != 0)
+            assert_true(e.code != 0 && e.msg[0] != '\0');
+        sift_store_close(s);
+        sift_arena_reset(f->a);
+    }
+    assert_true(opened && wrote);
+    assert_string_equal(title_of(f, "OOM-1"), "Memory November");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -555,6 +589,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stock_and_prices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_bad_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sample_catalog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_memory, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
