@@ -157,20 +157,37 @@ static void mr_closed(uv_handle_t *h)
     free(mr);
 }
 
-enum finish_how { F_END, F_ABORT, F_NONE };
+/* How mr_finish finishes the exchange: end the stream, drop the
+ * connection, or answer in one piece with the error or the whole reply. */
+enum finish_how { F_END, F_ABORT, F_ERROR, F_JSON };
 
-/* The one way out: finishes the exchange (unless the caller already did),
- * stops the timer and frees the request in its close callback. */
+static void respond_error(sift_http_exchange *x, int status, const char *message, int retry_after);
+static void respond_json(struct mreq *mr);
+
+/* The one way out: finishes the exchange, stops the timer and frees the
+ * request in its close callback. The hook goes first, so that a finishing
+ * call that notices the client has gone cannot re-enter through on_cancel. */
 static void mr_finish(struct mreq *mr, enum finish_how how)
 {
     if (mr->state == MR_DONE)
         return;
     set_state(mr, MR_DONE);
     sift_ctx_remove_hook(&mr->hook);
-    if (how == F_END)
+    const mock_reply *r = &mr->rep->r;
+    switch (how) {
+    case F_END:
         sift_http_stream_end(mr->x);
-    else if (how == F_ABORT)
+        break;
+    case F_ABORT:
         sift_http_stream_abort(mr->x);
+        break;
+    case F_ERROR:
+        respond_error(mr->x, r->status, r->error_message, r->retry_after_s);
+        break;
+    case F_JSON:
+        respond_json(mr);
+        break;
+    }
     mr->x = NULL;
     uv_timer_stop(&mr->timer);
     uv_close((uv_handle_t *)&mr->timer, mr_closed);
@@ -571,16 +588,10 @@ static void mr_begin(struct mreq *mr)
     const mock_reply *r = &mr->rep->r;
     switch (mr->kind) {
     case K_ERROR:
-        respond_error(mr->x, r->status, r->error_message, r->retry_after_s);
-        mr_finish(mr, F_NONE);
+        mr_finish(mr, F_ERROR);
         return;
     case K_JSON:
-        if (r->disconnect_after > 0) {
-            mr_finish(mr, F_ABORT);
-            return;
-        }
-        respond_json(mr);
-        mr_finish(mr, F_NONE);
+        mr_finish(mr, r->disconnect_after > 0 ? F_ABORT : F_JSON);
         return;
     case K_STREAM:
         set_state(mr, MR_WRITE);
