@@ -50,7 +50,7 @@
  * function has exactly this signature, which
  * SIFT_TOOL_DEFINE checks at compile time:
  *
- *     static void search_products(sift_tool_call *call, const struct search_products_args *args);
+ *     static void search_products(sift_tool_job *job, const struct search_products_args *args);
  *     SIFT_TOOL_DEFINE(search_products, "Searches the catalog", search_products_args,
  *                      search_products);
  *
@@ -141,10 +141,10 @@ struct sift_schema {
 /* ---- tools ---- */
 
 typedef struct sift_tool sift_tool;
-typedef struct sift_tool_call sift_tool_call;
+typedef struct sift_tool_job sift_tool_job;
 
 /* The generic form of a tool function: `args` points to the decoded struct. */
-typedef void (*sift_tool_fn)(sift_tool_call *call, const void *args);
+typedef void (*sift_tool_fn)(sift_tool_job *job, const void *args);
 
 struct sift_tool {
     const char *name;        /* [A-Za-z0-9_-], 1 to 64 bytes */
@@ -157,7 +157,7 @@ struct sift_tool {
 /* Defines `static const sift_tool NAME_tool`, a tool called NAME whose arguments are
  * `struct T` and whose function is `func`. `func` must already be declared as
  *
- *     void func(sift_tool_call *call, const struct T *args);
+ *     void func(sift_tool_job *job, const struct T *args);
  *
  * and any other signature is a compile error that names the expected one. The
  * registry calls it through a small generated wrapper, never through a cast
@@ -167,35 +167,37 @@ struct sift_tool {
  * them to a registry). */
 #define SIFT_TOOL_DEFINE(NAME, description_, T, func)                                              \
     _Static_assert(__builtin_types_compatible_p(__typeof__(&(func)),                               \
-                                                void (*)(sift_tool_call *, const struct T *)),     \
+                                                void (*)(sift_tool_job *, const struct T *)),      \
                    "tool function " #func " must be declared as: void " #func                      \
-                   "(sift_tool_call *call, const struct " #T " *args)");                           \
-    static void NAME##__invoke(sift_tool_call *call, const void *args)                             \
+                   "(sift_tool_job *job, const struct " #T " *args)");                             \
+    static void NAME##__invoke(sift_tool_job *job, const void *args)                               \
     {                                                                                              \
-        func(call, (const struct T *)args);                                                        \
+        func(job, (const struct T *)args);                                                         \
     }                                                                                              \
     __attribute__((unused)) static const sift_tool NAME##_tool = {                                 \
         .name = #NAME, .description = (description_), .args = &T##__schema, .fn = NAME##__invoke}
 
-/* ---- one call of a tool ---- */
+/* ---- one execution of a tool: a job ---- */
 
-enum sift_tool_call_state {
-    SIFT_TOOL_CALL_NEW = 0, /* initialised, not started */
-    SIFT_TOOL_CALL_RUNNING, /* the tool function has the call */
-    SIFT_TOOL_CALL_DONE,    /* reported; code and result are final */
+enum sift_tool_job_state {
+    SIFT_TOOL_JOB_NEW = 0, /* initialised, not started */
+    SIFT_TOOL_JOB_RUNNING, /* the tool function has the job */
+    SIFT_TOOL_JOB_DONE,    /* reported; code and result are final */
 };
 
-/* Fires once when the call is done. The call may be freed from here. */
-typedef void (*sift_tool_call_done_fn)(sift_tool_call *call, void *data);
+/* Fires once when the job is done. The job may be freed from here. */
+typedef void (*sift_tool_job_done_fn)(sift_tool_job *job, void *data);
 
-/* One invocation of a tool, owned by whoever runs it (the tools node, a test).
- * The tool function reads ctx, arena and app, and must end the call exactly
- * once with sift_tool_call_done or sift_tool_call_fail, synchronously or
+/* One execution of a tool, owned by whoever runs it (the tools node, a test).
+ * (The model's request for it is a sift_tool_call, in model.h: its id and
+ * arguments text are what sift_tool_job_start takes.)
+ * The tool function reads ctx, arena and app, and must end the job exactly
+ * once with sift_tool_job_done or sift_tool_job_fail, synchronously or
  * later on the ctx's loop, also after cancellation (register a cancel hook on
  * ctx for work in flight). */
-struct sift_tool_call {
+struct sift_tool_job {
     const sift_tool *tool;
-    sift_ctx *ctx;     /* the call's context: deadline and cancellation */
+    sift_ctx *ctx;     /* the job's context: deadline and cancellation */
     sift_arena *arena; /* the run's arena: arguments and result live here */
     void *app;         /* application data for the tool (e.g. the catalog store) */
     const char *id;    /* the model's tool_call id, or NULL */
@@ -203,31 +205,30 @@ struct sift_tool_call {
      * code and a message for the model (both in the arena). */
     int code;
     const char *result;
-    enum sift_tool_call_state state;
-    sift_tool_call_done_fn done;
+    enum sift_tool_job_state state;
+    sift_tool_job_done_fn done;
     void *done_data;
 };
 
-/* Prepares a call of `tool` (state NEW). Allocates nothing. */
-void sift_tool_call_init(sift_tool_call *call, const sift_tool *tool, sift_ctx *ctx,
-                         sift_arena *arena, void *app, sift_tool_call_done_fn done,
-                         void *done_data);
+/* Prepares a job of `tool` (state NEW). Allocates nothing. */
+void sift_tool_job_init(sift_tool_job *job, const sift_tool *tool, sift_ctx *ctx, sift_arena *arena,
+                        void *app, sift_tool_job_done_fn done, void *done_data);
 
 /* Decodes the model's argument text (`len` bytes) against the tool's schema and
- * runs the tool. Bad arguments end the call at once with SIFT_EINVAL and the
+ * runs the tool. Bad arguments end the job at once with SIFT_EINVAL and the
  * decoder's message as the result; so does a context that is already done
  * (with its code). Either way `done` fires exactly once, possibly before this
- * returns. Aborts if the call is not in state NEW. */
-void sift_tool_call_start(sift_tool_call *call, const char *arguments, size_t len);
+ * returns. Aborts if the job is not in state NEW. */
+void sift_tool_job_start(sift_tool_job *job, const char *arguments, size_t len);
 
-/* Ends the call: `code` 0 with `result` the tool's JSON output, or a negative
+/* Ends the job: `code` 0 with `result` the tool's JSON output, or a negative
  * SIFT_E code with a message for the model. `result` is copied into the arena
- * (NULL is kept as NULL). Then fires `done`, last: the call may be gone when
- * this returns. Ending a call twice is a bug and aborts. */
-void sift_tool_call_done(sift_tool_call *call, int code, const char *result);
+ * (NULL is kept as NULL). Then fires `done`, last: the job may be gone when
+ * this returns. Ending a job twice is a bug and aborts. */
+void sift_tool_job_done(sift_tool_job *job, int code, const char *result);
 
-/* sift_tool_call_done with a printf-formatted message. */
-void sift_tool_call_fail(sift_tool_call *call, int code, const char *fmt, ...)
+/* sift_tool_job_done with a printf-formatted message. */
+void sift_tool_job_fail(sift_tool_job *job, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* ---- schemas ---- */

@@ -1,4 +1,5 @@
-/* The tool registry (tools by name) and the life of one tool call. */
+/* The tool registry (tools by name) and the life of one tool job (one
+ * execution of a tool). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,100 +130,100 @@ const char *sift_tool_registry_json(const sift_tool_registry *r, size_t *len)
     return r->json;
 }
 
-/* ---- one call ---- */
+/* ---- one job ---- */
 
-static const char *state_name(enum sift_tool_call_state s)
+static const char *state_name(enum sift_tool_job_state s)
 {
     switch (s) {
-    case SIFT_TOOL_CALL_NEW:
+    case SIFT_TOOL_JOB_NEW:
         return "new";
-    case SIFT_TOOL_CALL_RUNNING:
+    case SIFT_TOOL_JOB_RUNNING:
         return "running";
-    case SIFT_TOOL_CALL_DONE:
+    case SIFT_TOOL_JOB_DONE:
         return "done";
     }
     return "?";
 }
 
-/* The one place a call changes state. A call in the wrong state means the
+/* The one place a job changes state. A job in the wrong state means the
  * tool broke its contract (reported twice, or never started): carrying on
  * would hand the model a result twice, so stop here, loudly. */
-static void set_state(sift_tool_call *call, enum sift_tool_call_state from,
-                      enum sift_tool_call_state to)
+static void set_state(sift_tool_job *job, enum sift_tool_job_state from,
+                      enum sift_tool_job_state to)
 {
-    if (call->state != from) {
-        sift_log(SIFT_LOG_ERROR, call->ctx ? sift_ctx_run_id(call->ctx) : NULL, NULL,
-                 "tool %s: call is %s, expected %s (a tool must report exactly once)",
-                 call->tool && call->tool->name ? call->tool->name : "?", state_name(call->state),
+    if (job->state != from) {
+        sift_log(SIFT_LOG_ERROR, job->ctx ? sift_ctx_run_id(job->ctx) : NULL, NULL,
+                 "tool %s: job is %s, expected %s (a tool must report exactly once)",
+                 job->tool && job->tool->name ? job->tool->name : "?", state_name(job->state),
                  state_name(from));
         abort();
     }
-    call->state = to;
+    job->state = to;
 }
 
-void sift_tool_call_init(sift_tool_call *call, const sift_tool *tool, sift_ctx *ctx,
-                         sift_arena *arena, void *app, sift_tool_call_done_fn done, void *done_data)
+void sift_tool_job_init(sift_tool_job *job, const sift_tool *tool, sift_ctx *ctx, sift_arena *arena,
+                        void *app, sift_tool_job_done_fn done, void *done_data)
 {
-    memset(call, 0, sizeof *call);
-    call->tool = tool;
-    call->ctx = ctx;
-    call->arena = arena;
-    call->app = app;
-    call->done = done;
-    call->done_data = done_data;
-    call->state = SIFT_TOOL_CALL_NEW;
+    memset(job, 0, sizeof *job);
+    job->tool = tool;
+    job->ctx = ctx;
+    job->arena = arena;
+    job->app = app;
+    job->done = done;
+    job->done_data = done_data;
+    job->state = SIFT_TOOL_JOB_NEW;
 }
 
 /* `result` is already in the arena (or static). Fires done last. */
-static void finish(sift_tool_call *call, int code, const char *result)
+static void finish(sift_tool_job *job, int code, const char *result)
 {
-    set_state(call, SIFT_TOOL_CALL_RUNNING, SIFT_TOOL_CALL_DONE);
-    call->code = code;
-    call->result = result;
-    if (call->done)
-        call->done(call, call->done_data);
+    set_state(job, SIFT_TOOL_JOB_RUNNING, SIFT_TOOL_JOB_DONE);
+    job->code = code;
+    job->result = result;
+    if (job->done)
+        job->done(job, job->done_data);
 }
 
-void sift_tool_call_done(sift_tool_call *call, int code, const char *result)
+void sift_tool_job_done(sift_tool_job *job, int code, const char *result)
 {
     const char *copy = NULL;
     if (result != NULL) {
-        copy = sift_arena_strdup(call->arena, result);
+        copy = sift_arena_strdup(job->arena, result);
         if (copy == NULL) {
             code = SIFT_ENOMEM;
             copy = "out of memory storing the tool result";
         }
     }
-    finish(call, code, copy);
+    finish(job, code, copy);
 }
 
-void sift_tool_call_fail(sift_tool_call *call, int code, const char *fmt, ...)
+void sift_tool_job_fail(sift_tool_job *job, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    const char *msg = sift_arena_vsprintf(call->arena, fmt, ap);
+    const char *msg = sift_arena_vsprintf(job->arena, fmt, ap);
     va_end(ap);
     if (msg == NULL) {
         code = SIFT_ENOMEM;
         msg = "out of memory formatting the tool error";
     }
-    finish(call, code, msg);
+    finish(job, code, msg);
 }
 
-void sift_tool_call_start(sift_tool_call *call, const char *arguments, size_t len)
+void sift_tool_job_start(sift_tool_job *job, const char *arguments, size_t len)
 {
-    set_state(call, SIFT_TOOL_CALL_NEW, SIFT_TOOL_CALL_RUNNING);
-    if (call->ctx && sift_ctx_err(call->ctx) < 0) {
-        const sift_err *cause = sift_ctx_cause(call->ctx);
-        sift_tool_call_done(call, cause->code, cause->msg[0] ? cause->msg : NULL);
+    set_state(job, SIFT_TOOL_JOB_NEW, SIFT_TOOL_JOB_RUNNING);
+    if (job->ctx && sift_ctx_err(job->ctx) < 0) {
+        const sift_err *cause = sift_ctx_cause(job->ctx);
+        sift_tool_job_done(job, cause->code, cause->msg[0] ? cause->msg : NULL);
         return;
     }
     sift_err err = {0};
     const void *args = NULL;
-    int rc = sift_args_decode(call->tool->args, arguments, len, call->arena, &args, &err);
+    int rc = sift_args_decode(job->tool->args, arguments, len, job->arena, &args, &err);
     if (rc < 0) {
-        sift_tool_call_done(call, rc, err.msg);
+        sift_tool_job_done(job, rc, err.msg);
         return;
     }
-    call->tool->fn(call, args);
+    job->tool->fn(job, args);
 }

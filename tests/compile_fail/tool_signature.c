@@ -15,32 +15,32 @@ SIFT_TOOL_ARGS(other_args, OTHER_FIELDS);
 #endif
 
 #if VARIANT == 0 /* the right signature */
-static void lookup(sift_tool_call *call, const struct lookup_args *args)
+static void lookup(sift_tool_job *job, const struct lookup_args *args)
 {
-    sift_tool_call_done(call, 0, args->sku);
+    sift_tool_job_done(job, 0, args->sku);
 }
 #elif VARIANT == 1 /* another tool's argument struct */
-static void lookup(sift_tool_call *call, const struct other_args *args)
+static void lookup(sift_tool_job *job, const struct other_args *args)
 {
-    sift_tool_call_done(call, (int)args->n, NULL);
+    sift_tool_job_done(job, (int)args->n, NULL);
 }
-#elif VARIANT == 2 /* returns a value: the result must go through sift_tool_call_done */
-static int lookup(sift_tool_call *call, const struct lookup_args *args)
+#elif VARIANT == 2 /* returns a value: the result must go through sift_tool_job_done */
+static int lookup(sift_tool_job *job, const struct lookup_args *args)
 {
     return args->sku != NULL;
 }
 #elif VARIANT == 3 /* drops const: a tool must not write to its arguments */
-static void lookup(sift_tool_call *call, struct lookup_args *args)
+static void lookup(sift_tool_job *job, struct lookup_args *args)
 {
     args->sku = "changed";
 }
-#elif VARIANT == 4 /* misses the call */
+#elif VARIANT == 4 /* misses the job */
 static void lookup(const struct lookup_args *args)
 {
     (void)args;
 }
 #elif VARIANT == 5 /* an untyped argument pointer */
-static void lookup(sift_tool_call *call, const void *args)
+static void lookup(sift_tool_job *job, const void *args)
 {
     (void)args;
 }

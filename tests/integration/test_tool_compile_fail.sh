@@ -10,7 +10,7 @@ file="$src/tests/compile_fail/tool_signature.c"
 flags=(-std=gnu11 -fsyntax-only -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
        -Wstrict-prototypes -Wmissing-prototypes -D_GNU_SOURCE -I"$src/include"
        $(pkg-config --cflags libuv libcjson 2>/dev/null))
-expected="must be declared as: void lookup(sift_tool_call \*call, const struct lookup_args \*args)"
+expected="must be declared as: void lookup(sift_tool_job \*job, const struct lookup_args \*args)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 failures=0

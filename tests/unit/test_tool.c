@@ -24,9 +24,9 @@
 
 /* ---- the sample tools ---- */
 
-static void check_inventory(sift_tool_call *call, const struct check_inventory_args *args);
-static void get_price(sift_tool_call *call, const struct get_price_args *args);
-static void search_products(sift_tool_call *call, const struct search_products_args *args);
+static void check_inventory(sift_tool_job *job, const struct check_inventory_args *args);
+static void get_price(sift_tool_job *job, const struct get_price_args *args);
+static void search_products(sift_tool_job *job, const struct search_products_args *args);
 
 SIFT_TOOL_DEFINE(check_inventory, "Units in stock of one SKU at one warehouse",
                  check_inventory_args, check_inventory);
@@ -35,75 +35,75 @@ SIFT_TOOL_DEFINE(search_products, "Searches the catalog for products", search_pr
                  search_products);
 
 /* Answers from a fixed table: what the test checks is the plumbing. */
-static void check_inventory(sift_tool_call *call, const struct check_inventory_args *args)
+static void check_inventory(sift_tool_job *job, const struct check_inventory_args *args)
 {
     if (strcmp(args->sku, "GONE") == 0) {
-        sift_tool_call_fail(call, SIFT_ENOTFOUND, "no product with SKU %s", args->sku);
+        sift_tool_job_fail(job, SIFT_ENOTFOUND, "no product with SKU %s", args->sku);
         return;
     }
     char out[128];
     snprintf(out, sizeof out, "{\"sku\":\"%s\",\"location\":\"%s\",\"units\":%d}", args->sku,
              args->location, strcmp(args->location, "HAN") == 0 ? 7 : 0);
-    sift_tool_call_done(call, 0, out);
+    sift_tool_job_done(job, 0, out);
 }
 
-/* Completes later, from a timer on the call's loop, or at once when the
- * call's context is cancelled first: the contract of an asynchronous tool. */
-struct price_job {
+/* Completes later, from a timer on the job's loop, or at once when the
+ * job's context is cancelled first: the contract of an asynchronous tool. */
+struct price_timer {
     uv_timer_t timer;
     sift_ctx_hook hook;
-    sift_tool_call *call;
+    sift_tool_job *job;
     char currency[4];
 };
 
-static void price_job_closed(uv_handle_t *h)
+static void price_timer_closed(uv_handle_t *h)
 {
     free(h->data);
 }
 
-static void price_job_fire(uv_timer_t *t)
+static void price_timer_fire(uv_timer_t *t)
 {
-    struct price_job *job = t->data;
-    sift_ctx_remove_hook(&job->hook);
+    struct price_timer *pt = t->data;
+    sift_ctx_remove_hook(&pt->hook);
     char out[64];
     snprintf(out, sizeof out, "{\"price\":%s,\"currency\":\"%s\"}",
-             strcmp(job->currency, "USD") == 0 ? "12.5" : "300000", job->currency);
-    sift_tool_call_done(job->call, 0, out);
-    uv_close((uv_handle_t *)&job->timer, price_job_closed);
+             strcmp(pt->currency, "USD") == 0 ? "12.5" : "300000", pt->currency);
+    sift_tool_job_done(pt->job, 0, out);
+    uv_close((uv_handle_t *)&pt->timer, price_timer_closed);
 }
 
-static void price_job_cancel(sift_ctx_hook *hook, const sift_err *cause)
+static void price_timer_cancel(sift_ctx_hook *hook, const sift_err *cause)
 {
-    struct price_job *job = (struct price_job *)((char *)hook - offsetof(struct price_job, hook));
-    uv_timer_stop(&job->timer);
-    sift_tool_call_done(job->call, cause->code, cause->msg);
-    uv_close((uv_handle_t *)&job->timer, price_job_closed);
+    struct price_timer *pt =
+        (struct price_timer *)((char *)hook - offsetof(struct price_timer, hook));
+    uv_timer_stop(&pt->timer);
+    sift_tool_job_done(pt->job, cause->code, cause->msg);
+    uv_close((uv_handle_t *)&pt->timer, price_timer_closed);
 }
 
-static void get_price(sift_tool_call *call, const struct get_price_args *args)
+static void get_price(sift_tool_job *job, const struct get_price_args *args)
 {
-    struct price_job *job = calloc(1, sizeof *job);
-    assert_non_null(job);
-    job->call = call;
-    snprintf(job->currency, sizeof job->currency, "%s",
-             args->has_currency ? args->currency : "VND");
-    uv_timer_init(sift_ctx_loop(call->ctx), &job->timer);
-    job->timer.data = job;
-    uv_timer_start(&job->timer, price_job_fire, 1, 0);
-    int rc = sift_ctx_add_hook(call->ctx, &job->hook, price_job_cancel);
+    struct price_timer *pt = calloc(1, sizeof *pt);
+    assert_non_null(pt);
+    pt->job = job;
+    snprintf(pt->currency, sizeof pt->currency, "%s", args->has_currency ? args->currency : "VND");
+    uv_timer_init(sift_ctx_loop(job->ctx), &pt->timer);
+    pt->timer.data = pt;
+    uv_timer_start(&pt->timer, price_timer_fire, 1, 0);
+    int rc = sift_ctx_add_hook(job->ctx, &pt->hook, price_timer_cancel);
     if (rc < 0) {
-        uv_timer_stop(&job->timer);
-        sift_tool_call_done(call, rc, "cancelled");
-        uv_close((uv_handle_t *)&job->timer, price_job_closed);
+        uv_timer_stop(&pt->timer);
+        sift_tool_job_done(job, rc, "cancelled");
+        uv_close((uv_handle_t *)&pt->timer, price_timer_closed);
     }
 }
 
-static void search_products(sift_tool_call *call, const struct search_products_args *args)
+static void search_products(sift_tool_job *job, const struct search_products_args *args)
 {
     sift_buf b;
     sift_buf_init(&b, 0);
     assert_int_equal(sift_args_json(sift_args_schema(search_products_args), args, &b), 0);
-    sift_tool_call_done(call, 0, b.data);
+    sift_tool_job_done(job, 0, b.data);
     sift_buf_free(&b);
 }
 
@@ -825,23 +825,23 @@ struct outcome {
     char result[256];
 };
 
-static void on_done(sift_tool_call *call, void *data)
+static void on_done(sift_tool_job *job, void *data)
 {
     struct outcome *o = data;
-    assert_int_equal(call->state, SIFT_TOOL_CALL_DONE);
+    assert_int_equal(job->state, SIFT_TOOL_JOB_DONE);
     o->calls++;
-    o->code = call->code;
-    snprintf(o->result, sizeof o->result, "%s", call->result ? call->result : "(null)");
+    o->code = job->code;
+    snprintf(o->result, sizeof o->result, "%s", job->result ? job->result : "(null)");
 }
 
 static struct outcome run_call(const sift_tool *tool, sift_ctx *ctx, sift_arena *a,
                                const char *args)
 {
     struct outcome o = {0};
-    sift_tool_call call;
-    sift_tool_call_init(&call, tool, ctx, a, NULL, on_done, &o);
-    assert_int_equal(call.state, SIFT_TOOL_CALL_NEW);
-    sift_tool_call_start(&call, args, strlen(args));
+    sift_tool_job job;
+    sift_tool_job_init(&job, tool, ctx, a, NULL, on_done, &o);
+    assert_int_equal(job.state, SIFT_TOOL_JOB_NEW);
+    sift_tool_job_start(&job, args, strlen(args));
     uv_run(sift_ctx_loop(ctx), UV_RUN_DEFAULT);
     assert_int_equal(o.calls, 1);
     return o;
@@ -892,7 +892,7 @@ static void test_tool_calls(void **state)
     sift_arena_free(a);
 }
 
-/* Cancelling the context of a call in flight ends it at once, with the cause. */
+/* Cancelling the context of a job in flight ends it at once, with the cause. */
 static void test_tool_call_cancelled(void **state)
 {
     uv_loop_t loop;
@@ -901,11 +901,11 @@ static void test_tool_call_cancelled(void **state)
     sift_ctx *ctx = sift_ctx_new(root);
     sift_arena *a = sift_arena_new(0);
     struct outcome o = {0};
-    sift_tool_call call;
-    sift_tool_call_init(&call, &get_price_tool, ctx, a, NULL, on_done, &o);
+    sift_tool_job job;
+    sift_tool_job_init(&job, &get_price_tool, ctx, a, NULL, on_done, &o);
     const char *args = "{\"sku\":\"S1\"}";
-    sift_tool_call_start(&call, args, strlen(args));
-    assert_int_equal(call.state, SIFT_TOOL_CALL_RUNNING);
+    sift_tool_job_start(&job, args, strlen(args));
+    assert_int_equal(job.state, SIFT_TOOL_JOB_RUNNING);
     assert_int_equal(o.calls, 0);
     sift_ctx_cancel(ctx, SIFT_ETIMEDOUT, "tool deadline of %d ms passed", 500);
     assert_int_equal(o.calls, 1);
@@ -921,25 +921,25 @@ static void test_tool_call_cancelled(void **state)
 }
 
 /* How the tools node runs a model turn's tool calls: one sift_group task per
- * call, errors collected (they go back to the model), results in order. */
+ * job, errors collected (they go back to the model), results in order. */
 struct group_call {
-    sift_tool_call call;
+    sift_tool_job job;
     sift_task *task;
     const char *args;
 };
 
-static void group_call_done(sift_tool_call *call, void *data)
+static void group_call_done(sift_tool_job *job, void *data)
 {
     struct group_call *gc = data;
-    sift_task_done(gc->task, call->code, gc, call->code < 0 ? call->result : NULL);
+    sift_task_done(gc->task, job->code, gc, job->code < 0 ? job->result : NULL);
 }
 
 static void group_call_start(sift_task *task, sift_ctx *ctx, void *arg)
 {
     struct group_call *gc = arg;
     gc->task = task;
-    gc->call.ctx = ctx;
-    sift_tool_call_start(&gc->call, gc->args, strlen(gc->args));
+    gc->job.ctx = ctx;
+    sift_tool_job_start(&gc->job, gc->args, strlen(gc->args));
 }
 
 static void group_done(sift_group *g, int err, void *udata)
@@ -963,22 +963,22 @@ static void test_tool_calls_in_group(void **state)
     sift_group *g = sift_group_new(root, 2, SIFT_GROUP_COLLECT, group_done, &finished);
     assert_non_null(g);
     for (int i = 0; i < 3; i++) {
-        sift_tool_call_init(&calls[i].call, tools[i], NULL, a, NULL, group_call_done, &calls[i]);
+        sift_tool_job_init(&calls[i].job, tools[i], NULL, a, NULL, group_call_done, &calls[i]);
         assert_int_equal(sift_group_go(g, group_call_start, &calls[i]), i);
     }
     sift_group_close(g);
     uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(finished, 2); /* one call had bad arguments */
+    assert_int_equal(finished, 2); /* one job had bad arguments */
 
     void *res;
     const char *msg;
     assert_int_equal(sift_group_result(g, 0, &res, &msg), 0);
-    assert_string_equal(calls[0].call.result, "{\"price\":12.5,\"currency\":\"USD\"}");
+    assert_string_equal(calls[0].job.result, "{\"price\":12.5,\"currency\":\"USD\"}");
     assert_int_equal(sift_group_result(g, 1, &res, &msg), SIFT_EINVAL);
     assert_string_equal(msg, "location: must be one of HAN, DAD, SGN");
     assert_int_equal(sift_group_result(g, 2, &res, &msg), 0);
     assert_ptr_equal(res, &calls[2]);
-    assert_string_equal(calls[2].call.result, "{\"query\":\"socks\",\"k\":5}");
+    assert_string_equal(calls[2].job.result, "{\"query\":\"socks\",\"k\":5}");
     sift_group_free(g);
     sift_ctx_release(root);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -988,14 +988,14 @@ static void test_tool_calls_in_group(void **state)
 
 /* A tool declared at run time (an HTTP tool from sift.yaml, say): generic
  * function, its own data in udata, arguments forwarded as validated JSON. */
-static void forward(sift_tool_call *call, const void *args)
+static void forward(sift_tool_job *job, const void *args)
 {
     sift_buf b;
     sift_buf_init(&b, 0);
-    sift_buf_printf(&b, "{\"url\":\"%s\",\"body\":", (const char *)call->tool->udata);
-    assert_int_equal(sift_args_json(call->tool->args, args, &b), 0);
+    sift_buf_printf(&b, "{\"url\":\"%s\",\"body\":", (const char *)job->tool->udata);
+    assert_int_equal(sift_args_json(job->tool->args, args, &b), 0);
     sift_buf_putc(&b, '}');
-    sift_tool_call_done(call, 0, b.data);
+    sift_tool_job_done(job, 0, b.data);
     sift_buf_free(&b);
 }
 
@@ -1040,10 +1040,10 @@ static void test_runtime_tool(void **state)
     sift_tool_registry_free(r);
 }
 
-static void twice(sift_tool_call *call, const struct check_inventory_args *args)
+static void twice(sift_tool_job *job, const struct check_inventory_args *args)
 {
-    sift_tool_call_done(call, 0, "{}");
-    sift_tool_call_done(call, 0, "{}");
+    sift_tool_job_done(job, 0, "{}");
+    sift_tool_job_done(job, 0, "{}");
 }
 SIFT_TOOL_DEFINE(twice, "Reports twice: a bug", check_inventory_args, twice);
 
@@ -1055,10 +1055,10 @@ static void test_double_done_aborts(void **state)
     if (pid == 0) {
         sift_log_set_level(SIFT_LOG_OFF);
         sift_arena *a = sift_arena_new(0);
-        sift_tool_call call;
-        sift_tool_call_init(&call, &twice_tool, NULL, a, NULL, NULL, NULL);
+        sift_tool_job job;
+        sift_tool_job_init(&job, &twice_tool, NULL, a, NULL, NULL, NULL);
         const char *args = "{\"sku\":\"S1\",\"location\":\"HAN\"}";
-        sift_tool_call_start(&call, args, strlen(args));
+        sift_tool_job_start(&job, args, strlen(args));
         _exit(0);
     }
     int status;
