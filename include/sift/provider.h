@@ -156,11 +156,12 @@ void sift_openai_opts_from_config(sift_openai_opts *o, const sift_config *cfg);
  * Retries: 429, 5xx, connection failures (SIFT_EIO) and an attempt's own
  * timeout are retried up to max_retries times, after a full-jitter
  * exponential backoff (a random wait in [0, min(backoff_max, backoff_base *
- * 2^n)]), or after the server's Retry-After (seconds or an HTTP date) when
- * it sent one. A retry is attempted only while nothing of this generation
- * has been passed to on_token or on_tool_call_start: once the caller has
- * seen part of an answer, repeating the request could show it a different
- * answer, so a failure mid-stream is an error, not a retry. A retry whose
+ * 2^n)]), or after the server's Retry-After (seconds or an HTTP date; or
+ * retry-after-ms, which OpenAI and Azure send) when it sent one. A retry
+ * is attempted only while nothing of this generation has been passed to
+ * on_token or on_tool_call_start: once the caller has seen part of an
+ * answer, repeating the request could show it a different answer, so a
+ * failure mid-stream is an error, not a retry. A retry whose
  * wait would end after the context's deadline is not attempted: the
  * generation fails at once with the last error, "giving up after N
  * attempts: <last error>". The backoff wait is cancelled with the context. */

@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -282,8 +283,15 @@ static int on_http_response(sift_http_request *req, int status, const sift_http_
     (void)req;
     oai_gen *g = udata;
     g->status = status;
-    if (status == 429 || status >= 500)
-        g->retry_after_ms = parse_retry_after(sift_http_response_header(resp, "Retry-After"));
+    if (status == 429 || status >= 500) {
+        /* OpenAI and Azure also send the wait in milliseconds; it is the
+         * more precise of the two when both are there */
+        const char *ms = sift_http_response_header(resp, "retry-after-ms");
+        if (ms && *ms && ms[strspn(ms, "0123456789")] == '\0' && strlen(ms) < 10)
+            g->retry_after_ms = strtoll(ms, NULL, 10);
+        else
+            g->retry_after_ms = parse_retry_after(sift_http_response_header(resp, "Retry-After"));
+    }
     if (g->stream && status >= 200 && status < 300) {
         /* some servers ignore "stream": accept their one-document answer
          * rather than reporting a stream with no events */

@@ -889,20 +889,10 @@ static void test_stream_answered_with_json(void **state)
     uv_run(&f->loop, UV_RUN_NOWAIT);
 }
 
-static void test_retry_after_http_date(void **state)
+/* Answers the first request with `busy`, the second with cap_reply, and
+ * returns the time the generation took. */
+static uint64_t retry_with(fixture *f, const char *busy)
 {
-    fixture *f = *state;
-    /* Retry-After as an HTTP date 2 s ahead (whole seconds: 1 to 2 s of wait) */
-    char date[64], busy[512];
-    time_t when = time(NULL) + 2;
-    struct tm tm;
-    gmtime_r(&when, &tm);
-    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    static const char body[] = "{\"error\":{\"message\":\"Slow down\",\"type\":\"requests\"}}";
-    snprintf(busy, sizeof(busy),
-             "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
-             "Retry-After: %s\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
-             date, sizeof(body) - 1, body);
     const char *replies[2] = {busy, cap_reply};
     capsrv srv;
     cap_start(f, &srv);
@@ -918,11 +908,44 @@ static void test_retry_after_http_date(void **state)
     generate(f, &r, &q);
     assert_int_equal(r.code, 0);
     assert_int_equal(srv.requests, 2);
-    assert_true(r.t_done - r.t0 >= 900); /* the date was honoured, not the 20 ms backoff */
     run_free(&r);
     uv_close((uv_handle_t *)&srv.listen, NULL);
     wait_for_zero(f, &srv.open_conns);
     uv_run(&f->loop, UV_RUN_NOWAIT);
+    return r.t_done - r.t0;
+}
+
+static const char busy_body[] = "{\"error\":{\"message\":\"Slow down\",\"type\":\"requests\"}}";
+
+static void test_retry_after_http_date(void **state)
+{
+    fixture *f = *state;
+    /* Retry-After as an HTTP date 2 s ahead (whole seconds: 1 to 2 s of wait) */
+    char date[64], busy[512];
+    time_t when = time(NULL) + 2;
+    struct tm tm;
+    gmtime_r(&when, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    snprintf(busy, sizeof(busy),
+             "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+             "Retry-After: %s\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
+             date, sizeof(busy_body) - 1, busy_body);
+    /* at least 900 ms: the date was honoured, not the 20 ms backoff */
+    assert_true(retry_with(f, busy) >= 900);
+}
+
+static void test_retry_after_ms(void **state)
+{
+    fixture *f = *state;
+    char busy[512];
+    snprintf(busy, sizeof(busy),
+             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+             "retry-after-ms: 600\r\nRetry-After: 30\r\nConnection: close\r\n"
+             "Content-Length: %zu\r\n\r\n%s",
+             sizeof(busy_body) - 1, busy_body);
+    uint64_t ms = retry_with(f, busy);
+    assert_true(ms >= 550);  /* the 600 ms were waited... */
+    assert_true(ms < 15000); /* ...and the 30 s were not */
 }
 
 static void test_attempt_timeout_retried(void **state)
@@ -1024,6 +1047,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_api_key_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_answered_with_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_after_http_date, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_after_ms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attempt_timeout_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_model_mid_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_model_during_backoff, setup, teardown),
