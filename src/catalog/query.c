@@ -70,10 +70,12 @@ static const sift_query_term builtin_types[] = {
     {"flip flop", "sandals", "Sandals"},
     {"flip-flop", "sandals", "Sandals"},
     {"dép", "sandals", "Sandals"},
+    {"dep", "sandals", "Sandals"},
     {"boot", "boots", "Boots"},
     {"shoe", "shoes", "Footwear"},
     {"footwear", "shoes", "Footwear"},
     {"giày", "shoes", "Footwear"},
+    {"giay", "shoes", "Footwear"},
     {"t-shirt", "t-shirts", "T-Shirts"},
     {"t shirt", "t-shirts", "T-Shirts"},
     {"tshirt", "t-shirts", "T-Shirts"},
@@ -91,7 +93,8 @@ static const sift_query_term builtin_types[] = {
     {"sock", "socks", "Socks"},
     {"legging", "leggings", "Leggings"},
     {"tights", "leggings", "Leggings"},
-    {"top", "tops", "Tops"},
+    /* Not "top": "top running shoes" is praise, not a category. */
+    {"tops", "tops", "Tops"},
     {"shirt", "tops", "Tops"},
     {"apparel", "apparel", "Apparel"},
     {"clothes", "apparel", "Apparel"},
@@ -213,36 +216,37 @@ const char *sift_gender_name(sift_gender g)
 /* Word lists of the fixed rules. Lower-case ASCII entries are compared with
  * the folded token, entries with non-ASCII with the lower-cased token. */
 static const char *const stop_words[] = {
-    "a",       "an",      "the",     "and",       "or",        "of",        "in",
-    "at",      "on",      "to",      "for",       "with",      "from",      "by",
-    "is",      "are",     "be",      "am",        "was",       "were",      "it",
-    "its",     "it's",    "they",    "them",      "their",     "this",      "that",
-    "these",   "those",   "i",       "i'm",       "im",        "i'd",       "me",
-    "my",      "we",      "our",     "us",        "you",       "your",      "can",
-    "could",   "would",   "will",    "should",    "do",        "does",      "did",
-    "have",    "has",     "had",     "any",       "some",      "find",      "search",
-    "show",    "get",     "give",    "buy",       "want",      "need",      "needs",
-    "wants",   "wanted",  "looking", "look",      "like",      "please",    "pls",
-    "check",   "if",      "whether", "there",     "there's",   "what",      "what's",
-    "which",   "where",   "how",     "much",      "many",      "about",     "tell",
-    "let",     "know",    "also",    "too",       "just",      "only",      "pair",
-    "pairs",   "one",     "ones",    "something", "anything",  "warehouse", "warehouses",
-    "store",   "stores",  "shop",    "location",  "locations", "branch",    "branches",
-    "city",    "price",   "prices",  "priced",    "cost",      "costs",     "size",
-    "sizes",   "colour",  "color",   "not",       "no",        "yes",       "hi",
-    "hello",   "hey",     "thanks",  "thank",     "got",       "each",      "all",
-    "both",    "sell",    "carry",   "options",   "option",    "recommend", "suggest",
-    "than",    "between", "under",   "over",      "below",     "above",     "up",
-    "at",      "least",   "most",    "now",       "then",      "either",    "currently",
-    "right",   "still",   "else",    "other",     "instead",   "same",      "again",
-    "budget",  "cheap",   "cheaper", "cheapest",  "expensive", "less",      "more",
-    "than",    "around",  "about",   "what",      "versions",  "version",   "model",
-    "models",  "kind",    "type",    "types",     "items",     "item",      "products",
-    "product", "o",       "ở",       "không",     "khong",     "có",        "cho",
-    "tôi",     "toi",     "mình",    "minh",      "mua",       "tìm",       "tim",
-    "giá",     "bao",     "nhiêu",   "nhieu",     "kho",       "cái",       "đôi",
-    "và",      "hoặc",    "hay",     "nhé",       "với",       "tại",       "nào",
-    "ạ",       "size",    "cỡ",      "số",        "loại",
+    "a",       "an",        "the",       "and",       "or",         "of",      "in",
+    "at",      "on",        "to",        "for",       "with",       "from",    "by",
+    "is",      "are",       "be",        "am",        "was",        "were",    "it",
+    "its",     "it's",      "they",      "them",      "their",      "this",    "that",
+    "these",   "those",     "i",         "i'm",       "im",         "i'd",     "me",
+    "my",      "we",        "our",       "us",        "you",        "your",    "can",
+    "could",   "would",     "will",      "should",    "do",         "does",    "did",
+    "have",    "has",       "had",       "any",       "some",       "find",    "search",
+    "show",    "get",       "give",      "buy",       "want",       "need",    "needs",
+    "wants",   "wanted",    "best",      "good",      "nice",       "great",   "top",
+    "looking", "look",      "like",      "please",    "pls",        "check",   "if",
+    "whether", "there",     "there's",   "what",      "what's",     "which",   "where",
+    "how",     "much",      "many",      "about",     "tell",       "let",     "know",
+    "also",    "too",       "just",      "only",      "pair",       "pairs",   "one",
+    "ones",    "something", "anything",  "warehouse", "warehouses", "store",   "stores",
+    "shop",    "location",  "locations", "branch",    "branches",   "city",    "price",
+    "prices",  "priced",    "cost",      "costs",     "size",       "sizes",   "colour",
+    "color",   "not",       "no",        "yes",       "hi",         "hello",   "hey",
+    "thanks",  "thank",     "got",       "each",      "all",        "both",    "sell",
+    "carry",   "options",   "option",    "recommend", "suggest",    "than",    "between",
+    "under",   "over",      "below",     "above",     "up",         "at",      "least",
+    "most",    "now",       "then",      "either",    "currently",  "right",   "still",
+    "else",    "other",     "instead",   "same",      "again",      "budget",  "cheap",
+    "cheaper", "cheapest",  "expensive", "less",      "more",       "than",    "around",
+    "about",   "what",      "versions",  "version",   "model",      "models",  "kind",
+    "type",    "types",     "items",     "item",      "products",   "product", "o",
+    "ở",       "không",     "khong",     "có",        "cho",        "tôi",     "toi",
+    "mình",    "minh",      "mua",       "tìm",       "tim",        "giá",     "bao",
+    "nhiêu",   "nhieu",     "kho",       "cái",       "đôi",        "và",      "hoặc",
+    "hay",     "nhé",       "với",       "tại",       "nào",        "ạ",       "size",
+    "cỡ",      "số",        "loại",
 };
 
 /* ---- characters -------------------------------------------------------- */
@@ -473,6 +477,7 @@ typedef struct lexer {
     const char *text;
     tok *t;
     size_t n;
+    size_t cap;     /* room in t */
     bool truncated; /* input or tokens beyond the limits were ignored */
     bool full;      /* the token array is full: stop quietly */
 } lexer;
@@ -598,7 +603,7 @@ static bool parse_number(const char *s, size_t n, int64_t *milli)
 static tok *tok_push(lexer *lx, const uch *c, size_t from, size_t to, int kind, bool brk,
                      bool glued)
 {
-    if (lx->n == SIFT_QUERY_TOKENS_MAX) {
+    if (lx->n == lx->cap) {
         lx->truncated = true;
         lx->full = true;
         return NULL;
@@ -624,7 +629,9 @@ static int lex(lexer *lx, const char *text, size_t len)
     }
     lx->text = text;
     uch *c = sift_arena_alloc(lx->a, (len + 1) * sizeof(*c));
-    lx->t = sift_arena_alloc(lx->a, SIFT_QUERY_TOKENS_MAX * sizeof(*lx->t));
+    /* Every token covers at least one byte, so short text needs few. */
+    lx->cap = len < SIFT_QUERY_TOKENS_MAX ? len + 1 : SIFT_QUERY_TOKENS_MAX;
+    lx->t = sift_arena_alloc(lx->a, lx->cap * sizeof(*lx->t));
     if (!c || !lx->t)
         return SIFT_ENOMEM;
     size_t nc = 0;

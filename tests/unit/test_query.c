@@ -132,6 +132,10 @@ static const row rows[] = {
      "dad shoes"},
     {"cheap nike shoes available in Da Nang", "Nike", "shoes", NULL, NULL, "", NULL, NONE, NONE,
      NULL, NULL, 1, "DAD", "nike shoes"},
+    {"top running shoes for men", NULL, "running shoes", NULL, NULL, "", "men", NONE, NONE, NULL,
+     NULL, 0, "", "running shoes"},
+    {"giay nike 43 o Ha Noi", "Nike", "shoes", "43", "EU", "", NULL, NONE, NONE, NULL, NULL, 0,
+     "HAN", "shoes nike"},
     /* Nothing to extract. */
     {"", NULL, NULL, NULL, NULL, "", NULL, NONE, NONE, NULL, NULL, 0, "", ""},
     {"hello there", NULL, NULL, NULL, NULL, "", NULL, NONE, NONE, NULL, NULL, 0, "", ""},
