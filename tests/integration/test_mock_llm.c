@@ -795,6 +795,22 @@ static void test_concurrent(void **state)
     assert_int_equal(ok, 60);
     assert_int_equal(mock_llm_requests(m) - before, 60);
     mock_llm_set_default(m, NULL);
+
+    /* only the last 64 bodies are kept */
+    while (mock_llm_requests(m) < 66) {
+        resp r;
+        resp_init(&r);
+        do_request(m, "/chat/completions", REQ_PLAIN, &r, 0);
+        sift_buf_free(&r.body);
+    }
+    int n = mock_llm_requests(m);
+    assert_null(mock_llm_request_body(m, n - 65));
+    char *b = mock_llm_request_body(m, n - 64);
+    assert_non_null(b);
+    free(b);
+    b = mock_llm_request_body(m, n - 1);
+    assert_string_equal(b, REQ_PLAIN);
+    free(b);
 }
 
 /* Stopping with a reply still waiting out its TTFT finishes it cleanly (no

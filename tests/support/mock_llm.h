@@ -20,7 +20,9 @@
  * headers are sent at once) and a sequence of `data:` events, each one
  * chat.completion.chunk exactly as OpenAI writes it:
  *   {"id":"chatcmpl-mock-N","object":"chat.completion.chunk","created":T,
- *    "model":M,"choices":[{"index":0,"delta":{...},"finish_reason":null}]}
+ *    "model":M,"system_fingerprint":null,"choices":[{"index":0,"delta":{...},
+ *    "logprobs":null,"finish_reason":null}]}
+ * (N: the request's number from 0; M: the request's "model", or "mock")
  * in this order:
  *   1. for a reply with content (or with neither content nor tool calls) a
  *      role chunk, delta {"role":"assistant","content":""};
@@ -39,7 +41,8 @@
  *      chunks before it then carry "usage":null, as OpenAI's do;
  *   6. data: [DONE] (left out with omit_done).
  * Events are numbered from 1 in that order, [DONE] included; malformed_at
- * and disconnect_after count these numbers. ttft_ms passes before event 1,
+ * and disconnect_after count these numbers (the malformed event is the
+ * event's text cut in half, so what it carried is lost). ttft_ms passes before event 1,
  * token_delay_ms before each later event. With no delay the events are
  * written back to back as fast as the client reads (backpressure respected).
  *
@@ -48,7 +51,7 @@
  * malformed_at > 0 cuts that body in half, disconnect_after > 0 drops the
  * connection instead of answering.
  *
- * Errors. status >= 400 answers, after ttft_ms, with an OpenAI error body
+ * Errors. A status other than 0 and 200 answers, after ttft_ms, with an OpenAI error body
  * {"error":{"message":..,"type":..,"param":null,"code":..}} (429:
  * type "requests", code "rate_limit_exceeded"; 5xx: "server_error"; 400:
  * "invalid_request_error"; 401: "invalid_api_key") and Retry-After when
