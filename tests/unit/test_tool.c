@@ -892,6 +892,33 @@ static void test_tool_calls(void **state)
     sift_arena_free(a);
 }
 
+/* A result that cannot be stored still ends the job, as SIFT_ENOMEM. */
+static void big_result(sift_tool_job *job, const struct check_inventory_args *args)
+{
+    static char big[8192];
+    memset(big, 'x', sizeof big - 1);
+    sift_mem_fail_after(0);
+    sift_tool_job_done(job, 0, big);
+    sift_mem_fail_after(-1);
+}
+SIFT_TOOL_DEFINE(big_result, "Returns more than the arena can take", check_inventory_args,
+                 big_result);
+
+static void test_tool_job_oom(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sift_ctx *root = sift_ctx_new_root(&loop);
+    sift_arena *a = sift_arena_new(512);
+    struct outcome o = run_call(&big_result_tool, root, a, "{\"sku\":\"S1\",\"location\":\"HAN\"}");
+    assert_int_equal(o.code, SIFT_ENOMEM);
+    assert_string_equal(o.result, "out of memory storing the tool result");
+    sift_ctx_release(root);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    sift_arena_free(a);
+}
+
 /* Cancelling the context of a job in flight ends it at once, with the cause. */
 static void test_tool_call_cancelled(void **state)
 {
@@ -1077,8 +1104,9 @@ int main(void)
         cmocka_unit_test(test_args_json_roundtrip), cmocka_unit_test(test_runtime_schema),
         cmocka_unit_test(test_decode_oom),          cmocka_unit_test(test_registry),
         cmocka_unit_test(test_registry_oom),        cmocka_unit_test(test_tool_calls),
-        cmocka_unit_test(test_tool_call_cancelled), cmocka_unit_test(test_tool_calls_in_group),
-        cmocka_unit_test(test_runtime_tool),        cmocka_unit_test(test_double_done_aborts),
+        cmocka_unit_test(test_tool_job_oom),        cmocka_unit_test(test_tool_call_cancelled),
+        cmocka_unit_test(test_tool_calls_in_group), cmocka_unit_test(test_runtime_tool),
+        cmocka_unit_test(test_double_done_aborts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
