@@ -538,7 +538,7 @@ static int put_warehouse(sift_buf *b, const char *code)
 /* The final answer from the inventory and price results that answer the
  * calls in msgs[from..n). */
 static int answer_from_results(pctx *x, const sift_message *msgs, size_t from, size_t n,
-                               const search_result *sr, sift_buf *b)
+                               const search_result *sr, const sift_query *q, sift_buf *b)
 {
     stock_line lines[STOCK_LINES_MAX];
     size_t nl = 0;
@@ -574,6 +574,9 @@ static int answer_from_results(pctx *x, const sift_message *msgs, size_t from, s
         rc = sift_buf_printf(b, "I checked %s", sku ? sku : "the product");
     if (rc == 0 && p && p->size)
         rc = sift_buf_printf(b, ", size %s", p->size);
+    /* Say so when the search had nothing in the size asked for. */
+    if (rc == 0 && p && q->size && !ieq(p->size, q->size))
+        rc = sift_buf_printf(b, " (no exact match for size %s)", q->size);
     if (rc == 0)
         rc = sift_buf_puts(b, ".");
 
@@ -791,7 +794,7 @@ int sift_planner_next(const sift_message *msgs, size_t n, const sift_planner_opt
                 checked = true;
 
     if (checked) {
-        rc = answer_from_results(&x, msgs, search_msg + 1, n, &sr, &text);
+        rc = answer_from_results(&x, msgs, search_msg + 1, n, &sr, &q, &text);
     } else if (sr.error) {
         rc = answer_search_error(sr.error, &text);
     } else if (sr.n == 0) {

@@ -332,6 +332,21 @@ static void test_price_only_and_all_warehouses(void **state)
                                 "2, Hanoi (HAN) 0 \xe2\x80\x94 out of stock, XYZ 4. Price: "
                                 "2,790,000 VND.");
 
+    /* The size asked for was not among the results: the answer says so. */
+    sift_conv_init(&c, a);
+    assert_int_equal(sift_conv_add_user(&c, "puma 46", &err), 0);
+    next(&c, &s);
+    apply(&c, &s);
+    tool_result(&c, "call_1",
+                "{\"products\":[{\"sku\":\"PUMA-DS-41\",\"title\":\"Puma Deviate Swift\","
+                "\"attributes\":{\"size\":\"41\"}}]}");
+    next(&c, &s);
+    apply(&c, &s);
+    tool_result(&c, "call_2", "{\"sku\":\"PUMA-DS-41\",\"currency\":\"VND\",\"amount\":1}");
+    next(&c, &s);
+    assert_string_equal(s.text, "I found Puma Deviate Swift (PUMA-DS-41), size 41 (no exact "
+                                "match for size 46). Price: 1 VND.");
+
     /* The options: default currency and k. */
     sift_conv_init(&c, a);
     assert_int_equal(sift_conv_add_user(&c, "nike", &err), 0);

@@ -470,6 +470,58 @@ static void test_oom(void **state)
     assert_true(ok);
 }
 
+/* Every product title of the sample catalog reads back as its own brand,
+ * colour and gender, and its product type maps into its category path. */
+static void test_sample_catalog(void **state)
+{
+    (void)state;
+    const char *dir = getenv("SIFT_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/catalog/sample/products.jsonl", dir ? dir : SIFT_SOURCE_DIR);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[8192];
+    int n = 0, typed = 0;
+    sift_arena *a = sift_arena_new(0);
+    while (fgets(line, sizeof line, f)) {
+        cJSON *p = cJSON_Parse(line);
+        assert_non_null(p);
+        const char *title = cJSON_GetObjectItem(p, "title")->valuestring;
+        const char *brand = cJSON_GetObjectItem(p, "brand")->valuestring;
+        const cJSON *attrs = cJSON_GetObjectItem(p, "attributes");
+        const cJSON *colour = cJSON_GetObjectItem(attrs, "colour");
+        const cJSON *gender = cJSON_GetObjectItem(attrs, "gender");
+        char cat[256] = "";
+        const cJSON *part;
+        cJSON_ArrayForEach(part, cJSON_GetObjectItem(p, "category"))
+        {
+            strcat(cat, part->valuestring);
+            strcat(cat, " > ");
+        }
+        sift_query q;
+        sift_arena_reset(a);
+        assert_int_equal(sift_query_parse(title, strlen(title), a, &q), 0);
+        check_str("brand", title, brand, q.brand);
+        if (colour)
+            check_str("colour", title, colour->valuestring, q.n_colours ? q.colours[0] : NULL);
+        if (gender)
+            check_str("gender", title, gender->valuestring, sift_gender_name(q.gender));
+        if (q.category) {
+            typed++;
+            if (!strstr(cat, q.category_segment))
+                fail_msg("%s: type %s (%s) not in %s", title, q.category, q.category_segment, cat);
+        }
+        /* The model name stays in the keywords: "Pegasus 40" is no size. */
+        assert_null(q.size);
+        cJSON_Delete(p);
+        n++;
+    }
+    fclose(f);
+    sift_arena_free(a);
+    assert_true(n > 1000);
+    assert_int_equal(typed, n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -483,6 +535,7 @@ int main(void)
         cmocka_unit_test(test_long_input),
         cmocka_unit_test(test_null_text),
         cmocka_unit_test(test_oom),
+        cmocka_unit_test(test_sample_catalog),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
