@@ -38,6 +38,7 @@
 #include "sift/err.h"
 #include "sift/http.h"
 #include "sift/model.h"
+#include "sift/planner.h"
 
 typedef struct sift_model sift_model;
 
@@ -167,5 +168,22 @@ void sift_openai_opts_from_config(sift_openai_opts *o, const sift_config *cfg);
  * attempts: <last error>". The backoff wait is cancelled with the context. */
 sift_model *sift_openai_new(uv_loop_t *loop, sift_http_client *http, const sift_openai_opts *opts,
                             sift_err *err);
+
+/* ---- the offline provider --------------------------------------------- */
+
+/* Settings for sift_offline_new; zero-initialise. */
+typedef struct sift_offline_opts {
+    sift_planner_opts planner; /* vocabulary, default currency, k */
+    int64_t token_delay_ms;    /* pause between streamed words; 0: one word per loop turn */
+} sift_offline_opts;
+
+/* The offline provider: the rule-based planner of planner.h behind this
+ * interface (provider "offline", model "sift-offline-rules"). It is not a
+ * language model: it applies fixed rules to the conversation, asks for the
+ * shop tools a good model would call and writes its answer from a template
+ * (docs/offline-planner.md). The answer streams word by word through
+ * on_token; tool calls are announced through on_tool_call_start. No usage is
+ * reported. `opts` may be NULL. */
+sift_model *sift_offline_new(uv_loop_t *loop, const sift_offline_opts *opts, sift_err *err);
 
 #endif
