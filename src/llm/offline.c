@@ -158,7 +158,7 @@ static int offline_generate(sift_model *base, sift_ctx *ctx, sift_arena *arena,
     g->cb = *cb;
     g->udata = udata;
     set_state(g, GEN_STREAMING);
-    if (ctx && (rc = sift_ctx_add_hook(ctx, &g->hook, on_cancel))) {
+    if (ctx && sift_ctx_add_hook(ctx, &g->hook, on_cancel)) {
         sift_free(g);
         return sift_err_copy(err, sift_ctx_cause(ctx));
     }

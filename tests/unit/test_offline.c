@@ -93,6 +93,7 @@ static void test_nike_scenario_streams_word_by_word(void **state)
     sift_conv_init(&c, a);
     sift_err err = {0};
     struct rec r;
+    memset(&r, 0, sizeof r);
     assert_int_equal(sift_conv_add_user(&c,
                                         "Find Nike running shoes size 42 and check if they are in "
                                         "stock at the Hanoi, Da Nang, and HCMC warehouses",
