@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <math.h>
 #include <sqlite3.h>
 
 #include "sift/arena.h"
@@ -78,6 +79,42 @@ static void fts_consistent(fixture *f)
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Below the document-frequency cap, the store's ranking is exactly FTS5's
+ * bm25() with the documented column weights: compare every hit's score
+ * with bm25() computed on a separate plain connection. */
+static void same_as_bm25(fixture *f, const char *query, const char *match, size_t k)
+{
+    sift_hit *h;
+    size_t n;
+    sift_err e = {0};
+    assert_int_equal(sift_store_search_fts(f->s, query, k, f->a, &h, &n, &e), 0);
+    assert_int_equal(n, k); /* all from the all-terms pass */
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT -bm25(chunks_fts, 2.0, 3.0, 2.0, 1.5, 1.5, 1.0)"
+                                        " FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid"
+                                        " WHERE chunks_fts MATCH ?1 AND c.sku = ?2",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].exact_sku)
+            continue;
+        sqlite3_bind_text(st, 1, match, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, h[i].sku, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        double want = sqlite3_column_double(st, 0);
+        if (fabs(want - h[i].score) > 1e-9 * fabs(want))
+            fail_msg("%s: %s scored %.12f, bm25 %.12f", query, h[i].sku, h[i].score, want);
+        if (i > 0 && !h[i - 1].exact_sku)
+            assert_true(h[i - 1].score >= h[i].score);
+        sqlite3_reset(st);
+    }
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -516,6 +553,10 @@ static void test_sample_catalog(void **state)
     assert_int_equal(nh, 10);
     for (size_t i = 0; i < nh; i++)
         assert_true(strncmp(h[i].sku, "NIKE-PEG40", 10) == 0);
+    /* Ranking: bm25 exactly, for terms under the frequency cap. */
+    same_as_bm25(f, "pegasus", "\"pegasus\"", 50);
+    same_as_bm25(f, "pegasus black", "\"pegasus\" \"black\"", 8);
+    same_as_bm25(f, "asics jacket", "\"asics\" \"jacket\"", 20);
     /* Diacritics are folded. */
     assert_int_equal(sift_store_search_fts(f->s, "pégasus", 3, f->a, &h, &nh, &e), 0);
     assert_int_equal(nh, 3);
