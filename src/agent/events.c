@@ -1,0 +1,265 @@
+/* Run events: JSON encoding and the bounded queue to a slow consumer. */
+#include "sift/events.h"
+#include "sift/arena.h"
+
+#include <cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const names[] = {
+    "run.started", "token",  "tool.started", "tool.finished",
+    "products",    "answer", "run.finished", "error",
+};
+
+const char *sift_event_name(sift_event_type type)
+{
+    return (unsigned)type < sizeof names / sizeof names[0] ? names[type] : "unknown";
+}
+
+static int put_str(sift_buf *b, const char *key, const char *s, size_t len)
+{
+    int rc = sift_buf_printf(b, ",\"%s\":", key);
+    if (rc)
+        return rc;
+    if (!s)
+        return sift_buf_puts(b, "null");
+    if ((rc = sift_buf_putc(b, '"')) || (rc = sift_buf_json_escape(b, s, len)))
+        return rc;
+    return sift_buf_putc(b, '"');
+}
+
+static int put_cstr(sift_buf *b, const char *key, const char *s)
+{
+    return put_str(b, key, s, s ? strlen(s) : 0);
+}
+
+/* Raw JSON if it parses (and is what we expect), else as a string. */
+static int put_json(sift_buf *b, const char *key, const char *json, size_t len)
+{
+    if (!json)
+        return sift_buf_printf(b, ",\"%s\":null", key);
+    cJSON *j = cJSON_ParseWithLength(json, len);
+    int ok = j != NULL;
+    cJSON_Delete(j);
+    if (!ok)
+        return put_str(b, key, json, len);
+    int rc = sift_buf_printf(b, ",\"%s\":", key);
+    return rc ? rc : sift_buf_append(b, json, len);
+}
+
+int sift_event_json(const sift_event *ev, const char *run_id, uint64_t seq, sift_buf *out)
+{
+    size_t start = out->len;
+    static const sift_usage zero_usage;
+    static const sift_run_timings zero_timings;
+    int rc = sift_buf_puts(out, "{\"run_id\":\"");
+    if (!rc)
+        rc = sift_buf_json_escape(out, run_id ? run_id : "", run_id ? strlen(run_id) : 0);
+    if (!rc)
+        rc = sift_buf_printf(out, "\",\"seq\":%" PRIu64, seq);
+    if (rc)
+        goto fail;
+    switch (ev->type) {
+    case SIFT_EV_RUN_STARTED:
+        if ((rc = put_cstr(out, "query", ev->query)) ||
+            (rc = put_cstr(out, "session_id", ev->session_id)) ||
+            (rc = put_cstr(out, "model", ev->model)))
+            goto fail;
+        break;
+    case SIFT_EV_TOKEN:
+    case SIFT_EV_ANSWER:
+        if ((rc = put_str(out, "text", ev->text ? ev->text : "", ev->text ? ev->text_len : 0)))
+            goto fail;
+        break;
+    case SIFT_EV_TOOL_STARTED:
+        if ((rc = put_cstr(out, "id", ev->id)) || (rc = put_cstr(out, "name", ev->name)) ||
+            (rc = put_json(out, "arguments", ev->json, ev->json_len)))
+            goto fail;
+        break;
+    case SIFT_EV_TOOL_FINISHED:
+        if ((rc = put_cstr(out, "id", ev->id)) || (rc = put_cstr(out, "name", ev->name)) ||
+            (rc = sift_buf_printf(out, ",\"duration_ms\":%.3f", (double)ev->duration_us / 1000)))
+            goto fail;
+        if (ev->code == 0) {
+            rc = sift_buf_puts(out, ",\"error\":null");
+        } else {
+            rc = sift_buf_printf(out, ",\"error\":{\"code\":\"%s\"", sift_err_name(ev->code));
+            if (!rc)
+                rc = put_cstr(out, "message", ev->message ? ev->message : "");
+            if (!rc)
+                rc = sift_buf_putc(out, '}');
+        }
+        if (rc)
+            goto fail;
+        break;
+    case SIFT_EV_PRODUCTS:
+        if ((rc = put_json(out, "products", ev->json, ev->json_len)))
+            goto fail;
+        break;
+    case SIFT_EV_RUN_FINISHED: {
+        const sift_usage *u = ev->usage ? ev->usage : &zero_usage;
+        const sift_run_timings *t = ev->timings ? ev->timings : &zero_timings;
+        rc = sift_buf_printf(out,
+                             ",\"steps\":%d,\"usage\":{\"prompt_tokens\":%" PRId64
+                             ",\"completion_tokens\":%" PRId64 ",\"total_tokens\":%" PRId64
+                             "},\"timings\":{\"total_ms\":%.3f,\"ttft_ms\":%.3f,\"model_ms\":%.3f,"
+                             "\"tools_ms\":%.3f}",
+                             ev->steps, u->prompt_tokens, u->completion_tokens, u->total_tokens,
+                             t->total_ms, t->ttft_ms, t->model_ms, t->tools_ms);
+        if (rc)
+            goto fail;
+        break;
+    }
+    case SIFT_EV_ERROR:
+        if ((rc = sift_buf_printf(out, ",\"code\":\"%s\"", sift_err_name(ev->code))) ||
+            (rc = put_cstr(out, "message", ev->message ? ev->message : "")))
+            goto fail;
+        break;
+    default:
+        rc = SIFT_EINVAL;
+        goto fail;
+    }
+    if ((rc = sift_buf_putc(out, '}')))
+        goto fail;
+    return 0;
+fail:
+    out->len = start;
+    if (out->data)
+        out->data[start] = '\0';
+    return rc;
+}
+
+/* ---- the queue ---- */
+
+struct sift_event_item {
+    sift_event_item *next;
+    sift_event_type type;
+    uint64_t seq;
+    sift_buf buf; /* the JSON, or for a token the raw text (encoded when written) */
+};
+
+void sift_event_queue_init(sift_event_queue *q, const char *run_id, size_t limit,
+                           sift_event_write_fn write, void *ud)
+{
+    memset(q, 0, sizeof *q);
+    snprintf(q->run_id, sizeof q->run_id, "%s", run_id ? run_id : "");
+    q->limit = limit ? limit : 256 * 1024;
+    q->write = write;
+    q->ud = ud;
+}
+
+static void item_free(sift_event_item *it)
+{
+    sift_buf_free(&it->buf);
+    sift_free(it);
+}
+
+/* Writes the head item; 0 when taken, SIFT_EBUSY, or the consumer's error. */
+static int write_item(sift_event_queue *q, sift_event_item *it)
+{
+    if (it->type != SIFT_EV_TOKEN)
+        return q->write(q->ud, sift_event_name(it->type), it->buf.data, it->buf.len);
+    sift_buf json;
+    sift_buf_init(&json, 0);
+    sift_event ev = {
+        .type = SIFT_EV_TOKEN, .text = it->buf.data ? it->buf.data : "", .text_len = it->buf.len};
+    int rc = sift_event_json(&ev, q->run_id, it->seq, &json);
+    if (rc == 0)
+        rc = q->write(q->ud, "token", json.data, json.len);
+    sift_buf_free(&json);
+    return rc;
+}
+
+int sift_event_queue_flush(sift_event_queue *q)
+{
+    while (q->head && !q->failed) {
+        sift_event_item *it = q->head;
+        int rc = write_item(q, it);
+        if (rc == SIFT_EBUSY)
+            return 0;
+        if (rc) {
+            q->failed = rc;
+            return rc;
+        }
+        q->head = it->next;
+        if (!q->head)
+            q->tail = NULL;
+        q->held -= it->buf.len;
+        item_free(it);
+    }
+    return q->failed;
+}
+
+int sift_event_queue_push(sift_event_queue *q, const sift_event *ev)
+{
+    if (q->failed)
+        return q->failed;
+    /* a token right behind a queued token: merge, so a slow reader costs
+     * the answer's bytes, not one queued event per word */
+    if (ev->type == SIFT_EV_TOKEN && q->tail && q->tail->type == SIFT_EV_TOKEN) {
+        if (q->held + ev->text_len > q->limit)
+            return SIFT_ETOOBIG;
+        int rc = sift_buf_append(&q->tail->buf, ev->text, ev->text_len);
+        if (rc)
+            return rc;
+        q->held += ev->text_len;
+        if (q->held > q->peak)
+            q->peak = q->held;
+        return 0;
+    }
+    sift_event_item *it = sift_calloc(1, sizeof *it);
+    if (!it)
+        return SIFT_ENOMEM;
+    sift_buf_init(&it->buf, 0);
+    it->type = ev->type;
+    it->seq = ++q->seq;
+    int rc = ev->type == SIFT_EV_TOKEN ? sift_buf_append(&it->buf, ev->text, ev->text_len)
+                                       : sift_event_json(ev, q->run_id, it->seq, &it->buf);
+    if (rc)
+        goto fail;
+    if (!q->head) {
+        /* nothing queued: try the consumer first */
+        rc = write_item(q, it);
+        if (rc == 0) {
+            item_free(it);
+            return 0;
+        }
+        if (rc != SIFT_EBUSY) {
+            q->failed = rc;
+            goto fail;
+        }
+    }
+    if (q->held + it->buf.len > q->limit) {
+        rc = SIFT_ETOOBIG;
+        goto fail;
+    }
+    q->held += it->buf.len;
+    if (q->held > q->peak)
+        q->peak = q->held;
+    if (q->tail)
+        q->tail->next = it;
+    else
+        q->head = it;
+    q->tail = it;
+    return 0;
+fail:
+    item_free(it);
+    return rc;
+}
+
+size_t sift_event_queue_pending(const sift_event_queue *q)
+{
+    return q->held;
+}
+
+void sift_event_queue_free(sift_event_queue *q)
+{
+    while (q->head) {
+        sift_event_item *it = q->head;
+        q->head = it->next;
+        item_free(it);
+    }
+    q->tail = NULL;
+    q->held = 0;
+}

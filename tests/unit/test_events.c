@@ -1,0 +1,257 @@
+/* Run events: JSON per type, and the bounded queue to a slow consumer. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cJSON.h>
+#include <cmocka.h>
+
+#include "sift/arena.h"
+#include "sift/events.h"
+
+static cJSON *encode(const sift_event *ev)
+{
+    sift_buf b;
+    sift_buf_init(&b, 0);
+    assert_int_equal(sift_event_json(ev, "r-1", 7, &b), 0);
+    cJSON *j = cJSON_Parse(b.data);
+    if (!j)
+        fail_msg("not JSON: %s", b.data);
+    sift_buf_free(&b);
+    assert_string_equal(cJSON_GetObjectItem(j, "run_id")->valuestring, "r-1");
+    assert_int_equal(cJSON_GetObjectItem(j, "seq")->valueint, 7);
+    return j;
+}
+
+static const char *s(cJSON *j, const char *k)
+{
+    cJSON *v = cJSON_GetObjectItem(j, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void test_json_per_type(void **state)
+{
+    sift_event ev = {.type = SIFT_EV_RUN_STARTED,
+                     .query = "nike \"42\"",
+                     .session_id = NULL,
+                     .model = "sift-offline-rules"};
+    cJSON *j = encode(&ev);
+    assert_string_equal(s(j, "query"), "nike \"42\"");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "session_id")));
+    cJSON_Delete(j);
+
+    ev = (sift_event){.type = SIFT_EV_TOKEN, .text = "Hel\nlo", .text_len = 6};
+    j = encode(&ev);
+    assert_string_equal(s(j, "text"), "Hel\nlo");
+    cJSON_Delete(j);
+
+    const char args[] = "{\"sku\":\"NIKE-PEG40-42\",\"location\":\"HAN\"}";
+    ev = (sift_event){.type = SIFT_EV_TOOL_STARTED,
+                      .id = "call_1",
+                      .name = "check_inventory",
+                      .json = args,
+                      .json_len = sizeof args - 1};
+    j = encode(&ev);
+    assert_string_equal(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "arguments"), "location")->valuestring, "HAN");
+    cJSON_Delete(j);
+
+    /* arguments the model botched are passed on as a string */
+    ev.json = "{\"sku\":";
+    ev.json_len = 7;
+    j = encode(&ev);
+    assert_string_equal(s(j, "arguments"), "{\"sku\":");
+    cJSON_Delete(j);
+
+    ev = (sift_event){.type = SIFT_EV_TOOL_FINISHED,
+                      .id = "call_1",
+                      .name = "get_price",
+                      .duration_us = 21500,
+                      .code = SIFT_ETIMEDOUT,
+                      .message = "get_price timed out after 200 ms"};
+    j = encode(&ev);
+    assert_true(cJSON_GetObjectItem(j, "duration_ms")->valuedouble == 21.5);
+    cJSON *e = cJSON_GetObjectItem(j, "error");
+    assert_string_equal(s(e, "code"), "deadline_exceeded");
+    assert_string_equal(s(e, "message"), "get_price timed out after 200 ms");
+    cJSON_Delete(j);
+    ev.code = 0;
+    j = encode(&ev);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "error")));
+    cJSON_Delete(j);
+
+    ev = (sift_event){.type = SIFT_EV_PRODUCTS, .json = "[{\"sku\":\"A\"}]", .json_len = 13};
+    j = encode(&ev);
+    assert_true(cJSON_IsArray(cJSON_GetObjectItem(j, "products")));
+    cJSON_Delete(j);
+
+    sift_usage u = {10, 20, 30};
+    sift_run_timings t = {100, 50, 80, 20};
+    ev = (sift_event){.type = SIFT_EV_RUN_FINISHED, .steps = 3, .usage = &u, .timings = &t};
+    j = encode(&ev);
+    assert_int_equal(cJSON_GetObjectItem(j, "steps")->valueint, 3);
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "usage"), "total_tokens")->valueint,
+                     30);
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "timings"), "ttft_ms")->valueint,
+                     50);
+    cJSON_Delete(j);
+
+    ev = (sift_event){
+        .type = SIFT_EV_ERROR, .code = SIFT_ETIMEDOUT, .message = "deadline of 30000 ms exceeded"};
+    j = encode(&ev);
+    assert_string_equal(s(j, "code"), "deadline_exceeded");
+    cJSON_Delete(j);
+
+    assert_string_equal(sift_event_name(SIFT_EV_TOOL_FINISHED), "tool.finished");
+    assert_string_equal(sift_event_name((sift_event_type)99), "unknown");
+}
+
+/* A consumer that takes events until told to be busy or gone. */
+struct consumer {
+    int busy;
+    int gone;
+    int n;
+    char names[64][16];
+    sift_buf all;
+};
+
+static int take(void *ud, const char *name, const char *json, size_t len)
+{
+    struct consumer *c = ud;
+    if (c->gone)
+        return SIFT_ECANCELED;
+    if (c->busy)
+        return SIFT_EBUSY;
+    cJSON *j = cJSON_ParseWithLength(json, len);
+    assert_non_null(j);
+    cJSON_Delete(j);
+    snprintf(c->names[c->n++ % 64], 16, "%s", name);
+    sift_buf_append(&c->all, json, len);
+    sift_buf_putc(&c->all, '\n');
+    return 0;
+}
+
+static void push_token(sift_event_queue *q, const char *t, int expect)
+{
+    sift_event ev = {.type = SIFT_EV_TOKEN, .text = t, .text_len = strlen(t)};
+    assert_int_equal(sift_event_queue_push(q, &ev), expect);
+}
+
+static void test_queue_merges_tokens_for_a_slow_reader(void **state)
+{
+    struct consumer c = {0};
+    sift_buf_init(&c.all, 0);
+    sift_event_queue q;
+    sift_event_queue_init(&q, "r-2", 4096, take, &c);
+    sift_event started = {.type = SIFT_EV_RUN_STARTED, .query = "q"};
+    assert_int_equal(sift_event_queue_push(&q, &started), 0);
+    push_token(&q, "a ", 0);
+    assert_int_equal(c.n, 2); /* written straight through */
+    assert_int_equal(sift_event_queue_pending(&q), 0);
+
+    c.busy = 1;
+    for (int i = 0; i < 500; i++)
+        push_token(&q, "w ", 0);
+    sift_event tool = {
+        .type = SIFT_EV_TOOL_STARTED, .id = "c1", .name = "t", .json = "{}", .json_len = 2};
+    assert_int_equal(sift_event_queue_push(&q, &tool), 0);
+    push_token(&q, "x", 0);
+    assert_int_equal(sift_event_queue_pending(&q) >= 1001, 1);
+    assert_int_equal(c.n, 2);
+
+    c.busy = 0;
+    assert_int_equal(sift_event_queue_flush(&q), 0);
+    assert_int_equal(c.n, 5); /* one merged token, the tool, one token */
+    assert_string_equal(c.names[2], "token");
+    assert_string_equal(c.names[3], "tool.started");
+    assert_string_equal(c.names[4], "token");
+    assert_int_equal(sift_event_queue_pending(&q), 0);
+    /* the merged token holds all 500 words, and seq numbers still increase */
+    const char *third = strstr(c.all.data, "\"seq\":3");
+    assert_non_null(third);
+    assert_non_null(strstr(c.all.data, "\"seq\":4"));
+    assert_non_null(strstr(c.all.data, "\"seq\":5"));
+    sift_event_queue_free(&q);
+    sift_buf_free(&c.all);
+}
+
+static void test_queue_is_bounded(void **state)
+{
+    struct consumer c = {.busy = 1};
+    sift_buf_init(&c.all, 0);
+    sift_event_queue q;
+    sift_event_queue_init(&q, "r-3", 1000, take, &c);
+    int i = 0;
+    char word[32];
+    for (;; i++) {
+        snprintf(word, sizeof word, "word%d ", i);
+        sift_event ev = {.type = SIFT_EV_TOKEN, .text = word, .text_len = strlen(word)};
+        int rc = sift_event_queue_push(&q, &ev);
+        if (rc) {
+            assert_int_equal(rc, SIFT_ETOOBIG);
+            break;
+        }
+    }
+    assert_true(i > 50);
+    assert_true(sift_event_queue_pending(&q) <= 1000);
+    assert_true(q.peak <= 1000);
+    /* a structural event does not fit either */
+    sift_event err = {.type = SIFT_EV_ERROR, .code = SIFT_ECANCELED, .message = "x"};
+    sift_event_queue_push(&q, &err);
+    assert_true(sift_event_queue_pending(&q) <= 1000);
+    sift_event_queue_free(&q);
+    sift_buf_free(&c.all);
+}
+
+static void test_consumer_gone(void **state)
+{
+    struct consumer c = {0};
+    sift_buf_init(&c.all, 0);
+    sift_event_queue q;
+    sift_event_queue_init(&q, "r-4", 0, take, &c);
+    c.busy = 1;
+    push_token(&q, "a", 0);
+    c.busy = 0;
+    c.gone = 1;
+    assert_int_equal(sift_event_queue_flush(&q), SIFT_ECANCELED);
+    push_token(&q, "b", SIFT_ECANCELED);
+    sift_event_queue_free(&q);
+    sift_buf_free(&c.all);
+}
+
+static void test_oom(void **state)
+{
+    for (long n = 0; n < 20; n++) {
+        struct consumer c = {.busy = 1};
+        sift_buf_init(&c.all, 0);
+        sift_event_queue q;
+        sift_event_queue_init(&q, "r", 0, take, &c);
+        sift_mem_fail_after(n);
+        for (int i = 0; i < 5; i++) {
+            sift_event ev = {.type = SIFT_EV_ANSWER, .text = "answer", .text_len = 6};
+            int rc = sift_event_queue_push(&q, &ev);
+            assert_true(rc == 0 || rc == SIFT_ENOMEM);
+            sift_event tok = {.type = SIFT_EV_TOKEN, .text = "t", .text_len = 1};
+            rc = sift_event_queue_push(&q, &tok);
+            assert_true(rc == 0 || rc == SIFT_ENOMEM);
+        }
+        sift_mem_fail_after(-1);
+        sift_event_queue_free(&q);
+        sift_buf_free(&c.all);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_per_type),
+        cmocka_unit_test(test_queue_merges_tokens_for_a_slow_reader),
+        cmocka_unit_test(test_queue_is_bounded),
+        cmocka_unit_test(test_consumer_gone),
+        cmocka_unit_test(test_oom),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
