@@ -144,7 +144,7 @@ void sift_event_queue_init(sift_event_queue *q, const char *run_id, size_t limit
 {
     memset(q, 0, sizeof *q);
     snprintf(q->run_id, sizeof q->run_id, "%s", run_id ? run_id : "");
-    q->limit = limit ? limit : 256 * 1024;
+    q->limit = limit ? limit : (size_t)256 * 1024;
     q->write = write;
     q->ud = ud;
 }
