@@ -8,6 +8,7 @@
  * tokens nobody claimed before, so the order of the passes is the precedence
  * of the rules: "Under Armour" is a brand before "under" can start a price,
  * and "2m" is a price before "m" can be a size. */
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -793,11 +794,6 @@ static size_t match_words(const lexer *lx, size_t i, const char *phrase, bool pl
     return k;
 }
 
-static size_t match_phrase(const lexer *lx, size_t i, const char *phrase, bool plural)
-{
-    return i < lx->n && first_ok(lx, i, phrase) ? match_words(lx, i, phrase, plural, false) : 0;
-}
-
 static size_t match_rule(const lexer *lx, size_t i, const char *phrase)
 {
     return i < lx->n && first_ok(lx, i, phrase) ? match_words(lx, i, phrase, false, true) : 0;
@@ -809,6 +805,137 @@ static size_t match_list(const lexer *lx, size_t i, const char *const *list, siz
     size_t best = 0;
     for (size_t j = 0; j < n; j++) {
         size_t k = match_rule(lx, i, list[j]);
+        if (k > best)
+            best = k;
+    }
+    return best;
+}
+
+/* A per-parse index of a phrase list by first byte, so each token is tried
+ * only against the phrases that can match it (a few instead of hundreds:
+ * the lists were most of the parse time). Phrases are read through a stride
+ * so that both plain string lists and sift_query_term arrays (phrase first)
+ * can be indexed. Within a bucket the list order is kept. */
+typedef struct pindex {
+    const char *base;
+    size_t stride;
+    size_t n;
+    uint16_t start[257];
+    uint16_t *order;
+} pindex;
+
+static const char *pphrase(const pindex *x, size_t i)
+{
+    return *(const char *const *)(const void *)(x->base + i * x->stride);
+}
+
+static int pindex_build(sift_arena *a, pindex *x, const void *base, size_t stride, size_t n)
+{
+    memset(x, 0, sizeof(*x));
+    x->base = base;
+    x->stride = stride;
+    x->n = n > UINT16_MAX ? UINT16_MAX : n;
+    if (x->n == 0)
+        return 0;
+    x->order = sift_arena_alloc(a, x->n * sizeof(*x->order));
+    if (!x->order)
+        return SIFT_ENOMEM;
+    uint16_t count[256] = {0};
+    for (size_t i = 0; i < x->n; i++)
+        count[(unsigned char)pphrase(x, i)[0]]++;
+    for (int b = 0; b < 256; b++)
+        x->start[b + 1] = (uint16_t)(x->start[b] + count[b]);
+    uint16_t fill[256];
+    memcpy(fill, x->start, sizeof(fill));
+    for (size_t i = 0; i < x->n; i++)
+        x->order[fill[(unsigned char)pphrase(x, i)[0]]++] = (uint16_t)i;
+    return 0;
+}
+
+/* The phrases of x that may match token t, in list order: the buckets of the
+ * token's first bytes (folded, lower-cased, original) merged. */
+typedef struct cands {
+    const uint16_t *at[3], *end[3];
+} cands;
+
+static void cands_init(cands *c, const pindex *x, const tok *t)
+{
+    unsigned char b[3] = {(unsigned char)t->fold[0], (unsigned char)t->low[0],
+                          (unsigned char)t->src[0]};
+    for (int k = 0; k < 3; k++) {
+        bool dup = false;
+        for (int j = 0; j < k; j++)
+            dup = dup || b[j] == b[k];
+        if (dup || x->n == 0) {
+            c->at[k] = c->end[k] = NULL;
+            continue;
+        }
+        c->at[k] = x->order + x->start[b[k]];
+        c->end[k] = x->order + x->start[b[k] + 1];
+    }
+}
+
+static bool cands_next(cands *c, size_t *idx)
+{
+    int best = -1;
+    for (int k = 0; k < 3; k++)
+        if (c->at[k] != c->end[k] && (best < 0 || *c->at[k] < *c->at[best]))
+            best = k;
+    if (best < 0)
+        return false;
+    *idx = *c->at[best]++;
+    return true;
+}
+
+/* Indexes of the built-in lists, built once (pthread_once) and never
+ * changed afterwards, so parses on any thread share them without locks. */
+static pindex builtin_ix[SIFT_QL_COUNT];
+static pindex stop_ix;
+static uint16_t ix_storage[1024];
+_Static_assert(COUNT(builtin_brands) + COUNT(builtin_types) + COUNT(builtin_colours) +
+                       COUNT(builtin_warehouses) + COUNT(stop_words) <=
+                   COUNT(ix_storage),
+               "ix_storage holds every built-in phrase");
+static pthread_once_t ix_once = PTHREAD_ONCE_INIT;
+
+static void pindex_static(pindex *x, const void *base, size_t stride, size_t n, size_t *used)
+{
+    memset(x, 0, sizeof(*x));
+    x->base = base;
+    x->stride = stride;
+    x->n = n;
+    x->order = ix_storage + *used;
+    *used += n;
+    uint16_t count[256] = {0};
+    for (size_t i = 0; i < n; i++)
+        count[(unsigned char)pphrase(x, i)[0]]++;
+    for (int b = 0; b < 256; b++)
+        x->start[b + 1] = (uint16_t)(x->start[b] + count[b]);
+    uint16_t fill[256];
+    memcpy(fill, x->start, sizeof(fill));
+    for (size_t i = 0; i < n; i++)
+        x->order[fill[(unsigned char)pphrase(x, i)[0]]++] = (uint16_t)i;
+}
+
+static void build_static_indexes(void)
+{
+    size_t used = 0;
+    for (int l = 0; l < SIFT_QL_COUNT; l++)
+        pindex_static(&builtin_ix[l], builtin[l].terms, sizeof(sift_query_term), builtin[l].n,
+                      &used);
+    pindex_static(&stop_ix, stop_words, sizeof(stop_words[0]), COUNT(stop_words), &used);
+}
+
+/* Longest phrase of an indexed rule list at i. */
+static size_t match_index(const lexer *lx, size_t i, const pindex *x)
+{
+    if (i >= lx->n)
+        return 0;
+    cands c;
+    cands_init(&c, x, &lx->t[i]);
+    size_t best = 0, j;
+    while (cands_next(&c, &j)) {
+        size_t k = match_words(lx, i, pphrase(x, j), false, true);
         if (k > best)
             best = k;
     }
@@ -857,8 +984,21 @@ static void add_warehouse(sift_query *q, const char *v)
         q->warehouses[q->n_warehouses++] = v;
 }
 
-static void pass_vocab(lexer *lx, const sift_query_vocab *v, sift_query *q)
+static int pass_vocab(lexer *lx, const sift_query_vocab *v, sift_query *q)
 {
+    /* [list][0]: the caller's terms, [list][1]: the built-in ones. */
+    pindex ext[SIFT_QL_COUNT];
+    const pindex *ix[SIFT_QL_COUNT][2] = {{NULL}};
+    for (int l = 0; l < SIFT_QL_COUNT; l++) {
+        if (v && v->list[l].n) {
+            if (pindex_build(lx->a, &ext[l], v->list[l].terms, sizeof(sift_query_term),
+                             v->list[l].n) != 0)
+                return SIFT_ENOMEM;
+            ix[l][0] = &ext[l];
+        }
+        if (!(v && v->no_defaults))
+            ix[l][1] = &builtin_ix[l];
+    }
     for (size_t i = 0; i < lx->n; i++) {
         if (lx->t[i].role != R_NONE || lx->t[i].kind == TK_SYM)
             continue;
@@ -869,24 +1009,19 @@ static void pass_vocab(lexer *lx, const sift_query_vocab *v, sift_query *q)
             sift_query_list l = list_order[o];
             bool plural = l == SIFT_QL_TYPE;
             for (int src = 0; src < 2; src++) {
-                const sift_query_term *terms;
-                size_t n;
-                if (src == 0) {
-                    if (!v)
-                        continue;
-                    terms = v->list[l].terms;
-                    n = v->list[l].n;
-                } else {
-                    if (v && v->no_defaults)
-                        continue;
-                    terms = builtin[l].terms;
-                    n = builtin[l].n;
-                }
-                for (size_t j = 0; j < n; j++) {
-                    size_t k = match_phrase(lx, i, terms[j].phrase, plural);
+                const pindex *x = ix[l][src];
+                if (!x)
+                    continue;
+                cands c;
+                cands_init(&c, x, &lx->t[i]);
+                size_t j;
+                while (cands_next(&c, &j)) {
+                    const sift_query_term *term =
+                        (const sift_query_term *)(const void *)(x->base + j * x->stride);
+                    size_t k = match_words(lx, i, term->phrase, plural, false);
                     if (k > best) {
                         best = k;
-                        bt = &terms[j];
+                        bt = term;
                         bl = l;
                     }
                 }
@@ -917,6 +1052,7 @@ static void pass_vocab(lexer *lx, const sift_query_vocab *v, sift_query *q)
         }
         i += best - 1;
     }
+    return 0;
 }
 
 static bool is_word(const lexer *lx, size_t i, const char *w)
@@ -1294,16 +1430,17 @@ static void pass_words(lexer *lx, sift_query *q)
     }
 }
 
-static void pass_stop(lexer *lx)
+static int pass_stop(lexer *lx)
 {
+    const pindex *ix = &stop_ix;
     for (size_t i = 0; i < lx->n; i++) {
         tok *t = &lx->t[i];
         if (t->role != R_NONE)
             continue;
-        if (t->kind == TK_SYM ||
-            (t->kind == TK_WORD && match_list(lx, i, stop_words, COUNT(stop_words)) == 1))
+        if (t->kind == TK_SYM || (t->kind == TK_WORD && match_index(lx, i, ix) == 1))
             t->role = R_STOP;
     }
+    return 0;
 }
 
 /* A bare number is a shoe size when it is in the EU range and not part of a
@@ -1367,16 +1504,19 @@ int sift_query_parse_vocab(const sift_query_vocab *vocab, const char *text, size
     out->keywords = "";
     if (!text)
         len = 0;
+    pthread_once(&ix_once, build_static_indexes);
     lexer lx = {.a = a};
     int rc = lex(&lx, text ? text : "", len);
     if (rc != 0)
         goto fail;
-    pass_vocab(&lx, vocab, out);
+    if ((rc = pass_vocab(&lx, vocab, out)) != 0)
+        goto fail;
     pass_price(&lx, out);
     if ((rc = pass_size(&lx, out)) != 0)
         goto fail;
     pass_words(&lx, out);
-    pass_stop(&lx);
+    if ((rc = pass_stop(&lx)) != 0)
+        goto fail;
     if ((rc = pass_bare_size(&lx, out)) != 0)
         goto fail;
     if ((rc = build_keywords(&lx, out)) != 0)
