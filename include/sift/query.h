@@ -75,8 +75,9 @@ typedef struct sift_query_vocab {
 void sift_query_vocab_init(sift_query_vocab *v, sift_arena *a);
 
 /* Adds a term to list `which`. The phrase is normalised (surrounding and
- * repeated spaces removed; lower-cased unless it is all upper-case ASCII,
- * which makes an exact-case code such as "HAN"). `extra` may be NULL.
+ * repeated spaces removed; lower-cased, except that in the warehouse list an
+ * all upper-case ASCII phrase stays an exact-case code such as "HAN"; a brand
+ * spelt "HOKA" matches "hoka"). `extra` may be NULL.
  * SIFT_EINVAL for an empty phrase or value or a phrase over 128 bytes,
  * SIFT_ENOMEM. */
 int sift_query_vocab_add(sift_query_vocab *v, sift_query_list which, const char *phrase,

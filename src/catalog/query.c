@@ -1565,7 +1565,9 @@ int sift_query_vocab_add(sift_query_vocab *v, sift_query_list which, const char 
             upper = false;
         }
     }
-    upper = upper && letters;
+    /* Only warehouse codes keep their case: a brand spelt "HOKA" in the store
+     * must still match "hoka" in the text. */
+    upper = upper && letters && which == SIFT_QL_WAREHOUSE;
     /* Lower-case with the same folding the text gets, spaces collapsed. */
     const unsigned char *s = (const unsigned char *)phrase;
     size_t len = strlen(phrase);

@@ -354,6 +354,11 @@ static void test_vocab(void **state)
     assert_int_equal(q.n_warehouses, 1);
     assert_string_equal(q.warehouses[0], "HPH");
     assert_string_equal(q.keywords, "anta padel shoes brand 77");
+    /* A brand added in capitals still matches in any case; a code does not. */
+    assert_int_equal(sift_query_vocab_add(&v, SIFT_QL_BRAND, "KSWISS", "K-Swiss", NULL, &err), 0);
+    assert_int_equal(sift_query_parse_vocab(&v, "kswiss from hph", 15, a, &q), 0);
+    assert_string_equal(q.brand, "K-Swiss");
+    assert_int_equal(q.n_warehouses, 0);
     /* Built-ins still apply unless turned off. */
     assert_int_equal(sift_query_parse_vocab(&v, "nike in hanoi", 13, a, &q), 0);
     assert_string_equal(q.brand, "Nike");
