@@ -17,6 +17,8 @@
 #define STOCK_LINES_MAX 32  /* warehouses reported in one answer */
 #define ERROR_QUOTE_MAX 200 /* bytes of a tool's error message quoted */
 #define OTHER_MATCHES 2
+#define SEARCH_QUERY_MAX 256 /* bytes of search text search_products accepts */
+#define SEARCH_K_MAX 50      /* most results search_products returns */
 
 typedef struct product {
     const char *sku;
@@ -120,6 +122,19 @@ static bool ieq(const char *a, const char *b)
 }
 
 /* ---- conversation ------------------------------------------------------ */
+
+static const char help_text[] =
+    "I am sift's offline assistant, a rule-based planner rather than a language model: I can "
+    "search the catalog and check stock and prices. Tell me a brand, product type, size, colour, "
+    "price range or warehouse (Hanoi, Da Nang, Ho Chi Minh City).";
+
+/* True when a message asked for nothing the planner can act on. */
+static bool query_empty(const sift_query *q)
+{
+    return !q->brand && !q->category && !q->size && !q->n_colours && !q->gender &&
+           !q->has_price_min && !q->has_price_max && !q->currency && !q->in_stock &&
+           !q->n_warehouses && !(q->keywords && *q->keywords);
+}
 
 /* Folds a later turn into what earlier turns asked. A turn that names a
  * product (brand, type or its own keywords) starts a new product and keeps
@@ -636,19 +651,49 @@ static int answer_from_results(pctx *x, const sift_message *msgs, size_t from, s
 
 /* ---- the steps --------------------------------------------------------- */
 
-static int step_search(const sift_query *q, const sift_planner_opts *o, calls *c)
+/* The search text: the keywords, else the colours and size ("black 42"),
+ * cut at a word boundary to SEARCH_QUERY_MAX bytes (search_products takes
+ * 1..256 bytes). Empty when the shopper named no product at all. */
+static int search_text(const sift_query *q, sift_buf *out)
+{
+    int rc = 0;
+    if (q->keywords && *q->keywords) {
+        rc = sift_buf_puts(out, q->keywords);
+    } else {
+        for (size_t i = 0; rc == 0 && i < q->n_colours; i++)
+            rc = sift_buf_printf(out, "%s%s", out->len ? " " : "", q->colours[i]);
+        if (rc == 0 && q->size)
+            rc = sift_buf_printf(out, "%s%s", out->len ? " " : "", q->size);
+    }
+    if (rc == 0 && out->len > SEARCH_QUERY_MAX) {
+        size_t n = SEARCH_QUERY_MAX;
+        while (n > 0 && out->data[n] != ' ')
+            n--;
+        if (n == 0) { /* one huge word: cut at a character boundary */
+            n = SEARCH_QUERY_MAX;
+            while (n > 0 && ((unsigned char)out->data[n] & 0xC0) == 0x80)
+                n--;
+        }
+        out->len = n;
+        out->data[n] = '\0';
+    }
+    return rc;
+}
+
+static int step_search(const sift_query *q, const char *text, const sift_planner_opts *o, calls *c)
 {
     sift_buf args;
     sift_buf_init(&args, 0);
+    int k = o->k > 0 ? o->k : 5;
     int rc = sift_buf_puts(&args, "{\"query\":");
     if (rc == 0)
-        rc = put_jstr(&args, q->keywords ? q->keywords : "");
+        rc = put_jstr(&args, text);
     if (rc == 0)
         rc = sift_buf_puts(&args, ",\"filters\":");
     if (rc == 0)
         rc = sift_query_filters_json(q, &args);
     if (rc == 0)
-        rc = sift_buf_printf(&args, ",\"k\":%d}", o->k > 0 ? o->k : 5);
+        rc = sift_buf_printf(&args, ",\"k\":%d}", k > SEARCH_K_MAX ? SEARCH_K_MAX : k);
     if (rc == 0)
         rc = add_call(c, SIFT_TOOL_SEARCH_PRODUCTS, &args);
     sift_buf_free(&args);
@@ -725,7 +770,7 @@ int sift_planner_next(const sift_message *msgs, size_t n, const sift_planner_opt
 
     /* What the shopper wants, over all their turns so far. */
     sift_query q = {0};
-    bool first = true;
+    bool first = true, latest_empty = false;
     for (size_t i = 0; i <= u; i++) {
         if (msgs[i].role != SIFT_ROLE_USER)
             continue;
@@ -737,6 +782,7 @@ int sift_planner_next(const sift_message *msgs, size_t n, const sift_planner_opt
         else
             merge_query(&q, &t);
         first = false;
+        latest_empty = query_empty(&t);
     }
     out->query = q;
 
@@ -771,8 +817,50 @@ int sift_planner_next(const sift_message *msgs, size_t n, const sift_planner_opt
         }
     }
 
+    if (!search_call && latest_empty) {
+        /* "hello", "thanks": nothing to search for, and searching anyway
+         * would only repeat the last answer or list random products. */
+        rc = sift_buf_puts(&text, help_text);
+        if (rc == 0)
+            rc = finish_answer(a, &text, out);
+        if (rc != 0)
+            goto fail;
+        sift_buf_free(&text);
+        return 0;
+    }
     if (!search_call) {
-        if ((rc = step_search(&q, o, &c)) != 0)
+        sift_buf stext;
+        sift_buf_init(&stext, 0);
+        rc = search_text(&q, &stext);
+        if (rc == 0 && stext.len == 0) {
+            /* Only prices, stock or warehouses: no product to look for. */
+            rc = sift_buf_puts(&text, "Which product should I look for? Tell me a brand, a "
+                                      "product type or a model name and I will search for it");
+            if (rc == 0)
+                rc = put_price_phrase(&text, &q);
+            if (rc == 0 && (q.n_warehouses || q.in_stock))
+                rc = sift_buf_puts(&text, " and check its stock");
+            for (size_t i = 0; rc == 0 && i < q.n_warehouses; i++) {
+                rc = sift_buf_puts(&text, i == 0                    ? " in "
+                                          : i + 1 == q.n_warehouses ? " and "
+                                                                    : ", ");
+                if (rc == 0)
+                    rc = put_warehouse(&text, q.warehouses[i]);
+            }
+            if (rc == 0)
+                rc = sift_buf_puts(&text, ".");
+            if (rc == 0)
+                rc = finish_answer(a, &text, out);
+            sift_buf_free(&stext);
+            if (rc != 0)
+                goto fail;
+            sift_buf_free(&text);
+            return 0;
+        }
+        if (rc == 0)
+            rc = step_search(&q, stext.data, o, &c);
+        sift_buf_free(&stext);
+        if (rc != 0)
             goto fail;
         out->kind = SIFT_PLAN_TOOL_CALLS;
         out->calls = c.v;

@@ -422,6 +422,75 @@ static void test_determinism(void **state)
     sift_free(two);
 }
 
+/* A message with nothing to search for gets the help text, not a search,
+ * both as a first message and as a follow-up. */
+static void test_nothing_asked(void **state)
+{
+    (void)state;
+    sift_arena *a = sift_arena_new(0);
+    sift_conv c;
+    sift_conv_init(&c, a);
+    sift_err err = {0};
+    sift_planner_step s;
+    assert_int_equal(sift_conv_add_user(&c, "hello!", &err), 0);
+    next(&c, &s);
+    assert_int_equal(s.kind, SIFT_PLAN_ANSWER);
+    assert_non_null(strstr(s.text, "rule-based planner rather than a language model"));
+    check_tokens(&s);
+    apply(&c, &s);
+    assert_int_equal(sift_conv_add_user(&c, "Nike", &err), 0);
+    next(&c, &s);
+    assert_int_equal(s.kind, SIFT_PLAN_TOOL_CALLS);
+    apply(&c, &s);
+    tool_result(&c, "call_1", "{\"products\":[]}");
+    next(&c, &s);
+    apply(&c, &s);
+    assert_int_equal(sift_conv_add_user(&c, "thanks", &err), 0);
+    next(&c, &s);
+    assert_int_equal(s.kind, SIFT_PLAN_ANSWER);
+    assert_non_null(strstr(s.text, "I can search the catalog"));
+    sift_arena_free(a);
+}
+
+/* Only a price and warehouses: the planner asks which product, and a colour
+ * or size alone is searched as text, because search_products needs some. */
+static void test_no_product(void **state)
+{
+    (void)state;
+    sift_arena *a = sift_arena_new(0);
+    sift_conv c;
+    sift_conv_init(&c, a);
+    sift_err err = {0};
+    sift_planner_step s;
+    assert_int_equal(
+        sift_conv_add_user(&c, "anything under 2 million in stock at Hanoi or HCMC?", &err), 0);
+    next(&c, &s);
+    assert_int_equal(s.kind, SIFT_PLAN_ANSWER);
+    assert_string_equal(s.text, "Which product should I look for? Tell me a brand, a product "
+                                "type or a model name and I will search for it under 2,000,000 "
+                                "VND and check its stock in Hanoi (HAN) and Ho Chi Minh City "
+                                "(SGN).");
+    check_tokens(&s);
+
+    sift_conv_init(&c, a);
+    assert_int_equal(sift_conv_add_user(&c, "something black in size 42", &err), 0);
+    next(&c, &s);
+    assert_int_equal(s.kind, SIFT_PLAN_TOOL_CALLS);
+    assert_non_null(strstr(s.calls[0].arguments, "{\"query\":\"black 42\","));
+
+    /* The search text is cut to 256 bytes at a word boundary. */
+    char longq[2048] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(longq, "zebra ");
+    sift_conv_init(&c, a);
+    assert_int_equal(sift_conv_add_user(&c, longq, &err), 0);
+    next(&c, &s);
+    const char *q = strstr(s.calls[0].arguments, "\"query\":\"") + 9;
+    const char *e = strchr(q, '"');
+    assert_int_equal(e - q, 251); /* 42 words of 5 letters and 41 spaces */
+    sift_arena_free(a);
+}
+
 static void test_tokenize(void **state)
 {
     (void)state;
@@ -484,6 +553,8 @@ int main(void)
         cmocka_unit_test(test_price_only_and_all_warehouses),
         cmocka_unit_test(test_nothing_to_decide),
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_nothing_asked),
+        cmocka_unit_test(test_no_product),
         cmocka_unit_test(test_tokenize),
         cmocka_unit_test(test_oom),
     };
