@@ -20,9 +20,9 @@
  * is ever in doubt, INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')
  * recreates it from chunks.
  *
- * Full-text: tokenizer unicode61 with remove_diacritics 2 (so "giay" finds
- * "giày"). The sku column is indexed like the others, so "PEG40" finds
- * NIKE-PEG40-42; a query word that is a whole SKU is also looked up exactly in
+ * Full-text: Porter stemming over unicode61 with remove_diacritics 2 (so
+ * "shoes" finds "Shoe" and "giay" finds "giày"). The sku column is indexed like the others, so
+ * "PEG40" finds NIKE-PEG40-42; a query word that is a whole SKU is also looked up exactly in
  * products, which is what makes every SKU retrievable by its own string
  * whatever the tokenizer does with its punctuation. Ranking is BM25 (see
  * sift_rank below) with weights per column: sku 2, title 3, brand 2,
@@ -42,7 +42,7 @@
 #include "sift/buf.h"
 #include "sift/store.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 /* Most documents one FTS pass may score, and the most documents counted per
  * term for its idf. Scoring costs about 1.5 us a document here (reading the
@@ -161,6 +161,19 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_MAX_ID] = "SELECT coalesce(max(id), 0) FROM chunks",
 };
 
+/* The tokenizer: Porter stemming over unicode61 with diacritics removed, so
+ * "shoes" finds "Shoe", "running" finds "run" and "giay" finds "giày".
+ * Measured with FTS5 BM25 on the dev halves of the relevance sets, stemming
+ * took NDCG@10 from 0.329 to 0.371 on homedepot and 0.767 to 0.772 on
+ * crowdflower. Query words go through the same tokenizer (see open). */
+#define FTS_TOKENIZER "porter unicode61 remove_diacritics 2"
+
+#define FTS_TABLE_SQL                                                                              \
+    "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5("                                    \
+    " sku, title, brand, category, attrs, description,"                                            \
+    " content='chunks', content_rowid='id',"                                                       \
+    " tokenize='" FTS_TOKENIZER "');"
+
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS products("
     " id INTEGER PRIMARY KEY,"
@@ -178,11 +191,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS chunks("
     " id INTEGER PRIMARY KEY,"
     " sku TEXT NOT NULL, title TEXT NOT NULL, brand TEXT NOT NULL, category TEXT NOT NULL,"
-    " attrs TEXT NOT NULL, description TEXT NOT NULL, text TEXT NOT NULL);"
-    "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5("
-    " sku, title, brand, category, attrs, description,"
-    " content='chunks', content_rowid='id',"
-    " tokenize='unicode61 remove_diacritics 2');"
+    " attrs TEXT NOT NULL, description TEXT NOT NULL, text TEXT NOT NULL);" FTS_TABLE_SQL
     "CREATE TABLE IF NOT EXISTS inventory("
     " sku TEXT NOT NULL COLLATE NOCASE, warehouse TEXT NOT NULL, quantity INTEGER NOT NULL,"
     " version INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
@@ -192,7 +201,16 @@ static const char schema_sql[] =
     " amount_minor INTEGER NOT NULL, version INTEGER NOT NULL,"
     " PRIMARY KEY(sku, currency, valid_from)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS warehouses(code TEXT PRIMARY KEY) WITHOUT ROWID;"
-    "PRAGMA user_version = 1;";
+    "PRAGMA user_version = 2;";
+
+/* Version 1 (development builds only) indexed without stemming and kept the
+ * index in step with triggers: drop both and rebuild the index from chunks. */
+static const char migrate_1_sql[] = "DROP TRIGGER IF EXISTS chunks_ai;"
+                                    "DROP TRIGGER IF EXISTS chunks_ad;"
+                                    "DROP TRIGGER IF EXISTS chunks_au;"
+                                    "DROP TABLE IF EXISTS chunks_fts;" FTS_TABLE_SQL
+                                    "INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild');"
+                                    "PRAGMA user_version = 2;";
 
 typedef struct sqlite_store {
     sift_store base; /* first: the interface */
@@ -1113,11 +1131,16 @@ static int schema(sqlite_store *s, const char *path, sift_err *err)
         return 0;
     if (s->readonly)
         return sift_err_set(err, SIFT_EINVAL,
-                            "%s: not a sift store (no schema); load a catalog into it first", path);
+                            version == 0
+                                ? "%s: not a sift store (no schema); load a catalog into it first"
+                                : "%s: store schema is older than this sift's; open it once "
+                                  "read-write (sift ingest) to upgrade it",
+                            path);
     int rc = exec(s, "BEGIN IMMEDIATE", "create schema", err);
     if (rc)
         return rc;
-    if ((rc = exec(s, schema_sql, "create schema", err))) {
+    if ((rc = exec(s, version == 1 ? migrate_1_sql : schema_sql,
+                   version == 1 ? "upgrade schema" : "create schema", err))) {
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
         return rc;
     }
@@ -1159,11 +1182,12 @@ int sift_store_sqlite_open(const char *path, const sift_store_sqlite_opts *opts,
         goto fail;
     fts5_api *api = fts5_of(s->db);
     void *tok_ctx = NULL;
-    const char *tok_args[] = {"remove_diacritics", "2"};
-    if (!api || api->xFindTokenizer(api, "unicode61", &tok_ctx, &s->tok_api) != SQLITE_OK ||
-        s->tok_api.xCreate(tok_ctx, tok_args, 2, &s->tok) != SQLITE_OK ||
+    /* FTS_TOKENIZER, built the way FTS5 builds it for the table. */
+    const char *tok_args[] = {"unicode61", "remove_diacritics", "2"};
+    if (!api || api->xFindTokenizer(api, "porter", &tok_ctx, &s->tok_api) != SQLITE_OK ||
+        s->tok_api.xCreate(tok_ctx, tok_args, 3, &s->tok) != SQLITE_OK ||
         api->xCreateFunction(api, "sift_rank", NULL, sift_rank, NULL) != SQLITE_OK) {
-        rc = sift_err_set(err, SIFT_EINTERNAL, "sqlite: FTS5 or its unicode61 tokenizer missing");
+        rc = sift_err_set(err, SIFT_EINTERNAL, "sqlite: FTS5 or its porter tokenizer missing");
         goto fail;
     }
     for (int i = 0; i < ST_COUNT; i++) {

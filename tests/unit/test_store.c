@@ -50,12 +50,15 @@ static int teardown(void **state)
     sift_store_close(f->s);
     sift_arena_free(f->a);
     char p[160];
+    const char *names[] = {"store.db", "v1.db"};
     const char *suffix[] = {"", "-wal", "-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", f->path, suffix[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
+    for (size_t j = 0; j < 2; j++)
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(p, sizeof p, "%s/%s%s", f->dir, names[j], suffix[i]);
+            unlink(p);
+        }
+    if (rmdir(f->dir) != 0)
+        fprintf(stderr, "test_store: %s left behind\n", f->dir);
     free(f);
     return 0;
 }
@@ -553,6 +556,12 @@ static void test_sample_catalog(void **state)
     assert_int_equal(nh, 10);
     for (size_t i = 0; i < nh; i++)
         assert_true(strncmp(h[i].sku, "NIKE-PEG40", 10) == 0);
+    /* Words are stemmed: "shoes" finds "Shoe", "runs" finds "Running". */
+    assert_int_equal(sift_store_search_fts(f->s, "nike pegasus runs shoes", 10, f->a, &h, &nh, &e),
+                     0);
+    assert_int_equal(nh, 10);
+    for (size_t i = 0; i < nh; i++)
+        assert_true(strncmp(h[i].sku, "NIKE-PEG40", 10) == 0);
     /* Ranking: bm25 exactly, for terms under the frequency cap. */
     same_as_bm25(f, "pegasus", "\"pegasus\"", 50);
     same_as_bm25(f, "pegasus black", "\"pegasus\" \"black\"", 8);
@@ -621,6 +630,72 @@ static void test_out_of_memory(void **state)
     assert_string_equal(title_of(f, "OOM-1"), "Memory November");
 }
 
+/* A store written by the first development schema (no stemming, FTS kept
+ * by triggers) is upgraded in place when opened read-write, and refused
+ * with an explanation when opened read-only. */
+static void test_schema_upgrade(void **state)
+{
+    fixture *f = *state;
+    sift_store_close(f->s);
+    f->s = NULL;
+    char path[sizeof f->path];
+    snprintf(path, sizeof path, "%s/v1.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    const char *v1 =
+        "CREATE TABLE products(id INTEGER PRIMARY KEY, sku TEXT NOT NULL COLLATE NOCASE UNIQUE,"
+        " parent_id TEXT NOT NULL DEFAULT '', title TEXT NOT NULL DEFAULT '',"
+        " brand TEXT NOT NULL DEFAULT '', category TEXT NOT NULL DEFAULT '',"
+        " attrs TEXT NOT NULL DEFAULT '{}', description TEXT NOT NULL DEFAULT '',"
+        " version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,"
+        " updated_at INTEGER NOT NULL);"
+        "CREATE TABLE chunks(id INTEGER PRIMARY KEY, sku TEXT NOT NULL, title TEXT NOT NULL,"
+        " brand TEXT NOT NULL, category TEXT NOT NULL, attrs TEXT NOT NULL,"
+        " description TEXT NOT NULL, text TEXT NOT NULL);"
+        "CREATE VIRTUAL TABLE chunks_fts USING fts5(sku, title, brand, category, attrs,"
+        " description, content='chunks', content_rowid='id',"
+        " tokenize='unicode61 remove_diacritics 2');"
+        "CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN"
+        " INSERT INTO chunks_fts(rowid, sku, title, brand, category, attrs, description)"
+        " VALUES (new.id, new.sku, new.title, new.brand, new.category, new.attrs,"
+        " new.description); END;"
+        "CREATE TABLE inventory(sku TEXT NOT NULL COLLATE NOCASE, warehouse TEXT NOT NULL,"
+        " quantity INTEGER NOT NULL, version INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+        " PRIMARY KEY(sku, warehouse)) WITHOUT ROWID;"
+        "CREATE TABLE prices(sku TEXT NOT NULL COLLATE NOCASE, currency TEXT NOT NULL,"
+        " valid_from INTEGER NOT NULL, amount_minor INTEGER NOT NULL, version INTEGER NOT NULL,"
+        " PRIMARY KEY(sku, currency, valid_from)) WITHOUT ROWID;"
+        "CREATE TABLE warehouses(code TEXT PRIMARY KEY) WITHOUT ROWID;"
+        "INSERT INTO products(id, sku, title, version, updated_at)"
+        " VALUES (1, 'OLD-1', 'Trail Running Shoes', 1, 0);"
+        "INSERT INTO chunks VALUES (1, 'OLD-1', 'Trail Running Shoes', '', '', '', '',"
+        " 'OLD-1');"
+        "PRAGMA user_version = 1;";
+    assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    sift_err e = {0};
+    sift_store_sqlite_opts ro = {.readonly = 1};
+    sift_store *s = NULL;
+    assert_int_equal(sift_store_sqlite_open(path, &ro, &s, &e), SIFT_EINVAL);
+    assert_non_null(strstr(e.msg, "open it once read-write"));
+    assert_int_equal(sift_store_sqlite_open(path, NULL, &s, &e), 0);
+    sift_hit *h;
+    size_t n;
+    assert_int_equal(sift_store_search_fts(s, "trail shoe", 5, f->a, &h, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(h[0].sku, "OLD-1");
+    /* The trigger is gone: a new upsert is indexed once, by the store. */
+    sift_product p = product("NEW-1", "Road Running Shoe", 1);
+    assert_int_equal(sift_store_upsert_product(s, &p, NULL, &e), 0);
+    sift_store_close(s);
+    snprintf(f->path, sizeof f->path, "%s", path);
+    fts_consistent(f);
+    assert_int_equal(sift_store_sqlite_open(path, NULL, &f->s, &e), 0);
+    assert_int_equal(sift_store_search_fts(f->s, "running shoes", 5, f->a, &h, &n, &e), 0);
+    assert_int_equal(n, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -631,6 +706,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_bad_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sample_catalog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_upgrade, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
