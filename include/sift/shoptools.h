@@ -1,0 +1,107 @@
+/* The built-in shop tools: search_products, check_inventory, get_price and
+ * list_warehouses, typed tools (tool.h) over the catalog store (store.h).
+ *
+ * Stock and prices change by the second, so they are never index text: every
+ * call reads them live from the store. search_products returns compact atomic
+ * chunks (sku, title, brand, category, attributes) and never stock or price.
+ *
+ * Runtime. A tool call runs on its job's loop (the ctx's loop), but the store
+ * is synchronous, so the query goes to the uv thread pool (uv_queue_work) and
+ * the job is completed on the loop in the after-work callback. Each call is
+ * one short, bounded unit of work (search_products examines at most
+ * SIFT_SHOP_CANDIDATES_MAX candidates). The thread pool is process-wide (4
+ * threads unless UV_THREADPOOL_SIZE says otherwise, shared with DNS and file
+ * I/O), so the read-only SQLite connections are pooled per sift_shop, not per
+ * loop: a mutex-protected free list, opened lazily, at most max_conns, each
+ * used by one pool thread at a time. One sift_shop may serve many loops.
+ *
+ * Cancellation. When the job's ctx is cancelled while the query is still
+ * queued, the work is uv_cancel'led; when it is already running it finishes
+ * and its result is dropped. Either way the job ends at once, from the cancel
+ * hook, with the ctx's code and message, and exactly once. The work item owns
+ * copies of its arguments and its own memory, so nothing the pool thread
+ * reads is freed before the after-work callback (deferred free).
+ *
+ * Results (what the offline planner, planner.h, reads):
+ *   search_products  {"products":[{"sku":"NIKE-PEG40-42","title":"...","brand":"Nike",
+ *                     "category":"Footwear > Running > Road",
+ *                     "attributes":{"size":"42","colour":"black",...}}],"total":12}
+ *                    total: candidates that passed the filters (of those examined)
+ *   check_inventory  {"sku":"NIKE-PEG40-42","warehouses":[{"code":"DAD","quantity":0},
+ *                     {"code":"HAN","quantity":12},...]}  one entry per known
+ *                    warehouse (0 where the SKU has no stock row), or only the
+ *                    requested location
+ *   get_price        {"sku":"NIKE-PEG40-42","currency":"VND","amount":3290000}
+ *                    the price in force now, amount in major units (129.99 USD)
+ *   list_warehouses  {"warehouses":[{"code":"HAN","name":"Hanoi"},...]} (name left
+ *                    out for a code with no known name)
+ * A tool failure ends the job with a negative SIFT_E code and the result
+ *   {"error":{"code":"not_found","message":"no product with sku \"X\""}}
+ * (code is sift_err_name of the SIFT_E code). Arguments the decoder rejects
+ * end the job with SIFT_EINVAL and the decoder's plain message
+ * ("location: must be one of HAN, DAD, SGN"), and a cancelled job with the
+ * ctx's code and message, as tool.h specifies for every tool.
+ *
+ * Arguments (JSON Schema from sift_tool_registry_json):
+ *   search_products  query (1..256 bytes), k (1..50, default 5), filters:
+ *                    {brand, category, size, size_system (EU|US|UK|INT),
+ *                     colour (array of alternatives), gender (men|women|kids|unisex),
+ *                     price_min, price_max (major units of currency),
+ *                     currency (VND|USD, default the shop's), in_stock,
+ *                     warehouses (codes; in stock at one of these)}
+ *                    (exactly the object sift_query_filters_json writes; every
+ *                     member optional, null = absent)
+ *   check_inventory  sku (1..64 bytes), location (HAN|DAD|SGN, optional)
+ *   get_price        sku, currency (VND|USD, optional: the shop's default)
+ *   list_warehouses  no arguments */
+#ifndef SIFT_SHOPTOOLS_H
+#define SIFT_SHOPTOOLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sift/err.h"
+#include "sift/tool.h"
+
+/* search_products examines this many ranked candidates at most (10 x k, at
+ * least 50), so filters apply before truncating to k and the work stays
+ * bounded whatever the filters. */
+#define SIFT_SHOP_CANDIDATES_MAX 250
+
+typedef struct sift_shop sift_shop;
+
+/* Zero-initialise, then set what you need. */
+typedef struct sift_shop_opts {
+    const char *store_path; /* the SQLite store, opened read-only; required */
+    /* Connections kept open at most; 0: UV_THREADPOOL_SIZE if set, else 4 (one
+     * per pool thread, so a query never waits for a connection). */
+    size_t max_conns;
+    int busy_timeout_ms;          /* 0: the store's default */
+    const char *default_currency; /* get_price and price filters; NULL: "VND" */
+    /* Test hook, NULL in production: called on the pool thread just before
+     * each query, with work_hook_data (lets a test hold a query "running"). */
+    void (*work_hook)(void *data);
+    void *work_hook_data;
+} sift_shop_opts;
+
+/* Creates a shop context. Opens nothing yet (connections are opened on first
+ * use) but checks that `store_path` is set. SIFT_EINVAL, SIFT_ENOMEM. */
+int sift_shop_new(const sift_shop_opts *opts, sift_shop **out, sift_err *err);
+
+/* Adds the four tools to `r`. They are owned by `shop` (their udata points to
+ * it), so the shop must outlive the registry. SIFT_EINVAL when a name is
+ * already taken, SIFT_ENOMEM. */
+int sift_shop_tools_register(sift_tool_registry *r, sift_shop *shop, sift_err *err);
+
+/* The shop's tool called `name` ("search_products", ...), or NULL. */
+const sift_tool *sift_shop_tool(const sift_shop *shop, const char *name);
+
+/* Tool calls whose work item has not come back to its loop yet (any loop). */
+size_t sift_shop_inflight(const sift_shop *shop);
+
+/* Closes the connections and frees the shop. Every loop that ran its tools
+ * must have finished their calls first (sift_shop_inflight() == 0): freeing
+ * a shop with work in flight is a bug and aborts. NULL is a no-op. */
+void sift_shop_free(sift_shop *shop);
+
+#endif

@@ -1,0 +1,957 @@
+/* The built-in shop tools over the catalog store (shoptools.h).
+ *
+ * One call = one request: the tool function (on the loop) copies its
+ * arguments into the request, registers a cancel hook and queues the query on
+ * the uv thread pool; the pool thread borrows a read-only connection, runs
+ * the bounded query and writes the result JSON into the request; the
+ * after-work callback (on the loop) completes the job, unless the job was
+ * already ended by cancellation, and frees the request. The request is freed
+ * only there, so the pool thread never touches freed memory. */
+#include "sift/shoptools.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <uv.h>
+
+#include "sift/arena.h"
+#include "sift/buf.h"
+#include "sift/catalog.h"
+#include "sift/ctx.h"
+#include "sift/query.h"
+#include "sift/store.h"
+
+#define container_of(p, T, m) ((T *)(void *)((char *)(p)-offsetof(T, m)))
+
+#define WAREHOUSE_CODES "HAN,DAD,SGN"
+#define FILTER_COLOURS_MAX 4
+#define FILTER_WAREHOUSES_MAX 8
+#define RESULT_LIMIT (256 * 1024) /* result JSON bytes; 50 chunks fit easily */
+
+/* ---- argument declarations ---- */
+
+#define SEARCH_FILTERS_FIELDS(F)                                                                   \
+    F(STRING, brand, "Brand name, as the catalog spells it", SIFT_OPTIONAL, .max_len = 64)         \
+    F(STRING, category, "Product type or category path, e.g. running shoes or Footwear > Running", \
+      SIFT_OPTIONAL, .max_len = 128)                                                               \
+    F(STRING, size, "Size label, e.g. 42 or M", SIFT_OPTIONAL, .max_len = 16)                      \
+    F(ENUM, size_system, "Size system of the size", SIFT_OPTIONAL, .values = "EU,US,UK,INT")       \
+    F(STRINGS, colour, "Acceptable colours (any of them)", SIFT_OPTIONAL,                          \
+      .max_items = FILTER_COLOURS_MAX, .min_len = 1, .max_len = 32)                                \
+    F(ENUM, gender, "Who the product is for", SIFT_OPTIONAL, .values = "men,women,kids,unisex")    \
+    F(NUMBER, price_min, "Lowest price, in major units of currency", SIFT_OPTIONAL, SIFT_MIN(0))   \
+    F(NUMBER, price_max, "Highest price, in major units of currency", SIFT_OPTIONAL, SIFT_MIN(0))  \
+    F(ENUM, currency, "Currency of price_min and price_max; VND when not given", SIFT_OPTIONAL,    \
+      .values = "VND,USD")                                                                         \
+    F(BOOLEAN, in_stock, "Only products in stock", SIFT_OPTIONAL)                                  \
+    F(STRINGS, warehouses, "With in_stock: in stock at one of these warehouses (HAN, DAD, SGN)",   \
+      SIFT_OPTIONAL, .max_items = FILTER_WAREHOUSES_MAX, .min_len = 1, .max_len = 16)
+SIFT_TOOL_ARGS(shop_search_filters, SEARCH_FILTERS_FIELDS);
+
+#define SEARCH_PRODUCTS_FIELDS(F)                                                                  \
+    F(STRING, query, "What the shopper is looking for, in their words, or a SKU", SIFT_REQUIRED,   \
+      .min_len = 1, .max_len = 256)                                                                \
+    F(OBJECT, filters, "Structured filters", SIFT_OPTIONAL, shop_search_filters)                   \
+    F(INTEGER, k, "Number of results; 5 when not given", SIFT_OPTIONAL, SIFT_RANGE(1, 50))
+SIFT_TOOL_ARGS(shop_search_args, SEARCH_PRODUCTS_FIELDS);
+
+#define CHECK_INVENTORY_FIELDS(F)                                                                  \
+    F(STRING, sku, "Product SKU, as found in search results", SIFT_REQUIRED, .min_len = 1,         \
+      .max_len = SIFT_SKU_MAX)                                                                     \
+    F(ENUM, location, "Warehouse code; every warehouse when not given", SIFT_OPTIONAL,             \
+      .values = WAREHOUSE_CODES)
+SIFT_TOOL_ARGS(shop_inventory_args, CHECK_INVENTORY_FIELDS);
+
+#define GET_PRICE_FIELDS(F)                                                                        \
+    F(STRING, sku, "Product SKU, as found in search results", SIFT_REQUIRED, .min_len = 1,         \
+      .max_len = SIFT_SKU_MAX)                                                                     \
+    F(ENUM, currency, "Currency of the price; VND when not given", SIFT_OPTIONAL,                  \
+      .values = "VND,USD")
+SIFT_TOOL_ARGS(shop_price_args, GET_PRICE_FIELDS);
+
+/* list_warehouses takes no arguments: an object with no fields, which the
+ * decoder still checks (any member is an unknown field). SIFT_TOOL_ARGS needs
+ * at least one field, so this descriptor is written by hand. */
+struct shop_no_args {
+    char unused;
+};
+static const sift_schema shop_no_args__schema = {
+    .name = "shop_no_args",
+    .size = sizeof(struct shop_no_args),
+    .align = _Alignof(struct shop_no_args),
+    .fields = NULL,
+    .nfields = 0,
+};
+
+static void search_products(sift_tool_job *job, const struct shop_search_args *args);
+static void check_inventory(sift_tool_job *job, const struct shop_inventory_args *args);
+static void get_price(sift_tool_job *job, const struct shop_price_args *args);
+static void list_warehouses(sift_tool_job *job, const struct shop_no_args *args);
+
+SIFT_TOOL_DEFINE(search_products,
+                 "Searches the catalog. Returns products (sku, title, brand, category, "
+                 "attributes), never stock or price: use check_inventory and get_price for those",
+                 shop_search_args, search_products);
+SIFT_TOOL_DEFINE(check_inventory, "Units in stock of one SKU, at one warehouse or at each",
+                 shop_inventory_args, check_inventory);
+SIFT_TOOL_DEFINE(get_price, "Current price of one SKU", shop_price_args, get_price);
+SIFT_TOOL_DEFINE(list_warehouses, "The warehouses that hold stock, with their names", shop_no_args,
+                 list_warehouses);
+
+enum { TOOL_SEARCH, TOOL_INVENTORY, TOOL_PRICE, TOOL_WAREHOUSES, TOOL_COUNT };
+
+/* ---- the shop: connection pool ---- */
+
+struct sift_shop {
+    sift_tool tools[TOOL_COUNT]; /* copies of the templates above, udata = this shop */
+    char *path;
+    char *default_currency;
+    int busy_timeout_ms;
+    void (*work_hook)(void *data);
+    void *work_hook_data;
+
+    uv_mutex_t mu; /* guards the pool below */
+    uv_cond_t cv;  /* signalled when a connection is returned or a slot frees */
+    sift_store **idle;
+    size_t n_idle;
+    size_t opened; /* connections open or being opened */
+    size_t max_conns;
+
+    atomic_size_t inflight;
+};
+
+static size_t default_pool_size(void)
+{
+    const char *v = getenv("UV_THREADPOOL_SIZE");
+    if (v && *v) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*end == '\0' && n > 0 && n <= 1024)
+            return (size_t)n;
+    }
+    return 4;
+}
+
+int sift_shop_new(const sift_shop_opts *opts, sift_shop **out, sift_err *err)
+{
+    *out = NULL;
+    if (!opts || !opts->store_path || !*opts->store_path)
+        return sift_err_set(err, SIFT_EINVAL, "shop tools: no store path given");
+    const char *cur = opts->default_currency ? opts->default_currency : "VND";
+    if (strcmp(cur, "VND") != 0 && strcmp(cur, "USD") != 0)
+        return sift_err_set(err, SIFT_EINVAL,
+                            "shop tools: default currency \"%s\" is not one of VND, USD", cur);
+    sift_shop *s = sift_calloc(1, sizeof *s);
+    if (!s)
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    s->max_conns = opts->max_conns ? opts->max_conns : default_pool_size();
+    s->path = sift_strdup(opts->store_path);
+    s->default_currency = sift_strdup(cur);
+    s->idle = sift_calloc(s->max_conns, sizeof *s->idle);
+    if (!s->path || !s->default_currency || !s->idle) {
+        sift_free(s->path);
+        sift_free(s->default_currency);
+        sift_free(s->idle);
+        sift_free(s);
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    }
+    if (uv_mutex_init(&s->mu) != 0 || uv_cond_init(&s->cv) != 0)
+        abort(); /* only fails when the system is out of resources for mutexes */
+    s->busy_timeout_ms = opts->busy_timeout_ms;
+    s->work_hook = opts->work_hook;
+    s->work_hook_data = opts->work_hook_data;
+    atomic_init(&s->inflight, 0);
+    s->tools[TOOL_SEARCH] = search_products_tool;
+    s->tools[TOOL_INVENTORY] = check_inventory_tool;
+    s->tools[TOOL_PRICE] = get_price_tool;
+    s->tools[TOOL_WAREHOUSES] = list_warehouses_tool;
+    for (int i = 0; i < TOOL_COUNT; i++)
+        s->tools[i].udata = s;
+    *out = s;
+    return 0;
+}
+
+void sift_shop_free(sift_shop *s)
+{
+    if (!s)
+        return;
+    if (atomic_load(&s->inflight) != 0) {
+        fprintf(stderr, "sift_shop_free: %zu tool calls still in flight\n",
+                atomic_load(&s->inflight));
+        abort();
+    }
+    /* Nothing in flight means every opened connection is back on the idle list. */
+    assert(s->n_idle == s->opened);
+    for (size_t i = 0; i < s->n_idle; i++)
+        sift_store_close(s->idle[i]);
+    uv_cond_destroy(&s->cv);
+    uv_mutex_destroy(&s->mu);
+    sift_free(s->idle);
+    sift_free(s->path);
+    sift_free(s->default_currency);
+    sift_free(s);
+}
+
+int sift_shop_tools_register(sift_tool_registry *r, sift_shop *shop, sift_err *err)
+{
+    for (int i = 0; i < TOOL_COUNT; i++) {
+        int rc = sift_tool_registry_add(r, &shop->tools[i], err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+const sift_tool *sift_shop_tool(const sift_shop *shop, const char *name)
+{
+    for (int i = 0; i < TOOL_COUNT; i++) {
+        if (strcmp(shop->tools[i].name, name) == 0)
+            return &shop->tools[i];
+    }
+    return NULL;
+}
+
+size_t sift_shop_inflight(const sift_shop *shop)
+{
+    return atomic_load(&shop->inflight);
+}
+
+/* Borrows a connection (pool thread). Waits only when max_conns connections
+ * are all busy, which takes more concurrent queries than pool threads. */
+static int conn_acquire(sift_shop *s, sift_store **out, sift_err *err)
+{
+    uv_mutex_lock(&s->mu);
+    while (s->n_idle == 0 && s->opened >= s->max_conns)
+        uv_cond_wait(&s->cv, &s->mu);
+    if (s->n_idle > 0) {
+        *out = s->idle[--s->n_idle];
+        uv_mutex_unlock(&s->mu);
+        return 0;
+    }
+    s->opened++; /* reserve the slot, open outside the lock */
+    uv_mutex_unlock(&s->mu);
+
+    sift_store_sqlite_opts so = {.readonly = 1, .busy_timeout_ms = s->busy_timeout_ms};
+    int rc = sift_store_sqlite_open(s->path, &so, out, err);
+    if (rc < 0) {
+        uv_mutex_lock(&s->mu);
+        s->opened--;
+        uv_cond_signal(&s->cv);
+        uv_mutex_unlock(&s->mu);
+    }
+    return rc;
+}
+
+static void conn_release(sift_shop *s, sift_store *st)
+{
+    uv_mutex_lock(&s->mu);
+    assert(s->n_idle < s->max_conns);
+    s->idle[s->n_idle++] = st;
+    uv_cond_signal(&s->cv);
+    uv_mutex_unlock(&s->mu);
+}
+
+/* ---- requests ---- */
+
+enum req_state {
+    REQ_QUEUED = 1, /* work queued or running; the job waits for it */
+    REQ_ABANDONED,  /* the job was ended by cancellation; the result will be dropped */
+};
+
+struct search_req {
+    const char *query;
+    size_t k;
+    const char *brand, *category, *size, *size_system, *gender;
+    const char *colours[FILTER_COLOURS_MAX];
+    size_t n_colours;
+    bool has_price_min, has_price_max;
+    double price_min, price_max;
+    const char *currency;
+    bool in_stock;
+    const char *warehouses[FILTER_WAREHOUSES_MAX];
+    size_t n_warehouses;
+};
+
+struct shop_req {
+    uv_work_t work;
+    sift_ctx_hook hook;
+    sift_shop *shop;
+    sift_tool_job *job; /* NULL once abandoned */
+    enum req_state state;
+    int tool;             /* TOOL_* */
+    sift_arena *arena;    /* the request's own: copied arguments, store results */
+    const char *sku;      /* inventory, price */
+    const char *location; /* inventory; NULL: every warehouse */
+    const char *currency; /* price */
+    struct search_req search;
+    int64_t now; /* unix seconds at the call: prices in force then */
+    /* Outcome, written by the pool thread, read on the loop after it. */
+    int code;
+    sift_buf out;
+};
+
+static void req_set_state(struct shop_req *r, enum req_state from, enum req_state to)
+{
+    if (r->state != from) {
+        fprintf(stderr, "shop tool request: state %d, expected %d\n", (int)r->state, (int)from);
+        abort();
+    }
+    r->state = to;
+}
+
+static void req_free(struct shop_req *r)
+{
+    sift_buf_free(&r->out);
+    sift_arena_free(r->arena);
+    sift_free(r);
+}
+
+/* The error result: {"error":{"code":"not_found","message":"..."}}. */
+static int put_error(sift_buf *b, int code, const char *msg)
+{
+    sift_buf_reset(b);
+    const char *name = sift_err_name(code);
+    int rc = sift_buf_puts(b, "{\"error\":{\"code\":\"");
+    if (rc == 0)
+        rc = sift_buf_json_escape(b, name, strlen(name));
+    if (rc == 0)
+        rc = sift_buf_puts(b, "\",\"message\":\"");
+    if (rc == 0)
+        rc = sift_buf_json_escape(b, msg, strlen(msg));
+    if (rc == 0)
+        rc = sift_buf_puts(b, "\"}}");
+    return rc;
+}
+
+static int put_str(sift_buf *b, const char *s)
+{
+    int rc = sift_buf_putc(b, '"');
+    if (rc == 0)
+        rc = sift_buf_json_escape(b, s, strlen(s));
+    if (rc == 0)
+        rc = sift_buf_putc(b, '"');
+    return rc;
+}
+
+/* An amount in minor units as a JSON number in major units, with exactly the
+ * currency's decimals: 12999 USD -> 129.99, 3250000 VND -> 3250000. */
+static int put_amount(sift_buf *b, int64_t minor, const char *currency)
+{
+    int exp = sift_currency_exponent(currency);
+    uint64_t mag = minor < 0 ? (uint64_t)0 - (uint64_t)minor : (uint64_t)minor;
+    uint64_t scale = 1;
+    for (int i = 0; i < exp; i++)
+        scale *= 10;
+    if (exp == 0)
+        return sift_buf_printf(b, "%s%llu", minor < 0 ? "-" : "", (unsigned long long)mag);
+    return sift_buf_printf(b, "%s%llu.%0*llu", minor < 0 ? "-" : "",
+                           (unsigned long long)(mag / scale), exp,
+                           (unsigned long long)(mag % scale));
+}
+
+static int not_found_product(sift_err *err, const char *sku)
+{
+    return sift_err_set(err, SIFT_ENOTFOUND, "no product with sku \"%s\"", sku);
+}
+
+/* ---- the queries (pool thread) ---- */
+
+static const char *attr_get(const sift_product *p, const char *key)
+{
+    for (size_t i = 0; i < p->n_attrs; i++) {
+        if (strcmp(p->attrs[i].key, key) == 0)
+            return p->attrs[i].value;
+    }
+    return NULL;
+}
+
+/* True when `word` occurs in `text` as a whole word, ignoring ASCII case
+ * ("grey" in "black/grey", not "grey" in "greyish"). */
+static bool has_word(const char *text, const char *word)
+{
+    size_t wl = strlen(word);
+    if (wl == 0)
+        return false;
+    for (const char *p = text; *p; p++) {
+        if (strncasecmp(p, word, wl) != 0)
+            continue;
+        bool start_ok =
+            p == text || !((unsigned char)p[-1] < 0x80 && isalnum((unsigned char)p[-1]));
+        unsigned char after = (unsigned char)p[wl];
+        bool end_ok = after == '\0' || !(after < 0x80 && isalnum(after));
+        if (start_ok && end_ok)
+            return true;
+    }
+    return false;
+}
+
+/* True when the category path ("Footwear > Running > Road") has a level
+ * equal to `seg` (ASCII case ignored); seg is `len` bytes. */
+static bool path_has_segment(const char *path, const char *seg, size_t len)
+{
+    while (len > 0 && seg[0] == ' ')
+        seg++, len--;
+    while (len > 0 && seg[len - 1] == ' ')
+        len--;
+    if (len == 0)
+        return true;
+    const char *p = path;
+    for (;;) {
+        const char *end = strstr(p, " > ");
+        size_t plen = end ? (size_t)(end - p) : strlen(p);
+        if (plen == len && strncasecmp(p, seg, len) == 0)
+            return true;
+        if (!end)
+            return false;
+        p = end + 3;
+    }
+}
+
+/* The category filter: a product type the query vocabulary knows ("running
+ * shoes", as the planner writes it) matches through its path segment
+ * ("Running"); anything else is a path whose levels, separated by ">" or
+ * "/", must each be a level of the product's category. */
+static bool category_matches(const char *path, const char *want)
+{
+    size_t n = 0;
+    const sift_query_term *types = sift_query_vocab_builtin(SIFT_QL_TYPE, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (types[i].extra &&
+            (strcasecmp(types[i].value, want) == 0 || strcasecmp(types[i].phrase, want) == 0))
+            return path_has_segment(path, types[i].extra, strlen(types[i].extra));
+    }
+    const char *p = want;
+    for (;;) {
+        size_t len = strcspn(p, ">/");
+        if (!path_has_segment(path, p, len))
+            return false;
+        if (p[len] == '\0')
+            return true;
+        p += len + 1;
+    }
+}
+
+static bool attrs_match(const struct search_req *q, const sift_product *p)
+{
+    if (q->brand && strcasecmp(p->brand, q->brand) != 0)
+        return false;
+    if (q->category && !category_matches(p->category, q->category))
+        return false;
+    if (q->size) {
+        const char *v = attr_get(p, "size");
+        if (!v || strcasecmp(v, q->size) != 0)
+            return false;
+        const char *sys = attr_get(p, "size_system");
+        if (q->size_system && sys && strcasecmp(sys, q->size_system) != 0)
+            return false;
+    }
+    if (q->n_colours > 0) {
+        const char *v = attr_get(p, "colour");
+        if (!v)
+            v = attr_get(p, "color");
+        bool any = false;
+        for (size_t i = 0; v && !any && i < q->n_colours; i++)
+            any = has_word(v, q->colours[i]);
+        if (!any)
+            return false;
+    }
+    if (q->gender) {
+        /* Unisex products suit anyone who asked for a gender. */
+        const char *v = attr_get(p, "gender");
+        if (!v || (strcasecmp(v, q->gender) != 0 && strcasecmp(v, "unisex") != 0))
+            return false;
+    }
+    return true;
+}
+
+/* Price and stock filters, read live. *ok = 0 when the product fails them. */
+static int live_match(struct shop_req *r, sift_store *st, const char *sku, bool *ok, sift_err *err)
+{
+    const struct search_req *q = &r->search;
+    *ok = true;
+    if (q->has_price_min || q->has_price_max) {
+        sift_price pr;
+        int rc = sift_store_get_price(st, sku, q->currency, r->now, r->arena, &pr, err);
+        if (rc == SIFT_ENOTFOUND) {
+            sift_err_clear(err);
+            *ok = false; /* no price in that currency: cannot be within bounds */
+            return 0;
+        }
+        if (rc < 0)
+            return rc;
+        double major = (double)pr.amount_minor;
+        for (int i = sift_currency_exponent(q->currency); i > 0; i--)
+            major /= 10;
+        if ((q->has_price_min && major < q->price_min) ||
+            (q->has_price_max && major > q->price_max)) {
+            *ok = false;
+            return 0;
+        }
+    }
+    if (q->in_stock) {
+        sift_stock *rows = NULL;
+        size_t n = 0;
+        int rc = sift_store_get_stock(st, sku, NULL, r->arena, &rows, &n, err);
+        if (rc < 0)
+            return rc;
+        bool any = false;
+        for (size_t i = 0; i < n && !any; i++) {
+            if (rows[i].quantity <= 0)
+                continue;
+            if (q->n_warehouses == 0)
+                any = true;
+            for (size_t w = 0; w < q->n_warehouses && !any; w++)
+                any = strcmp(rows[i].warehouse, q->warehouses[w]) == 0;
+        }
+        *ok = any;
+    }
+    return 0;
+}
+
+static int put_chunk(sift_buf *b, const sift_product *p)
+{
+    int rc = sift_buf_puts(b, "{\"sku\":");
+    if (rc == 0)
+        rc = put_str(b, p->sku);
+    if (rc == 0)
+        rc = sift_buf_puts(b, ",\"title\":");
+    if (rc == 0)
+        rc = put_str(b, p->title);
+    if (rc == 0)
+        rc = sift_buf_puts(b, ",\"brand\":");
+    if (rc == 0)
+        rc = put_str(b, p->brand);
+    if (rc == 0)
+        rc = sift_buf_puts(b, ",\"category\":");
+    if (rc == 0)
+        rc = put_str(b, p->category);
+    if (rc == 0)
+        rc = sift_buf_puts(b, ",\"attributes\":{");
+    for (size_t i = 0; rc == 0 && i < p->n_attrs; i++) {
+        if (i)
+            rc = sift_buf_putc(b, ',');
+        if (rc == 0)
+            rc = put_str(b, p->attrs[i].key);
+        if (rc == 0)
+            rc = sift_buf_putc(b, ':');
+        if (rc == 0)
+            rc = put_str(b, p->attrs[i].value);
+    }
+    if (rc == 0)
+        rc = sift_buf_puts(b, "}}");
+    return rc;
+}
+
+static bool search_has_filters(const struct search_req *q)
+{
+    return q->brand || q->category || q->size || q->n_colours > 0 || q->gender ||
+           q->has_price_min || q->has_price_max || q->in_stock;
+}
+
+static int run_search(struct shop_req *r, sift_store *st, sift_err *err)
+{
+    const struct search_req *q = &r->search;
+    size_t pool = q->k * 10 < 50 ? 50 : q->k * 10;
+    if (pool > SIFT_SHOP_CANDIDATES_MAX)
+        pool = SIFT_SHOP_CANDIDATES_MAX;
+    sift_hit *hits = NULL;
+    size_t n = 0;
+    int rc = sift_store_search_fts(st, q->query, pool, r->arena, &hits, &n, err);
+    if (rc < 0)
+        return rc;
+    bool filtered = search_has_filters(q);
+    size_t emitted = 0, total = 0;
+    rc = sift_buf_puts(&r->out, "{\"products\":[");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!filtered && emitted == q->k) {
+            total = n; /* every candidate counts; no need to read the rest */
+            break;
+        }
+        sift_product p;
+        rc = sift_store_get_product(st, hits[i].sku, r->arena, &p, err);
+        if (rc == SIFT_ENOTFOUND) {
+            /* Deleted between the index read and this one: not a result. */
+            sift_err_clear(err);
+            rc = 0;
+            continue;
+        }
+        if (rc < 0)
+            break;
+        if (filtered) {
+            if (!attrs_match(q, &p))
+                continue;
+            bool ok;
+            rc = live_match(r, st, p.sku, &ok, err);
+            if (rc < 0 || !ok)
+                continue;
+        }
+        total++;
+        if (emitted < q->k) {
+            if (emitted)
+                rc = sift_buf_putc(&r->out, ',');
+            if (rc == 0)
+                rc = put_chunk(&r->out, &p);
+            emitted++;
+        }
+    }
+    if (rc == 0)
+        rc = sift_buf_printf(&r->out, "],\"total\":%zu}", total);
+    if (rc == SIFT_ENOMEM || rc == SIFT_ETOOBIG)
+        sift_err_set(err, rc, rc == SIFT_ENOMEM ? "out of memory" : "search result too large");
+    return rc;
+}
+
+static int run_inventory(struct shop_req *r, sift_store *st, sift_err *err)
+{
+    sift_product p;
+    int rc = sift_store_get_product(st, r->sku, r->arena, &p, err);
+    if (rc == SIFT_ENOTFOUND)
+        return not_found_product(err, r->sku);
+    if (rc < 0)
+        return rc;
+    sift_stock *rows = NULL;
+    size_t n = 0;
+    rc = sift_store_get_stock(st, r->sku, r->location, r->arena, &rows, &n, err);
+    if (rc < 0)
+        return rc;
+    const char **codes = NULL;
+    size_t nc = 0;
+    if (r->location) {
+        codes = &r->location;
+        nc = 1;
+    } else {
+        rc = sift_store_list_warehouses(st, r->arena, &codes, &nc, err);
+        if (rc < 0)
+            return rc;
+    }
+    rc = sift_buf_puts(&r->out, "{\"sku\":");
+    if (rc == 0)
+        rc = put_str(&r->out, r->sku);
+    if (rc == 0)
+        rc = sift_buf_puts(&r->out, ",\"warehouses\":[");
+    /* Both lists are sorted by code; a warehouse with no row has none in stock. */
+    for (size_t i = 0; rc == 0 && i < nc; i++) {
+        int64_t qty = 0;
+        for (size_t j = 0; j < n; j++) {
+            if (strcmp(rows[j].warehouse, codes[i]) == 0)
+                qty = rows[j].quantity;
+        }
+        if (i)
+            rc = sift_buf_putc(&r->out, ',');
+        if (rc == 0)
+            rc = sift_buf_puts(&r->out, "{\"code\":");
+        if (rc == 0)
+            rc = put_str(&r->out, codes[i]);
+        if (rc == 0)
+            rc = sift_buf_printf(&r->out, ",\"quantity\":%lld}", (long long)qty);
+    }
+    if (rc == 0)
+        rc = sift_buf_puts(&r->out, "]}");
+    if (rc < 0)
+        sift_err_set(err, rc, "out of memory");
+    return rc;
+}
+
+static int run_price(struct shop_req *r, sift_store *st, sift_err *err)
+{
+    sift_product p;
+    int rc = sift_store_get_product(st, r->sku, r->arena, &p, err);
+    if (rc == SIFT_ENOTFOUND)
+        return not_found_product(err, r->sku);
+    if (rc < 0)
+        return rc;
+    sift_price pr;
+    rc = sift_store_get_price(st, r->sku, r->currency, r->now, r->arena, &pr, err);
+    if (rc == SIFT_ENOTFOUND)
+        return sift_err_set(err, SIFT_ENOTFOUND, "no %s price for sku \"%s\"", r->currency, r->sku);
+    if (rc < 0)
+        return rc;
+    rc = sift_buf_puts(&r->out, "{\"sku\":");
+    if (rc == 0)
+        rc = put_str(&r->out, r->sku);
+    if (rc == 0)
+        rc = sift_buf_puts(&r->out, ",\"currency\":");
+    if (rc == 0)
+        rc = put_str(&r->out, r->currency);
+    if (rc == 0)
+        rc = sift_buf_puts(&r->out, ",\"amount\":");
+    if (rc == 0)
+        rc = put_amount(&r->out, pr.amount_minor, r->currency);
+    if (rc == 0)
+        rc = sift_buf_putc(&r->out, '}');
+    if (rc < 0)
+        sift_err_set(err, rc, "out of memory");
+    return rc;
+}
+
+static int run_warehouses(struct shop_req *r, sift_store *st, sift_err *err)
+{
+    const char **codes = NULL;
+    size_t n = 0;
+    int rc = sift_store_list_warehouses(st, r->arena, &codes, &n, err);
+    if (rc < 0)
+        return rc;
+    rc = sift_buf_puts(&r->out, "{\"warehouses\":[");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *name = sift_query_warehouse_name(codes[i]);
+        if (i)
+            rc = sift_buf_putc(&r->out, ',');
+        if (rc == 0)
+            rc = sift_buf_puts(&r->out, "{\"code\":");
+        if (rc == 0)
+            rc = put_str(&r->out, codes[i]);
+        if (rc == 0 && name) {
+            rc = sift_buf_puts(&r->out, ",\"name\":");
+            if (rc == 0)
+                rc = put_str(&r->out, name);
+        }
+        if (rc == 0)
+            rc = sift_buf_putc(&r->out, '}');
+    }
+    if (rc == 0)
+        rc = sift_buf_puts(&r->out, "]}");
+    if (rc < 0)
+        sift_err_set(err, rc, "out of memory");
+    return rc;
+}
+
+/* Pool thread. Touches only the request and the shop's pool, never the job,
+ * its arena or its ctx, which may be gone once the job was cancelled. */
+static void on_work(uv_work_t *w)
+{
+    struct shop_req *r = container_of(w, struct shop_req, work);
+    sift_shop *s = r->shop;
+    sift_err err = {0};
+    sift_store *st = NULL;
+    int rc = conn_acquire(s, &st, &err);
+    if (rc == 0) {
+        if (s->work_hook)
+            s->work_hook(s->work_hook_data);
+        switch (r->tool) {
+        case TOOL_SEARCH:
+            rc = run_search(r, st, &err);
+            break;
+        case TOOL_INVENTORY:
+            rc = run_inventory(r, st, &err);
+            break;
+        case TOOL_PRICE:
+            rc = run_price(r, st, &err);
+            break;
+        default:
+            rc = run_warehouses(r, st, &err);
+            break;
+        }
+        conn_release(s, st);
+    }
+    r->code = rc;
+    if (rc < 0 && put_error(&r->out, rc, err.msg[0] ? err.msg : sift_err_name(rc)) < 0)
+        sift_buf_free(&r->out); /* the loop reports the code without a result */
+}
+
+/* Loop thread: always called, also after a successful uv_cancel. */
+static void after_work(uv_work_t *w, int status)
+{
+    struct shop_req *r = container_of(w, struct shop_req, work);
+    /* Not in flight any more: the done callback below may check, or free the shop. */
+    atomic_fetch_sub(&r->shop->inflight, 1);
+    if (r->state == REQ_QUEUED) {
+        assert(status == 0); /* only the cancel hook cancels, and it abandons first */
+        sift_ctx_remove_hook(&r->hook);
+        sift_tool_job *job = r->job;
+        r->job = NULL;
+        if (r->code < 0 && r->out.len == 0)
+            sift_tool_job_fail(job, r->code, "%s", "out of memory writing the tool error");
+        else
+            sift_tool_job_done(job, r->code, r->out.data);
+    } else if (r->state != REQ_ABANDONED) {
+        fprintf(stderr, "shop tool request: after-work in state %d\n", (int)r->state);
+        abort();
+    }
+    (void)status;
+    req_free(r);
+}
+
+static void on_cancel(sift_ctx_hook *h, const sift_err *cause)
+{
+    struct shop_req *r = container_of(h, struct shop_req, hook);
+    req_set_state(r, REQ_QUEUED, REQ_ABANDONED);
+    /* Still queued: the work never runs (after_work gets UV_ECANCELED). Already
+     * running (UV_EBUSY): it finishes and after_work drops the result. */
+    (void)uv_cancel((uv_req_t *)&r->work);
+    sift_tool_job *job = r->job;
+    r->job = NULL;
+    sift_tool_job_done(job, cause->code, cause->msg[0] ? cause->msg : sift_err_name(cause->code));
+}
+
+/* ---- the tool functions (loop thread) ---- */
+
+static struct shop_req *req_new(sift_tool_job *job, int tool)
+{
+    struct shop_req *r = sift_calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->arena = sift_arena_new(16384);
+    if (!r->arena) {
+        sift_free(r);
+        return NULL;
+    }
+    r->shop = job->tool->udata;
+    r->job = job;
+    r->tool = tool;
+    r->now = (int64_t)time(NULL);
+    sift_buf_init(&r->out, RESULT_LIMIT);
+    return r;
+}
+
+/* Queues the request, or ends the job and frees it. */
+static void req_submit(struct shop_req *r)
+{
+    sift_tool_job *job = r->job;
+    if (!job->ctx) {
+        req_free(r);
+        sift_tool_job_fail(job, SIFT_EINVAL,
+                           "shop tools need a job context (its loop runs "
+                           "the store queries)");
+        return;
+    }
+    int rc = sift_ctx_add_hook(job->ctx, &r->hook, on_cancel);
+    if (rc < 0) {
+        const sift_err *cause = sift_ctx_cause(job->ctx);
+        req_free(r);
+        sift_tool_job_done(job, cause->code, cause->msg[0] ? cause->msg : NULL);
+        return;
+    }
+    r->state = REQ_QUEUED;
+    atomic_fetch_add(&r->shop->inflight, 1);
+    rc = uv_queue_work(sift_ctx_loop(job->ctx), &r->work, on_work, after_work);
+    if (rc != 0) {
+        atomic_fetch_sub(&r->shop->inflight, 1);
+        sift_ctx_remove_hook(&r->hook);
+        req_free(r);
+        sift_tool_job_fail(job, SIFT_EINTERNAL, "cannot queue the store query: %s",
+                           uv_strerror(rc));
+    }
+}
+
+static void fail_oom(sift_tool_job *job)
+{
+    sift_tool_job_fail(job, SIFT_ENOMEM, "out of memory");
+}
+
+static void search_products(sift_tool_job *job, const struct shop_search_args *args)
+{
+    sift_shop *s = job->tool->udata;
+    const struct shop_search_filters *f = &args->filters;
+    bool has_f = args->has_filters;
+    if (has_f && f->has_warehouses) {
+        for (size_t i = 0; i < f->warehouses.len; i++) {
+            const char *w = f->warehouses.items[i];
+            if (strcmp(w, "HAN") != 0 && strcmp(w, "DAD") != 0 && strcmp(w, "SGN") != 0) {
+                sift_tool_job_fail(job, SIFT_EINVAL,
+                                   "filters.warehouses[%zu]: must be one of HAN, DAD, SGN", i);
+                return;
+            }
+        }
+    }
+    if (has_f && f->has_price_min && f->has_price_max && f->price_min > f->price_max) {
+        sift_tool_job_fail(job, SIFT_EINVAL, "filters.price_min: must not exceed price_max");
+        return;
+    }
+    struct shop_req *r = req_new(job, TOOL_SEARCH);
+    if (!r) {
+        fail_oom(job);
+        return;
+    }
+    struct search_req *q = &r->search;
+    sift_arena *a = r->arena;
+    bool oom = !(q->query = sift_arena_strdup(a, args->query));
+    q->k = args->has_k ? (size_t)args->k : 5;
+    q->currency = s->default_currency;
+    if (has_f) {
+        /* Copies: the job's arena may be gone before the pool thread is done. */
+        if (f->has_brand && f->brand[0])
+            oom |= !(q->brand = sift_arena_strdup(a, f->brand));
+        if (f->has_category && f->category[0])
+            oom |= !(q->category = sift_arena_strdup(a, f->category));
+        if (f->has_size && f->size[0])
+            oom |= !(q->size = sift_arena_strdup(a, f->size));
+        if (f->has_size_system)
+            oom |= !(q->size_system = sift_arena_strdup(a, f->size_system));
+        if (f->has_gender)
+            oom |= !(q->gender = sift_arena_strdup(a, f->gender));
+        if (f->has_currency)
+            oom |= !(q->currency = sift_arena_strdup(a, f->currency));
+        for (size_t i = 0; f->has_colour && i < f->colour.len; i++)
+            oom |= !(q->colours[q->n_colours++] = sift_arena_strdup(a, f->colour.items[i]));
+        for (size_t i = 0; f->has_warehouses && i < f->warehouses.len; i++)
+            oom |=
+                !(q->warehouses[q->n_warehouses++] = sift_arena_strdup(a, f->warehouses.items[i]));
+        q->has_price_min = f->has_price_min;
+        q->price_min = f->price_min;
+        q->has_price_max = f->has_price_max;
+        q->price_max = f->price_max;
+        q->in_stock = f->has_in_stock && f->in_stock;
+    }
+    if (oom) {
+        req_free(r);
+        fail_oom(job);
+        return;
+    }
+    req_submit(r);
+}
+
+static void check_inventory(sift_tool_job *job, const struct shop_inventory_args *args)
+{
+    struct shop_req *r = req_new(job, TOOL_INVENTORY);
+    if (!r) {
+        fail_oom(job);
+        return;
+    }
+    r->sku = sift_arena_strdup(r->arena, args->sku);
+    bool oom = !r->sku;
+    if (args->has_location)
+        oom |= !(r->location = sift_arena_strdup(r->arena, args->location));
+    if (oom) {
+        req_free(r);
+        fail_oom(job);
+        return;
+    }
+    req_submit(r);
+}
+
+static void get_price(sift_tool_job *job, const struct shop_price_args *args)
+{
+    sift_shop *s = job->tool->udata;
+    struct shop_req *r = req_new(job, TOOL_PRICE);
+    if (!r) {
+        fail_oom(job);
+        return;
+    }
+    r->sku = sift_arena_strdup(r->arena, args->sku);
+    r->currency =
+        sift_arena_strdup(r->arena, args->has_currency ? args->currency : s->default_currency);
+    if (!r->sku || !r->currency) {
+        req_free(r);
+        fail_oom(job);
+        return;
+    }
+    req_submit(r);
+}
+
+static void list_warehouses(sift_tool_job *job, const struct shop_no_args *args)
+{
+    (void)args;
+    struct shop_req *r = req_new(job, TOOL_WAREHOUSES);
+    if (!r) {
+        fail_oom(job);
+        return;
+    }
+    req_submit(r);
+}
