@@ -253,8 +253,10 @@ int main(int argc, char **argv)
     bench_add(&r, "store file size per product (after WAL checkpoint)",
               (double)db_bytes / (double)n, "bytes");
 
-    if (getenv("SIFT_BENCH_NOSEARCH"))
+    if (getenv("SIFT_BENCH_NOSEARCH")) { /* ingest figures only, no results file */
+        rm_store(dir, path);
         return 0;
+    }
     /* Search over the last store. */
     sift_store *s = open_store(path);
     static const char *const queries[] = {
