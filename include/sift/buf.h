@@ -30,7 +30,7 @@ void sift_buf_reset(sift_buf *b);
 int sift_buf_reserve(sift_buf *b, size_t extra);
 
 /* Appends bytes; same errors as sift_buf_reserve, and nothing is appended on
- * error. */
+ * error. The bytes may come from the buffer itself. */
 int sift_buf_append(sift_buf *b, const void *p, size_t n);
 int sift_buf_puts(sift_buf *b, const char *s);
 int sift_buf_putc(sift_buf *b, char c);

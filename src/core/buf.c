@@ -48,11 +48,17 @@ int sift_buf_reserve(sift_buf *b, size_t extra)
 
 int sift_buf_append(sift_buf *b, const void *p, size_t n)
 {
+    /* bytes from the buffer itself stay valid across the realloc */
+    const char *src = p;
+    int inside = b->data && src >= b->data && src < b->data + b->cap;
+    size_t off = inside ? (size_t)(src - b->data) : 0;
     int rc = sift_buf_reserve(b, n);
     if (rc)
         return rc;
+    if (inside)
+        p = b->data + off;
     if (n)
-        memcpy(b->data + b->len, p, n);
+        memmove(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
     return 0;

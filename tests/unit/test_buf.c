@@ -31,6 +31,18 @@ static void test_append_and_nul(void **state)
     sift_buf_free(&b);
 }
 
+static void test_append_from_itself(void **state)
+{
+    sift_buf b;
+    sift_buf_init(&b, 0);
+    sift_buf_puts(&b, "abcdefgh");
+    for (int i = 0; i < 12; i++) /* each append outgrows the allocation */
+        assert_int_equal(sift_buf_append(&b, b.data, b.len), 0);
+    assert_int_equal(b.len, 8u << 12);
+    assert_memory_equal(b.data + b.len - 8, "abcdefgh", 8);
+    sift_buf_free(&b);
+}
+
 static void test_limit_is_all_or_nothing(void **state)
 {
     sift_buf b;
@@ -123,6 +135,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_and_nul),
+        cmocka_unit_test(test_append_from_itself),
         cmocka_unit_test(test_limit_is_all_or_nothing),
         cmocka_unit_test(test_json_escape),
         cmocka_unit_test(test_detach),
