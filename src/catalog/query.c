@@ -247,7 +247,7 @@ static const char *const stop_words[] = {
     "mình",    "minh",      "mua",       "tìm",       "tim",        "giá",     "bao",
     "nhiêu",   "nhieu",     "kho",       "cái",       "đôi",        "và",      "hoặc",
     "hay",     "nhé",       "với",       "tại",       "nào",        "ạ",       "size",
-    "cỡ",      "số",        "loại",
+    "cỡ",      "số",        "loại",      "màu",       "mau",
 };
 
 /* ---- characters -------------------------------------------------------- */
@@ -695,6 +695,24 @@ static int lex(lexer *lx, const char *text, size_t len)
                 continue;
             }
             break;
+        }
+        /* A code such as the SKU "NIKE-PEG40-42" stays one word, so it is
+         * searched as itself and "42" is not taken for a size: letters
+         * first, then hyphen-joined letters and digits with a digit in. */
+        if (c[i].cls == C_LETTER && j + 1 < nc && c[j].cls == C_HYPHEN &&
+            (c[j + 1].cls == C_LETTER || c[j + 1].cls == C_DIGIT)) {
+            size_t e = j;
+            while (e + 1 < nc && c[e].cls == C_HYPHEN &&
+                   (c[e + 1].cls == C_LETTER || c[e + 1].cls == C_DIGIT)) {
+                e++;
+                while (e < nc && (c[e].cls == C_LETTER || c[e].cls == C_DIGIT))
+                    e++;
+            }
+            bool digit = false;
+            for (size_t m = i; m < e && !digit; m++)
+                digit = c[m].cls == C_DIGIT;
+            if (digit)
+                j = e;
         }
         size_t numend = i;
         while (numend < j &&
@@ -1254,6 +1272,10 @@ static const char *const letter_sizes[][2] = {
     {"small", "S"}, {"medium", "M"}, {"large", "L"}, {"x-large", "XL"}, {"xx-large", "XXL"},
 };
 
+/* Category segments of the built-in types that are clothing. */
+static const char *const apparel_segments[] = {"T-Shirts", "Shorts",   "Jackets", "Hoodies",
+                                               "Socks",    "Leggings", "Tops",    "Apparel"};
+
 static const char *letter_size(const char *w, bool bare)
 {
     for (size_t i = 0; i < COUNT(letter_sizes); i++) {
@@ -1364,11 +1386,21 @@ static int pass_size(lexer *lx, sift_query *q)
             }
         }
     }
-    /* "XL", "XXL" on their own. */
+    /* "XL", "XXL" on their own; "S", "M", "L" too, written in capitals, when
+     * the shopper asked for clothing ("women's leggings M"). */
+    bool apparel = q->category_segment &&
+                   in_list(q->category_segment, apparel_segments, COUNT(apparel_segments));
     for (size_t i = 0; i < lx->n && !q->size; i++) {
         const tok *t = &lx->t[i];
-        const char *ls;
-        if (t->role == R_NONE && t->kind == TK_WORD && (ls = letter_size(t->fold, true))) {
+        const char *ls = NULL;
+        if (t->role != R_NONE || t->kind != TK_WORD)
+            continue;
+        if (apparel && t->src_len == 1 &&
+            (t->src[0] == 'S' || t->src[0] == 'M' || t->src[0] == 'L'))
+            ls = letter_size(t->fold, false);
+        else
+            ls = letter_size(t->fold, true);
+        if (ls) {
             q->size = ls;
             q->size_system = "INT";
             claim(lx, i, 1, R_SIZE, NULL);

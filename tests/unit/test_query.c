@@ -136,6 +136,17 @@ static const row rows[] = {
      NULL, 0, "", "running shoes"},
     {"giay nike 43 o Ha Noi", "Nike", "shoes", "43", "EU", "", NULL, NONE, NONE, NULL, NULL, 0,
      "HAN", "shoes nike"},
+    /* A SKU stays one word: searched as itself, its "42" is no size. */
+    {"Is the NIKE-PEG40-42 available in DAD?", NULL, NULL, NULL, NULL, "", NULL, NONE, NONE, NULL,
+     NULL, 1, "DAD", "nike-peg40-42"},
+    {"from 1m-2m", NULL, NULL, NULL, NULL, "", NULL, 1000000, 2000000, "VND", "VND", 0, "", ""},
+    /* Capital S/M/L alone are sizes for clothing only. */
+    {"women's leggings M from 500k to 800k", NULL, "leggings", "M", "INT", "", "women", 500000,
+     800000, "VND", "VND", 0, "", "leggings"},
+    {"Nike M running shoes", "Nike", "running shoes", NULL, NULL, "", NULL, NONE, NONE, NULL, NULL,
+     0, "", "nike m running shoes"},
+    {"đôi giày Adidas màu đỏ size 40 giá dưới 1,5 triệu ở Sài Gòn", "Adidas", "shoes", "40", "EU",
+     "red", NULL, NONE, 1500000, "VND", "VND", 0, "SGN", "shoes adidas"},
     /* Nothing to extract. */
     {"", NULL, NULL, NULL, NULL, "", NULL, NONE, NONE, NULL, NULL, 0, "", ""},
     {"hello there", NULL, NULL, NULL, NULL, "", NULL, NONE, NONE, NULL, NULL, 0, "", ""},
