@@ -597,7 +597,8 @@ static void test_concurrent(void **state)
     fixture *f = fixture_new(false, &(sift_shop_opts){.max_conns = 2});
     enum { N = 64 };
     struct outcome o[N];
-    sift_tool_job jobs[N];
+    sift_tool_job *jobs = calloc(N, sizeof *jobs);
+    assert_non_null(jobs);
     const char *args = "{\"sku\":\"NIKE-PEG40-42\",\"location\":\"HAN\"}";
     for (int i = 0; i < N; i++) {
         o[i] = (struct outcome){0};
@@ -612,6 +613,7 @@ static void test_concurrent(void **state)
         assert_string_equal(o[i].result, "{\"sku\":\"NIKE-PEG40-42\",\"warehouses\":"
                                          "[{\"code\":\"HAN\",\"quantity\":12}]}");
     }
+    free(jobs);
     fixture_free(f);
 }
 
