@@ -24,6 +24,7 @@ enum {
     SIFT_ESTATE = -11,    /* call not valid in the object's current state */
     SIFT_EFAILED = -12,   /* cancelled because a sibling task failed */
     SIFT_EINTERNAL = -13, /* a bug: an invariant did not hold */
+    SIFT_ELIMIT = -14,    /* a run limit was reached (steps, repeated calls) */
 };
 
 /* Longest message kept in a sift_err, including the terminating NUL. */
@@ -49,7 +50,7 @@ void sift_err_clear(sift_err *e);
 /* A short stable name for a code, used in logs, metrics and API errors:
  * "ok", "out_of_memory", "invalid_argument", "cancelled", "deadline_exceeded",
  * "io_error", "protocol_error", "too_large", "not_found", "http_error",
- * "busy", "bad_state", "failed", "internal", or "unknown". */
+ * "busy", "bad_state", "failed", "internal", "limit_reached", or "unknown". */
 const char *sift_err_name(int code);
 
 #endif

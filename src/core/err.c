@@ -70,6 +70,8 @@ const char *sift_err_name(int code)
         return "failed";
     case SIFT_EINTERNAL:
         return "internal";
+    case SIFT_ELIMIT:
+        return "limit_reached";
     default:
         return "unknown";
     }

@@ -127,7 +127,7 @@ static void test_err(void **state)
     assert_string_equal(sift_err_name(SIFT_ETIMEDOUT), "deadline_exceeded");
     assert_string_equal(sift_err_name(SIFT_ECANCELED), "cancelled");
     assert_string_equal(sift_err_name(-999), "unknown");
-    for (int c = 0; c >= SIFT_EINTERNAL; c--)
+    for (int c = 0; c >= SIFT_ELIMIT; c--)
         assert_string_not_equal(sift_err_name(c), "unknown");
 }
 
