@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -144,6 +146,15 @@ static void publish(sift_graph_node_run *run, struct st *s)
     sift_graph_node_done(run, 0, NULL);
 }
 SIFT_GRAPH_NODE_FN(publish, struct st);
+
+static void twice(sift_graph_node_run *run, struct st *s)
+{
+    (void)s;
+    sift_graph_node_done(run, 0, NULL);
+    close(2);
+    sift_graph_node_done(run, 0, NULL);
+}
+SIFT_GRAPH_NODE_FN(twice, struct st);
 
 static void other_node(sift_graph_node_run *run, struct other *o)
 {
@@ -853,6 +864,36 @@ static void test_interrupt_and_resume(void **unused)
     assert_string_equal(s.answer, "published:draft");
     sift_graph_state_dispose(g, &s);
 
+    /* Before the very first node: only the step-0 checkpoint exists. */
+    const char *const first[] = {"draft", NULL};
+    sift_graph_opts fopts = {.checkpointer = cp, .thread_id = "t3", .interrupt_before = first};
+    run_to_end(g, ctx, &s, &fopts, &o);
+    assert_int_equal(o.res.status, SIFT_GRAPH_INTERRUPTED);
+    assert_string_equal(o.node, "draft");
+    assert_int_equal(o.res.steps_run, 0);
+    assert_int_equal(o.res.step, 0);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(sift_graph_resume(g, ctx, &s, &fopts, on_done, &o, &err), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(o.res.status, SIFT_GRAPH_DONE);
+    assert_int_equal(o.res.step, 3);
+    log_is(&s, "draft,approve,publish");
+    sift_graph_state_dispose(g, &s);
+
+    /* A state with a field that cannot be saved is refused with a checkpointer. */
+    static const sift_graph_field_ops opaque = {.size = sizeof(int64_t)};
+    static const sift_graph_field ofields[] = {SIFT_GRAPH_FIELD(struct st, counter, opaque)};
+    sift_graph *og = SIFT_GRAPH_NEW("opaque", struct st, ofields, &err);
+    assert_non_null(og);
+    sift_graph_add_node(og, "a", &work_node, NULL);
+    sift_graph_add_edge(og, SIFT_GRAPH_START, "a");
+    sift_graph_add_edge(og, "a", SIFT_GRAPH_END);
+    compile_ok(og);
+    sift_graph_opts oopts = {.checkpointer = cp, .thread_id = "t4"};
+    assert_int_equal(sift_graph_run(og, ctx, &s, &oopts, on_done, &o, &err), SIFT_EINVAL);
+    assert_non_null(strstr(err.msg, "field \"counter\" cannot be saved"));
+    sift_graph_free(og);
+
     /* An interrupt at an unknown node is refused before anything runs. */
     const char *const ghost[] = {"ghost", NULL};
     sift_graph_opts gopts = {.interrupt_before = ghost};
@@ -931,6 +972,70 @@ static void test_nested_graph(void **unused)
     sift_graph_free(child);
 }
 
+static void ignore_done(const sift_graph_result *res, void *udata)
+{
+    (void)res;
+    (void)udata;
+}
+
+static void test_double_report_aborts(void **unused)
+{
+    (void)unused;
+    pid_t pid = fork();
+    if (pid == 0) {
+        sift_graph *g = new_graph("twice");
+        sift_graph_add_node(g, "t", &twice_node, NULL);
+        sift_graph_add_edge(g, SIFT_GRAPH_START, "t");
+        sift_graph_add_edge(g, "t", SIFT_GRAPH_END);
+        compile_ok(g);
+        sift_ctx *ctx = sift_ctx_new_root(&loop);
+        struct st s = {0};
+        sift_graph_run(g, ctx, &s, NULL, ignore_done, NULL, NULL);
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+}
+
+/* A subgraph as one branch of a fan-out: its work merges like any node's. */
+static void test_subgraph_in_fan_out(void **unused)
+{
+    (void)unused;
+    struct beh later = {.delay_ms = 3, .usage = 5}, bx = {.usage = 100};
+    sift_graph *child = new_graph("child");
+    sift_graph_add_node(child, "inner1", &work_node, &later);
+    sift_graph_add_node(child, "inner2", &work_node, NULL);
+    sift_graph_add_edge(child, SIFT_GRAPH_START, "inner1");
+    sift_graph_add_edge(child, "inner1", "inner2");
+    sift_graph_add_edge(child, "inner2", SIFT_GRAPH_END);
+    compile_ok(child);
+    sift_graph *g = new_graph("parent");
+    sift_graph_add_node(g, "split", &work_node, NULL);
+    sift_graph_add_subgraph(g, "sub", child);
+    sift_graph_add_node(g, "x", &work_node, &bx);
+    sift_graph_add_node(g, "join", &work_node, NULL);
+    sift_graph_add_edge(g, SIFT_GRAPH_START, "split");
+    sift_graph_add_edge(g, "split", "sub");
+    sift_graph_add_edge(g, "split", "x");
+    sift_graph_add_edge(g, "sub", "join");
+    sift_graph_add_edge(g, "x", "join");
+    sift_graph_add_edge(g, "join", SIFT_GRAPH_END);
+    compile_ok(g);
+    sift_ctx *ctx = sift_ctx_new_root(&loop);
+    struct st s = {0};
+    struct outcome o;
+    run_to_end(g, ctx, &s, NULL, &o);
+    assert_int_equal(o.res.status, SIFT_GRAPH_DONE);
+    log_is(&s, "split,inner1,inner2,x,join");
+    assert_int_equal(s.usage, 1 + 5 + 1 + 100 + 1);
+    sift_graph_state_dispose(g, &s);
+    sift_ctx_release(ctx);
+    sift_graph_free(g);
+    sift_graph_free(child);
+}
+
 /* Every allocation of building, compiling and running (with a fan-out) fails
  * in turn: each failure is reported, nothing leaks (ASan), and the run
  * eventually succeeds. */
@@ -1002,6 +1107,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkpoint_crash_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_interrupt_and_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_graph, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subgraph_in_fan_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_double_report_aborts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oom, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
