@@ -63,8 +63,8 @@
 #include "sift/err.h"
 #include "sift/tool.h"
 
-/* search_products examines this many ranked candidates at most (10 x k, at
- * least 50), so filters apply before truncating to k and the work stays
+/* search_products examines this many ranked candidates at most (20 x k, at
+ * least 100), so filters apply before truncating to k and the work stays
  * bounded whatever the filters. */
 #define SIFT_SHOP_CANDIDATES_MAX 250
 

@@ -269,6 +269,7 @@ enum req_state {
 
 struct search_req {
     const char *query;
+    const char *retrieval; /* query plus the filter words that narrow the candidates */
     size_t k;
     const char *brand, *category, *size, *size_system, *gender;
     const char *colours[FILTER_COLOURS_MAX];
@@ -560,15 +561,15 @@ static bool search_has_filters(const struct search_req *q)
 static int run_search(struct shop_req *r, sift_store *st, sift_err *err)
 {
     const struct search_req *q = &r->search;
-    size_t pool = q->k * 10 < 50 ? 50 : q->k * 10;
+    bool filtered = search_has_filters(q);
+    size_t pool = q->k * 20 < 100 ? 100 : q->k * 20;
     if (pool > SIFT_SHOP_CANDIDATES_MAX)
         pool = SIFT_SHOP_CANDIDATES_MAX;
     sift_hit *hits = NULL;
     size_t n = 0;
-    int rc = sift_store_search_fts(st, q->query, pool, r->arena, &hits, &n, err);
+    int rc = sift_store_search_fts(st, q->retrieval, pool, r->arena, &hits, &n, err);
     if (rc < 0)
         return rc;
-    bool filtered = search_has_filters(q);
     size_t emitted = 0, total = 0;
     rc = sift_buf_puts(&r->out, "{\"products\":[");
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -847,6 +848,27 @@ static void fail_oom(sift_tool_job *job)
     sift_tool_job_fail(job, SIFT_ENOMEM, "out of memory");
 }
 
+/* The text the candidates are retrieved with: the query plus the brand, size
+ * and (single) colour filters when the query does not say them already. The
+ * chunks hold those values ("brand: Nike", "colour: red"), so the words draw
+ * the products that can pass the filters into the bounded candidate pool
+ * instead of leaving it to the query's most generic words ("running shoes"
+ * alone ranks thousands of shoes). The filters are still checked exactly. */
+static const char *retrieval_query(sift_arena *a, const struct search_req *q)
+{
+    const char *words[3] = {q->brand, q->size, q->n_colours == 1 ? q->colours[0] : NULL};
+    sift_buf b;
+    sift_buf_init(&b, 0);
+    int rc = sift_buf_puts(&b, q->query);
+    for (size_t i = 0; rc == 0 && i < 3; i++) {
+        if (words[i] && !has_word(q->query, words[i]))
+            rc = sift_buf_printf(&b, " %s", words[i]);
+    }
+    const char *out = rc == 0 ? sift_arena_strdup(a, b.data) : NULL;
+    sift_buf_free(&b);
+    return out;
+}
+
 static void search_products(sift_tool_job *job, const struct shop_search_args *args)
 {
     sift_shop *s = job->tool->udata;
@@ -901,6 +923,7 @@ static void search_products(sift_tool_job *job, const struct shop_search_args *a
         q->price_max = f->price_max;
         q->in_stock = f->has_in_stock && f->in_stock;
     }
+    oom |= !oom && !(q->retrieval = retrieval_query(a, q));
     if (oom) {
         req_free(r);
         fail_oom(job);

@@ -20,6 +20,8 @@
 #include "sift/arena.h"
 #include "sift/catalog.h"
 #include "sift/ctx.h"
+#include "sift/model.h"
+#include "sift/planner.h"
 #include "sift/shoptools.h"
 #include "sift/store.h"
 #include "sift/tool.h"
@@ -653,6 +655,81 @@ static void test_sample_skus(void **state)
     fixture_free(f);
 }
 
+/* The offline planner drives the real tools on the sample catalog: its tool
+ * arguments decode, and the results it reads come back without errors. */
+static const char *planner_loop(fixture *f, const char *question, const char **search_result)
+{
+    sift_conv c;
+    sift_conv_init(&c, f->a);
+    sift_err err = {0};
+    assert_int_equal(sift_conv_add_user(&c, question, &err), 0);
+    *search_result = NULL;
+    for (int turn = 0; turn < 4; turn++) {
+        sift_planner_step s;
+        if (sift_planner_next(c.msgs, c.len, NULL, f->a, &s, &err) != 0)
+            fail_msg("planner: %s", err.msg);
+        if (s.kind == SIFT_PLAN_ANSWER)
+            return s.text;
+        assert_int_equal(sift_conv_add_assistant(&c, NULL, s.calls, s.n_calls, &err), 0);
+        for (size_t i = 0; i < s.n_calls; i++) {
+            struct outcome o = call(f, s.calls[i].name, s.calls[i].arguments);
+            if (o.code != 0)
+                fail_msg("%s %s: %d %s", s.calls[i].name, s.calls[i].arguments, o.code, o.result);
+            if (strcmp(s.calls[i].name, "search_products") == 0)
+                *search_result = o.result;
+            assert_int_equal(sift_conv_add_tool_result(&c, s.calls[i].id, o.result, &err), 0);
+        }
+    }
+    fail_msg("no answer after 4 turns");
+    return NULL;
+}
+
+/* Every product of a search result holds each of the strings given; at least one product. */
+static void each_product(const char *result, const char *a, const char *b, const char *c)
+{
+    if (!result) {
+        fail_msg("no search_products call");
+        return;
+    }
+    const char *p = result;
+    int n = 0;
+    while ((p = strstr(p, "{\"sku\":\"")) != NULL) {
+        const char *end = strstr(p, "}}");
+        assert_non_null(end);
+        char one[1024];
+        snprintf(one, sizeof one, "%.*s", (int)(end - p), p);
+        if (!strstr(one, a) || !strstr(one, b) || (c && !strstr(one, c)))
+            fail_msg("product outside the filters: %s", one);
+        n++;
+        p = end;
+    }
+    if (n == 0)
+        fail_msg("no products: %s", result);
+}
+
+static void test_planner_loop(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new(true, NULL);
+    const char *found = NULL;
+    const char *answer = planner_loop(f,
+                                      "Find Nike running shoes size 42 and check if they are in "
+                                      "stock at the Hanoi, Da Nang, and HCMC warehouses",
+                                      &found);
+    /* Filters applied: every product is a Nike running shoe in size 42. */
+    each_product(found, "\"brand\":\"Nike\"", "\"size\":\"42\"", "> Running");
+    if (!strstr(answer, "(NIKE-"))
+        fail_msg("answer names no product: %s", answer);
+
+    /* A generic query ("running shoes") with narrow filters still finds the
+     * few red ones in stock in Da Nang under 2,000,000 VND (the sample has them). */
+    answer = planner_loop(f, "red running shoes under 2,000,000 VND in stock in Da Nang", &found);
+    each_product(found, "\"colour\":\"red\"", "> Running", NULL);
+    if (!strstr(answer, "(DAD)"))
+        fail_msg("answer has no Da Nang stock: %s", answer);
+    fixture_free(f);
+}
+
 int main(void)
 {
     /* The pool size must be known for the queued-cancellation test; it is
@@ -664,6 +741,7 @@ int main(void)
         cmocka_unit_test(test_search_products), cmocka_unit_test(test_cancel_queued),
         cmocka_unit_test(test_cancel_running),  cmocka_unit_test(test_cancel_before),
         cmocka_unit_test(test_concurrent),      cmocka_unit_test(test_sample_skus),
+        cmocka_unit_test(test_planner_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
