@@ -597,11 +597,11 @@ static void test_cancel_mid_run(void **unused)
     assert_int_equal(o.res.status, SIFT_GRAPH_FAILED);
     assert_int_equal(o.res.code, SIFT_ECANCELED);
     assert_non_null(strstr(o.msg, "shopper left"));
-    assert_true(w.starts >= 2);
+    assert_true(w.starts >= 1); /* about 5 on an idle machine; a stalled one may see fewer */
     assert_int_equal(w.starts_after_cancel, 0);
-    assert_int_equal(w.starts, w.ends); /* the node in flight reported */
-    assert_int_equal(w.errors, 1);      /* ... with the cancellation */
-    assert_true(w.max_duration_us >= 5000);
+    assert_int_equal(w.starts, w.ends);     /* the node in flight reported */
+    assert_int_equal(w.errors, 1);          /* ... with the cancellation */
+    assert_true(w.max_duration_us >= 1000); /* nodes last about 10 ms */
     sift_graph_state_dispose(g, &s);
     sift_ctx_release(ctx);
     sift_graph_free(g);
