@@ -117,7 +117,8 @@ typedef struct sift_tools_opts {
 /* Fires once when every call has ended. `code` is 0, or (fail-fast) the first
  * failure's code, or the parent context's code when it was done; `err` holds
  * the message when code != 0. `results` has one entry per call, in call
- * order, in the run's arena (valid as long as the arena). */
+ * order, in the run's arena (valid as long as the arena, ids and names
+ * copied). */
 typedef void (*sift_tools_done_fn)(int code, const sift_tool_result *results, size_t n,
                                    const sift_err *err, void *udata);
 

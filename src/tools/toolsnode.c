@@ -362,14 +362,23 @@ static const char *error_json(sift_arena *a, const char *code, const char *msg, 
     return out;
 }
 
+/* The result outlives `calls` (it goes with the arena): copy the id and name,
+ * keeping the caller's strings only if the arena is out of memory. */
+static void set_ids(struct run *r, sift_tool_result *res, const sift_tool_call *tc)
+{
+    const char *id = sift_arena_strdup(r->arena, tc->id);
+    const char *name = sift_arena_strdup(r->arena, call_name(tc));
+    res->tool_call_id = id || !tc->id ? id : tc->id;
+    res->name = name ? name : call_name(tc);
+}
+
 static void end_call(struct call *c, int code, const char *ecode, const char *msg,
                      const char *content)
 {
     struct run *r = c->run;
     const sift_tool_call *tc = &r->calls[c->i];
     sift_tool_result *res = &r->results[c->i];
-    res->tool_call_id = tc->id;
-    res->name = call_name(tc);
+    set_ids(r, res, tc);
     res->code = code;
     if (code == 0) {
         res->content = content ? content : "null";
@@ -535,8 +544,7 @@ static void run_finish(uv_timer_t *t)
         if (c->state != CALL_QUEUED)
             continue;
         sift_tool_result *res = &r->results[i];
-        res->tool_call_id = r->calls[i].id;
-        res->name = call_name(&r->calls[i]);
+        set_ids(r, res, &r->calls[i]);
         res->code = gcause->code ? gcause->code : SIFT_ECANCELED;
         const char *msg =
             sift_arena_sprintf(r->arena, "%s not started: %s", res->name,

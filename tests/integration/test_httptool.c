@@ -350,6 +350,56 @@ static void test_timeout(void **state)
     sift_httptools_free(h);
 }
 
+/* Three shoppers asking the same stock question at once: one request. */
+static void test_coalesced_calls_one_request(void **state)
+{
+    struct fx *f = *state;
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "tools:\n"
+             "  - name: check_inventory\n"
+             "    url: http://127.0.0.1:%d/inv/stock/{sku}?location={location}\n"
+             "    args:\n"
+             "      - {name: sku, type: string, required: true}\n"
+             "      - {name: location, type: enum, values: [HAN, DAD, SGN], required: true}\n",
+             f->port);
+    sift_httptools *h = NULL;
+    sift_err err = {0};
+    assert_int_equal(load(f, yaml, &h, &err), 0);
+    sift_tool_registry *reg = sift_tool_registry_new();
+    assert_int_equal(sift_httptools_register(h, reg, &err), 0);
+    sift_coalescer *co = sift_coalescer_new(&f->loop);
+    sift_tool_call calls[3] = {
+        mkcall("a", "check_inventory", "{\"sku\":\"Q1\",\"location\":\"DAD\"}"),
+        mkcall("b", "check_inventory", "{\"location\":\"DAD\",\"sku\":\"Q1\"}"),
+        mkcall("c", "check_inventory", "{ \"sku\" : \"Q1\", \"location\" : \"DAD\" }"),
+    };
+    struct outcome o[3] = {{0}};
+    sift_tools_opts op = {.coalescer = co, .timeout_ms = 5000};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sift_tools_run(reg, f->root, f->arena, &calls[i], 1, &op, on_done, &o[i]),
+                         0);
+    for (int i = 0; i < 3; i++) {
+        while (!o[i].fired)
+            uv_run(&f->loop, UV_RUN_ONCE);
+        assert_int_equal(o[i].results[0].code, 0);
+        cJSON *r = parse_result(&o[i].results[0]);
+        assert_string_equal(str(r, "path"), "/inv/stock/Q1");
+        assert_string_equal(str(r, "query"), "location=DAD");
+        cJSON_Delete(r);
+    }
+    sift_server_stats st;
+    sift_server_stats_get(f->srv, &st);
+    assert_int_equal(st.requests_total, 1);
+    sift_coalescer_stats cs;
+    sift_coalescer_get_stats(co, &cs);
+    assert_int_equal(cs.backend_calls, 1);
+    assert_int_equal(cs.joined, 2);
+    sift_coalescer_free(co);
+    sift_tool_registry_free(reg);
+    sift_httptools_free(h);
+}
+
 static void test_no_client_on_loop(void **state)
 {
     struct fx *f = *state;
@@ -438,6 +488,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_post_json_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_error_text_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_coalesced_calls_one_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_client_on_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
     };
