@@ -31,6 +31,14 @@
 #include "sift/tool.h"
 #include "sift/toolsnode.h"
 
+/* The system prompt sift's shop assistant runs with. */
+#define SIFT_AGENT_SHOP_PROMPT                                                                     \
+    "You are sift, a shop assistant. Find products with search_products, check stock per "         \
+    "warehouse with check_inventory (HAN Hanoi, DAD Da Nang, SGN Ho Chi Minh City) and prices "    \
+    "with get_price; call tools in parallel when they are independent. Answer briefly, name "      \
+    "each product with its SKU, and never invent stock or prices: only report what the tools "     \
+    "returned."
+
 typedef struct sift_agent_opts {
     sift_model *model;               /* required */
     const sift_tool_registry *tools; /* NULL: no tools */

@@ -10,6 +10,8 @@ static const char usage[] =
     "commands:\n"
     "  serve     serve the search API and page over HTTP\n"
     "  ingest    load a JSON Lines catalog, inventory or price file into the store\n"
+    "  ask       ask the agent one question in the terminal\n"
+    "  eval      relevance figures (NDCG@10, MRR@10, R@100) and latency on labelled queries\n"
     "  version   print the version\n"
     "\n"
     "Run `sift <command> --help` for a command's options.\n";
@@ -26,6 +28,10 @@ int main(int argc, char **argv)
         return cli_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "ingest"))
         return cli_ingest(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ask"))
+        return cli_ask(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval"))
+        return cli_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("sift %s\n", SIFT_VERSION);
         return CLI_OK;
