@@ -665,6 +665,57 @@ static void test_coalescer_free_in_flight(void **state)
     assert_int_equal(inv.cancelled, 1);
 }
 
+/* Out of memory at every allocation in turn: either the run is refused with
+ * SIFT_ENOMEM and nothing fires, or done fires exactly once with one result
+ * per call (errors where memory ran out); nothing leaks (ASan). */
+static void test_out_of_memory(void **state)
+{
+    struct fx *f = *state;
+    sift_tool_call calls[3] = {
+        mkcall("c0", "check_inventory", "{\"sku\":\"A\",\"location\":\"HAN\",\"delay_ms\":1}"),
+        mkcall("c1", "check_stock", "{}"),
+        mkcall("c2", "check_inventory", "{\"sku\":\"A\",\"location\":\"HAN\",\"delay_ms\":1}"),
+    };
+    int refused = 0, completed = 0;
+    for (long n = 0; n < 120; n++) {
+        sift_arena *arena = sift_arena_new(256);
+        sift_coalescer *co = sift_coalescer_new(&f->loop);
+        assert_non_null(arena);
+        assert_non_null(co);
+        struct outcome o = {0};
+        sift_tools_opts op = mkopts(&o);
+        op.limit = 2;
+        op.timeout_ms = 5000;
+        op.coalescer = n % 2 ? co : NULL;
+        sift_mem_fail_after(n);
+        int rc = sift_tools_run(f->reg, f->root, arena, calls, 3, &op, on_done, &o);
+        if (rc == 0) {
+            while (!o.fired)
+                uv_run(&f->loop, UV_RUN_ONCE);
+            sift_mem_fail_after(-1);
+            completed++;
+            assert_int_equal(o.n, 3);
+            for (int i = 0; i < 3; i++) {
+                assert_non_null(o.results[i].content);
+                cJSON *j = cJSON_ParseWithLength(o.results[i].content, o.results[i].content_len);
+                assert_non_null(j);
+                cJSON_Delete(j);
+            }
+        } else {
+            sift_mem_fail_after(-1);
+            assert_int_equal(rc, SIFT_ENOMEM);
+            refused++;
+            uv_run(&f->loop, UV_RUN_NOWAIT);
+            assert_int_equal(o.fired, 0);
+        }
+        uv_run(&f->loop, UV_RUN_NOWAIT); /* close the run's timer */
+        sift_coalescer_free(co);
+        sift_arena_free(arena);
+    }
+    assert_true(refused > 0);
+    assert_true(completed > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -684,6 +735,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_coalesce_predicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_coalesce_waiter_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_coalescer_free_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_memory, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
