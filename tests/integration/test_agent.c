@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -298,6 +299,19 @@ static void test_deadline_cancels_tools_in_flight(void **state)
     assert_int_equal(cancelled, 3); /* every tool stopped at once */
     assert_int_equal(inflight, 0);
     assert_int_equal(mock_llm_requests(e.mock), 1); /* no model call after */
+
+    /* memory is back to its baseline: a second run that hits the deadline
+     * leaves the heap where the first left it (pools and caches warmed up
+     * by the first). mallinfo2 reads glibc's heap; under ASan it reads 0
+     * and the leak checker does this job instead. */
+    size_t base = mallinfo2().uordblks;
+    for (int i = 0; i < 3; i++) {
+        run_agent(&opts, nike_question, &s);
+        assert_int_equal(s.code, SIFT_ETIMEDOUT);
+    }
+    size_t after = mallinfo2().uordblks;
+    if (after > base + 64 * 1024)
+        fail_msg("heap grew from %zu to %zu bytes over three cancelled runs", base, after);
     env_down(&e);
 }
 
