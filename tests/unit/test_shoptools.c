@@ -730,18 +730,85 @@ static void test_planner_loop(void **state)
     fixture_free(f);
 }
 
+/* A store that cannot be opened is an io_error result, not a crash. */
+static void test_store_missing(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new(false, NULL);
+    sift_shop *bad = NULL;
+    sift_err e = {0};
+    char path[192];
+    snprintf(path, sizeof path, "%s/nothing-here.db", f->dir);
+    assert_int_equal(sift_shop_new(&(sift_shop_opts){.store_path = path}, &bad, &e), 0);
+    struct outcome o = {0};
+    sift_tool_job job;
+    sift_tool_job_init(&job, sift_shop_tool(bad, "get_price"), f->root, f->a, NULL, on_done, &o);
+    sift_tool_job_start(&job, "{\"sku\":\"X\"}", 11);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(o.calls, 1);
+    assert_int_equal(o.code, SIFT_EIO);
+    if (strncmp(o.result, "{\"error\":{\"code\":\"io_error\",\"message\":\"", 39) != 0)
+        fail_msg("%s", o.result);
+    sift_shop_free(bad);
+    fixture_free(f);
+}
+
+/* Allocation failures on the loop thread (request, argument copies) end
+ * the job once with SIFT_ENOMEM, or it succeeds; nothing leaks. */
+static void test_oom(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new(false, NULL);
+    const char *args =
+        "{\"query\":\"pegasus\",\"filters\":{\"brand\":\"Nike\",\"colour\":[\"black\"],"
+        "\"warehouses\":[\"HAN\"],\"in_stock\":true}}";
+    int ok = 0, failed = 0;
+    for (long n = 0; n < 40 && ok < 3; n++) {
+        struct outcome o = {0};
+        sift_tool_job job;
+        sift_arena *ja = sift_arena_new(0);
+        assert_non_null(ja);
+        sift_tool_job_init(&job, sift_shop_tool(f->shop, "search_products"), f->root, ja, NULL,
+                           on_done, &o);
+        sift_mem_fail_after(n);
+        sift_tool_job_start(&job, args, strlen(args));
+        sift_mem_fail_after(-1);
+        uv_run(&f->loop, UV_RUN_DEFAULT);
+        assert_int_equal(o.calls, 1);
+        if (o.code == 0) {
+            assert_non_null(strstr(o.result, "\"total\":1}"));
+            ok++;
+        } else {
+            assert_int_equal(o.code, SIFT_ENOMEM);
+            failed++;
+        }
+        sift_arena_free(ja);
+    }
+    assert_true(ok > 0);
+    assert_true(failed > 0);
+    assert_int_equal(sift_shop_inflight(f->shop), 0);
+    fixture_free(f);
+}
+
 int main(void)
 {
     /* The pool size must be known for the queued-cancellation test; it is
      * read once, when the pool first starts. */
     setenv("UV_THREADPOOL_SIZE", "4", 1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_registry),        cmocka_unit_test(test_check_inventory),
-        cmocka_unit_test(test_get_price),       cmocka_unit_test(test_list_warehouses),
-        cmocka_unit_test(test_search_products), cmocka_unit_test(test_cancel_queued),
-        cmocka_unit_test(test_cancel_running),  cmocka_unit_test(test_cancel_before),
-        cmocka_unit_test(test_concurrent),      cmocka_unit_test(test_sample_skus),
+        cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_check_inventory),
+        cmocka_unit_test(test_get_price),
+        cmocka_unit_test(test_list_warehouses),
+        cmocka_unit_test(test_search_products),
+        cmocka_unit_test(test_cancel_queued),
+        cmocka_unit_test(test_cancel_running),
+        cmocka_unit_test(test_cancel_before),
+        cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_sample_skus),
         cmocka_unit_test(test_planner_loop),
+        cmocka_unit_test(test_store_missing),
+        cmocka_unit_test(test_oom),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
