@@ -39,6 +39,12 @@ typedef struct sift_hit {
     int exact_sku; /* 1 when the query named this SKU exactly (case-insensitive) */
 } sift_hit;
 
+/* Called once per live product by sift_store_scan_products. `p` (attributes
+ * included) and `chunk_text` (the indexed chunk, sift_chunk's text) are valid
+ * during the call only. A non-zero return stops the scan and is returned. */
+typedef int (*sift_store_scan_fn)(void *ud, const sift_product *p, const char *chunk_text,
+                                  sift_err *err);
+
 /* The backend operations. Every function returns 0 or a negative SIFT_E code
  * with details in err. `applied` (may be NULL) is set to 1 when the write
  * changed the store and 0 when a stored version was newer or equal. Results
@@ -64,6 +70,8 @@ typedef struct sift_store_ops {
                            sift_err *err);
     int (*search_fts)(sift_store *s, const char *query, size_t k, sift_arena *a, sift_hit **hits,
                       size_t *n, sift_err *err);
+    /* Added later (may be NULL in a backend without it: SIFT_ESTATE). */
+    int (*scan_products)(sift_store *s, sift_store_scan_fn fn, void *ud, sift_err *err);
 } sift_store_ops;
 
 /* Every backend embeds this as its first member. */
@@ -144,6 +152,13 @@ int sift_store_list_warehouses(sift_store *s, sift_arena *a, const char ***codes
  * in index order are returned. An empty query gives no hits. */
 int sift_store_search_fts(sift_store *s, const char *query, size_t k, sift_arena *a,
                           sift_hit **hits, size_t *n, sift_err *err);
+
+/* Calls `fn` for every live (not deleted) product, in insertion order (the
+ * store's row id), with one SQL statement, so the scan sees one snapshot.
+ * This is the one call that walks the whole catalog: it is meant for building
+ * in-memory indexes at start-up (sift_searcher_open), not for request paths.
+ * Returns 0, fn's non-zero value, or a store error. */
+int sift_store_scan_products(sift_store *s, sift_store_scan_fn fn, void *ud, sift_err *err);
 
 /* The backend's name ("sqlite"). */
 const char *sift_store_backend(const sift_store *s);

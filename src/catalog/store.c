@@ -177,3 +177,15 @@ int sift_store_search_fts(sift_store *s, const char *query, size_t k, sift_arena
         k = 1000;
     return s->ops->search_fts(s, query, k, a, hits, n, err);
 }
+
+int sift_store_scan_products(sift_store *s, sift_store_scan_fn fn, void *ud, sift_err *err)
+{
+    int rc;
+    if ((rc = check_store(s, err)))
+        return rc;
+    if (!fn)
+        return sift_err_set(err, SIFT_EINVAL, "scan: missing callback");
+    if (!s->ops->scan_products)
+        return sift_err_set(err, SIFT_ESTATE, "store %s: cannot scan products", s->ops->name);
+    return s->ops->scan_products(s, fn, ud, err);
+}

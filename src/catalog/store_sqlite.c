@@ -1071,6 +1071,55 @@ out:
     return rc;
 }
 
+/* The whole catalog, for in-memory indexes built at start-up. Prepared per
+ * call, not with the others: it runs once per process, and one statement is
+ * one snapshot. A per-row arena keeps memory flat over any catalog size. */
+static int sq_scan_products(sift_store *base, sift_store_scan_fn fn, void *ud, sift_err *err)
+{
+    sqlite_store *s = impl(base);
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(
+        s->db,
+        "SELECT p.sku, p.parent_id, p.title, p.brand, p.category, p.attrs, p.description,"
+        " p.version, c.text FROM products p JOIN chunks c ON c.id = p.id"
+        " WHERE p.deleted = 0 ORDER BY p.id",
+        -1, &st, NULL);
+    if (src != SQLITE_OK)
+        return db_err(s, src, "scan products", err);
+    sift_arena *a = sift_arena_new(0);
+    int rc = 0;
+    if (!a) {
+        rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
+        goto out;
+    }
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        sift_product p = {0};
+        sift_arena_reset(a);
+        p.sku = col_str(a, st, 0);
+        p.parent_id = col_str(a, st, 1);
+        p.title = col_str(a, st, 2);
+        p.brand = col_str(a, st, 3);
+        p.category = col_str(a, st, 4);
+        p.description = col_str(a, st, 6);
+        p.version = sqlite3_column_int64(st, 7);
+        const char *text = (const char *)sqlite3_column_text(st, 8);
+        if (!p.sku || !p.parent_id || !p.title || !p.brand || !p.category || !p.description) {
+            rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
+            goto out;
+        }
+        if ((rc = load_attrs(a, (const char *)sqlite3_column_text(st, 5), &p, err)))
+            goto out;
+        if ((rc = fn(ud, &p, text ? text : "", err)))
+            goto out;
+    }
+    if (src != SQLITE_DONE)
+        rc = db_err(s, src, "scan products", err);
+out:
+    sqlite3_finalize(st);
+    sift_arena_free(a);
+    return rc;
+}
+
 static const sift_store_ops sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -1086,6 +1135,7 @@ static const sift_store_ops sqlite_ops = {
     .get_price = sq_get_price,
     .list_warehouses = sq_list_warehouses,
     .search_fts = sq_search_fts,
+    .scan_products = sq_scan_products,
 };
 
 /* The FTS5 API of this connection, through the documented fts5(?) pointer

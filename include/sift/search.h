@@ -1,0 +1,119 @@
+/* Hybrid product search: BM25 from the store, vectors from an in-memory exact
+ * index, fused with reciprocal rank fusion, constrained by the structured
+ * filters that query understanding (query.h) reads from the shopper's text.
+ *
+ * A sift_searcher is built once over a store (sift_searcher_open reads every
+ * live product, embeds its chunk text with the built-in hashed embedder and
+ * keeps, per product, its SKU, title and the attributes filters need: brand,
+ * size, colour and gender as small interned ids). After open it is
+ * read-only: any number of threads may call sift_search on it at once.
+ *
+ * Threading and the store: a sift_store is one connection used by one thread
+ * at a time (store.h), so the searcher does not hold one for searching.
+ * Each sift_search call takes the calling thread's own store connection for
+ * the BM25 list; the vector list and the filters come from the searcher's
+ * memory. The searcher is a snapshot of the catalog at open: products
+ * written afterwards reach the BM25 list at once but the vector list and the
+ * attribute table only when a new searcher is opened.
+ *
+ * Pipeline of one search (docs/search.md gives the measurements behind the
+ * choices):
+ *   1. sift_query_parse → brand, size, colours, gender (hard filters when
+ *      the catalog knows the value; a value no product carries is ignored,
+ *      so "nike" in a catalog without brands is just a word), product type
+ *      and price (not filters here: the type stays a ranking signal through
+ *      the text, prices are volatile and are checked by the shop tools).
+ *   2. lexical list: sift_store_search_fts over the text, `candidates`
+ *      deep (more when filters are active, at most 1000), then the filters,
+ *      so truncation to k happens after filtering.
+ *   3. vector list: the query embedded, the index scanned with the filter
+ *      as a bitset applied before its top-k cut.
+ *   4. RRF of the two lists with the configured weights; SKUs named exactly
+ *      in the query come first, filters or not. */
+#ifndef SIFT_SEARCH_H
+#define SIFT_SEARCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sift/arena.h"
+#include "sift/err.h"
+#include "sift/query.h"
+#include "sift/store.h"
+
+typedef struct sift_searcher sift_searcher;
+
+typedef enum sift_search_mode {
+    SIFT_SEARCH_HYBRID = 0, /* BM25 and vectors, fused */
+    SIFT_SEARCH_LEXICAL = 1,
+    SIFT_SEARCH_VECTOR = 2,
+} sift_search_mode;
+
+/* "hybrid", "lexical", "vector"; NULL for an unknown mode. */
+const char *sift_search_mode_name(int mode);
+
+/* Parses a mode name; SIFT_EINVAL for an unknown one. */
+int sift_search_mode_parse(const char *name, int *mode, sift_err *err);
+
+#define SIFT_SEARCH_K_MAX 1000
+#define SIFT_SEARCH_CANDIDATES_DEFAULT 100
+
+/* Options of one search. Zero-initialise: every zero field means its
+ * default. */
+typedef struct sift_search_opts {
+    size_t k;          /* results wanted, 1..SIFT_SEARCH_K_MAX; 0: 10 */
+    int mode;          /* sift_search_mode; 0: hybrid */
+    size_t candidates; /* depth of each list before fusion; 0: max(k, 100); capped at 1000 */
+    double w_lexical;  /* RRF weight of the BM25 list; 0: default; negative: 0 */
+    double w_vector;   /* RRF weight of the vector list; 0: default; negative: 0 */
+    double rrf_k;      /* RRF's constant; 0: 60 */
+    /* Filters: NULL derives them from the text with sift_query_parse; a
+     * query given here is used as it is (its brand, size, colours and
+     * gender; keywords are not used, the text is searched). */
+    const sift_query *filters;
+    int no_filters; /* 1: no structured filters at all */
+} sift_search_opts;
+
+/* One result. */
+typedef struct sift_search_hit {
+    const char *sku;   /* valid while the searcher is open */
+    const char *title; /* valid while the searcher is open, or in the arena */
+    double score;      /* the fused (RRF) score; higher is better */
+    size_t lex_rank;   /* 1-based rank in the filtered BM25 list, 0 when absent */
+    size_t vec_rank;   /* 1-based rank in the filtered vector list, 0 when absent */
+    int exact_sku;     /* 1 when the query named this SKU */
+} sift_search_hit;
+
+/* Searcher options. Zero-initialise. */
+typedef struct sift_searcher_opts {
+    size_t dims;          /* embedding dimensions; 0: SIFT_HASHED_DIMS_DEFAULT */
+    int float_vectors;    /* 1: float storage instead of int8 */
+    int embed_full_chunk; /* 1: embed the whole chunk (with description); 0: title,
+                             brand, category and attributes only (better on the dev
+                             sets, docs/search.md) */
+} sift_searcher_opts;
+
+/* Builds a searcher from every live product of `store` (sift_store_scan_products).
+ * `opts` may be NULL. The store is not kept. SIFT_ENOMEM, store errors,
+ * SIFT_ETOOBIG over 2^31 products. */
+int sift_searcher_open(sift_store *store, const sift_searcher_opts *opts, sift_searcher **out,
+                       sift_err *err);
+
+/* Frees the searcher. NULL is a no-op. No search may be running. */
+void sift_searcher_close(sift_searcher *s);
+
+/* Products indexed. */
+size_t sift_searcher_count(const sift_searcher *s);
+
+/* Searches for `text` (NUL-terminated) and fills *hits (allocated from `a`)
+ * with at most opts->k results, best first; *n gets how many. `store` is
+ * the calling thread's connection to the same catalog (used in lexical and
+ * hybrid modes; may be NULL in vector mode). `opts` may be NULL. A text with
+ * no searchable word gives no results (not an error). Results are
+ * deterministic: the same searcher, store contents, text and options give
+ * the same list. SIFT_EINVAL for bad options, SIFT_ENOMEM, store errors. */
+int sift_search(const sift_searcher *s, sift_store *store, const char *text,
+                const sift_search_opts *opts, sift_arena *a, sift_search_hit **hits, size_t *n,
+                sift_err *err);
+
+#endif

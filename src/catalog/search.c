@@ -1,0 +1,533 @@
+/* Hybrid search: the store's BM25 list and the in-memory vector list, both
+ * filtered before truncation, fused with RRF (search.h, docs/search.md).
+ *
+ * Memory per product: the SKU and title strings, one int8 vector (260 bytes
+ * at 256 dims), four 32-bit attribute ids and a slot in the SKU hash table.
+ * Attribute values are interned case-folded, so a filter compares integers. */
+#include <ctype.h>
+#include <math.h>
+#include <string.h>
+
+#include "sift/buf.h"
+#include "sift/embed.h"
+#include "sift/fusion.h"
+#include "sift/search.h"
+#include "sift/vecindex.h"
+
+/* Default RRF weights (docs/search.md: measured on the dev halves). */
+#define W_LEXICAL_DEFAULT 1.0
+#define W_VECTOR_DEFAULT 1.0
+/* BM25 candidates fetched when filters are active: the filter drops some,
+ * and truncation must come after it. search_fts bounds its own work. */
+#define FILTERED_FETCH 1000
+
+enum { A_BRAND, A_SIZE, A_COLOUR, A_GENDER, A_COUNT };
+
+/* An open-addressing table of strings -> 1-based ids (0: empty slot). */
+typedef struct strtab {
+    uint32_t *slots;
+    size_t nslots; /* power of two */
+    size_t n;
+} strtab;
+
+typedef struct interned {
+    strtab tab;
+    char **vals; /* vals[id - 1] */
+    size_t cap;
+} interned;
+
+struct sift_searcher {
+    sift_embedder *emb;
+    sift_vecindex *ix;
+    sift_arena *strings; /* skus, titles, interned values */
+    char **sku;
+    char **title;
+    uint32_t *attr; /* A_COUNT ids per row, 0 = absent */
+    size_t n, cap;
+    strtab skus; /* lower-cased sku -> row + 1 */
+    interned vals;
+    int embed_full_chunk;
+    float *vec; /* scratch during open */
+    sift_buf text;
+};
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static uint64_t hash_lower(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)tolower((unsigned char)*s);
+        h *= 1099511628211ull;
+    }
+    return h ^ (h >> 29);
+}
+
+static int tab_grow(strtab *t, char **keys, size_t nkeys)
+{
+    size_t ns = t->nslots ? t->nslots * 2 : 64;
+    uint32_t *sl = sift_calloc(ns, sizeof *sl);
+    if (!sl)
+        return SIFT_ENOMEM;
+    for (size_t i = 0; i < nkeys; i++) {
+        size_t j = hash_lower(keys[i]) & (ns - 1);
+        while (sl[j])
+            j = (j + 1) & (ns - 1);
+        sl[j] = (uint32_t)(i + 1);
+    }
+    sift_free(t->slots);
+    t->slots = sl;
+    t->nslots = ns;
+    return 0;
+}
+
+/* The 1-based id of `key` (case-insensitive) among keys, 0 when absent. */
+static uint32_t tab_find(const strtab *t, char *const *keys, const char *key)
+{
+    if (!t->nslots)
+        return 0;
+    size_t j = hash_lower(key) & (t->nslots - 1);
+    while (t->slots[j]) {
+        if (!strcasecmp(keys[t->slots[j] - 1], key))
+            return t->slots[j];
+        j = (j + 1) & (t->nslots - 1);
+    }
+    return 0;
+}
+
+/* Records keys[id - 1] in the table (the caller has appended it). */
+static int tab_add(strtab *t, char **keys, uint32_t id)
+{
+    if ((t->n + 1) * 2 > t->nslots) {
+        if (tab_grow(t, keys, id - 1))
+            return SIFT_ENOMEM;
+    }
+    size_t j = hash_lower(keys[id - 1]) & (t->nslots - 1);
+    while (t->slots[j])
+        j = (j + 1) & (t->nslots - 1);
+    t->slots[j] = id;
+    t->n++;
+    return 0;
+}
+
+/* The id of a trimmed, non-empty attribute value, interned on first sight. */
+static int intern(sift_searcher *s, const char *v, uint32_t *id)
+{
+    *id = 0;
+    while (*v == ' ')
+        v++;
+    size_t len = strlen(v);
+    while (len && v[len - 1] == ' ')
+        len--;
+    if (!len)
+        return 0;
+    char *c = sift_arena_strndup(s->strings, v, len);
+    if (!c)
+        return SIFT_ENOMEM;
+    for (char *p = c; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    if ((*id = tab_find(&s->vals.tab, s->vals.vals, c)))
+        return 0;
+    if (s->vals.tab.n == s->vals.cap) {
+        size_t nc = s->vals.cap ? s->vals.cap * 2 : 64;
+        char **nv = sift_realloc(s->vals.vals, nc * sizeof *nv);
+        if (!nv)
+            return SIFT_ENOMEM;
+        s->vals.vals = nv;
+        s->vals.cap = nc;
+    }
+    s->vals.vals[s->vals.tab.n] = c;
+    *id = (uint32_t)s->vals.tab.n + 1;
+    return tab_add(&s->vals.tab, s->vals.vals, *id);
+}
+
+static uint32_t lookup_val(const sift_searcher *s, const char *v)
+{
+    return v && *v ? tab_find(&s->vals.tab, s->vals.vals, v) : 0;
+}
+
+static int row_of(const sift_searcher *s, const char *sku, uint32_t *row)
+{
+    uint32_t id = tab_find(&s->skus, s->sku, sku);
+    if (!id)
+        return 0;
+    *row = id - 1;
+    return 1;
+}
+
+const char *sift_search_mode_name(int mode)
+{
+    switch (mode) {
+    case SIFT_SEARCH_HYBRID:
+        return "hybrid";
+    case SIFT_SEARCH_LEXICAL:
+        return "lexical";
+    case SIFT_SEARCH_VECTOR:
+        return "vector";
+    default:
+        return NULL;
+    }
+}
+
+int sift_search_mode_parse(const char *name, int *mode, sift_err *err)
+{
+    for (int m = SIFT_SEARCH_HYBRID; m <= SIFT_SEARCH_VECTOR; m++)
+        if (name && !strcmp(name, sift_search_mode_name(m))) {
+            *mode = m;
+            return 0;
+        }
+    return sift_err_set(err, SIFT_EINVAL,
+                        "mode \"%s\": expected \"lexical\", \"vector\" or \"hybrid\"",
+                        name ? name : "");
+}
+
+/* ---- open ------------------------------------------------------------------------------- */
+
+/* The text embedded for a product: what it is (title, brand, category,
+ * attributes), or the whole chunk with the description when asked. */
+static int embed_text(sift_searcher *s, const sift_product *p, const char *chunk)
+{
+    sift_buf_reset(&s->text);
+    if (s->embed_full_chunk)
+        return sift_buf_puts(&s->text, chunk);
+    int rc = sift_buf_printf(&s->text, "%s %s %s", p->title, p->brand, p->category);
+    for (size_t i = 0; !rc && i < p->n_attrs; i++)
+        rc = sift_buf_printf(&s->text, " %s", p->attrs[i].value);
+    return rc;
+}
+
+static int on_product(void *ud, const sift_product *p, const char *chunk, sift_err *err)
+{
+    sift_searcher *s = ud;
+    if (s->n >= SIFT_VEC_ID_MAX)
+        return sift_err_set(err, SIFT_ETOOBIG, "search: more than 2^31 products");
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 1024;
+        char **ns = sift_realloc(s->sku, nc * sizeof *ns);
+        if (ns)
+            s->sku = ns;
+        char **nt = sift_realloc(s->title, nc * sizeof *nt);
+        if (nt)
+            s->title = nt;
+        uint32_t *na = sift_realloc(s->attr, nc * A_COUNT * sizeof *na);
+        if (na)
+            s->attr = na;
+        if (!ns || !nt || !na)
+            goto oom;
+        s->cap = nc;
+    }
+    uint32_t row = (uint32_t)s->n;
+    /* The store keeps SKUs unique case-insensitively, so no duplicates here. */
+    s->sku[row] = sift_arena_strdup(s->strings, p->sku);
+    s->title[row] = sift_arena_strdup(s->strings, p->title);
+    if (!s->sku[row] || !s->title[row])
+        goto oom;
+    uint32_t *at = s->attr + (size_t)row * A_COUNT;
+    memset(at, 0, A_COUNT * sizeof *at);
+    if (intern(s, p->brand, &at[A_BRAND]))
+        goto oom;
+    for (size_t i = 0; i < p->n_attrs; i++) {
+        const char *k = p->attrs[i].key;
+        int which = !strcmp(k, "size")                            ? A_SIZE
+                    : !strcmp(k, "colour") || !strcmp(k, "color") ? A_COLOUR
+                    : !strcmp(k, "gender")                        ? A_GENDER
+                                                                  : -1;
+        if (which >= 0 && !at[which] && intern(s, p->attrs[i].value, &at[which]))
+            goto oom;
+    }
+    s->n++;
+    if (tab_add(&s->skus, s->sku, row + 1))
+        goto oom;
+    if (embed_text(s, p, chunk))
+        goto oom;
+    const char *t = s->text.data ? s->text.data : "";
+    size_t tl = s->text.len;
+    int rc = sift_embedder_embed_sync(s->emb, &t, &tl, 1, s->vec, err);
+    if (rc)
+        return rc;
+    return sift_vecindex_put(s->ix, row, s->vec, err);
+oom:
+    return sift_err_set(err, SIFT_ENOMEM, "search: out of memory reading the catalog");
+}
+
+int sift_searcher_open(sift_store *store, const sift_searcher_opts *opts, sift_searcher **out,
+                       sift_err *err)
+{
+    static const sift_searcher_opts dflt = {0};
+    if (!opts)
+        opts = &dflt;
+    *out = NULL;
+    sift_searcher *s = sift_calloc(1, sizeof *s);
+    if (!s)
+        return sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
+    s->embed_full_chunk = opts->embed_full_chunk;
+    sift_buf_init(&s->text, 0);
+    sift_hashed_opts ho = {.dims = opts->dims};
+    int rc = sift_embedder_hashed_new(&ho, &s->emb, err);
+    if (rc)
+        goto fail;
+    if ((rc = sift_vecindex_new(s->emb->dims, opts->float_vectors ? SIFT_VEC_F32 : SIFT_VEC_I8,
+                                &s->ix, err)))
+        goto fail;
+    s->strings = sift_arena_new((size_t)64 * 1024);
+    s->vec = sift_malloc(s->emb->dims * sizeof *s->vec);
+    if (!s->strings || !s->vec) {
+        rc = sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
+        goto fail;
+    }
+    if ((rc = sift_store_scan_products(store, on_product, s, err)))
+        goto fail;
+    sift_free(s->vec);
+    s->vec = NULL;
+    sift_buf_free(&s->text);
+    *out = s;
+    return 0;
+fail:
+    sift_searcher_close(s);
+    return rc;
+}
+
+void sift_searcher_close(sift_searcher *s)
+{
+    if (!s)
+        return;
+    sift_embedder_free(s->emb);
+    sift_vecindex_free(s->ix);
+    sift_arena_free(s->strings);
+    sift_free(s->sku);
+    sift_free(s->title);
+    sift_free(s->attr);
+    sift_free(s->skus.slots);
+    sift_free(s->vals.tab.slots);
+    sift_free(s->vals.vals);
+    sift_free(s->vec);
+    sift_buf_free(&s->text);
+    sift_free(s);
+}
+
+size_t sift_searcher_count(const sift_searcher *s)
+{
+    return s ? s->n : 0;
+}
+
+/* ---- search ----------------------------------------------------------------------------- */
+
+/* The active filters as attribute ids; a value the catalog never carries is
+ * dropped (see search.h). */
+typedef struct filt {
+    uint32_t brand, size, gender, unisex;
+    uint32_t colours[SIFT_QUERY_COLOURS_MAX];
+    size_t n_colours;
+    int active;
+} filt;
+
+static void filt_make(const sift_searcher *s, const sift_query *q, filt *f)
+{
+    memset(f, 0, sizeof *f);
+    if (!q)
+        return;
+    f->brand = lookup_val(s, q->brand);
+    f->size = lookup_val(s, q->size);
+    if (q->gender != SIFT_GENDER_ANY && q->gender != SIFT_GENDER_UNISEX) {
+        f->gender = lookup_val(s, sift_gender_name(q->gender));
+        f->unisex = lookup_val(s, "unisex");
+    }
+    for (size_t i = 0; i < q->n_colours && i < SIFT_QUERY_COLOURS_MAX; i++) {
+        uint32_t c = lookup_val(s, q->colours[i]);
+        if (c)
+            f->colours[f->n_colours++] = c;
+    }
+    f->active = f->brand || f->size || f->gender || f->n_colours;
+}
+
+static int filt_keep(const sift_searcher *s, const filt *f, uint32_t row)
+{
+    const uint32_t *at = s->attr + (size_t)row * A_COUNT;
+    if (f->brand && at[A_BRAND] != f->brand)
+        return 0;
+    if (f->size && at[A_SIZE] != f->size)
+        return 0;
+    /* A product without a gender, or unisex, suits anyone. */
+    if (f->gender && at[A_GENDER] && at[A_GENDER] != f->gender && at[A_GENDER] != f->unisex)
+        return 0;
+    if (f->n_colours) {
+        size_t i = 0;
+        while (i < f->n_colours && at[A_COLOUR] != f->colours[i])
+            i++;
+        if (i == f->n_colours)
+            return 0;
+    }
+    return 1;
+}
+
+static int has_word(const char *t)
+{
+    for (; *t; t++)
+        if (isalnum((unsigned char)*t) || (unsigned char)*t >= 0x80)
+            return 1;
+    return 0;
+}
+
+int sift_search(const sift_searcher *s, sift_store *store, const char *text,
+                const sift_search_opts *opts, sift_arena *a, sift_search_hit **hits, size_t *n,
+                sift_err *err)
+{
+    static const sift_search_opts dflt = {0};
+    if (!opts)
+        opts = &dflt;
+    *hits = NULL;
+    *n = 0;
+    if (!s || !text || !a)
+        return sift_err_set(err, SIFT_EINVAL, "search: missing searcher, text or arena");
+    size_t k = opts->k ? opts->k : 10;
+    if (k > SIFT_SEARCH_K_MAX)
+        return sift_err_set(err, SIFT_EINVAL, "search: k %zu over the maximum %d", k,
+                            SIFT_SEARCH_K_MAX);
+    int mode = opts->mode;
+    if (!sift_search_mode_name(mode))
+        return sift_err_set(err, SIFT_EINVAL, "search: unknown mode %d", mode);
+    if (mode != SIFT_SEARCH_VECTOR && !store)
+        return sift_err_set(err, SIFT_EINVAL, "search: %s mode needs a store connection",
+                            sift_search_mode_name(mode));
+    if (opts->rrf_k < 0 || !isfinite(opts->rrf_k) || !isfinite(opts->w_lexical) ||
+        !isfinite(opts->w_vector))
+        return sift_err_set(err, SIFT_EINVAL, "search: RRF constant and weights must be finite");
+    size_t cand = opts->candidates ? opts->candidates : (k > 100 ? k : 100);
+    if (cand < k)
+        cand = k;
+    if (cand > SIFT_SEARCH_K_MAX)
+        cand = SIFT_SEARCH_K_MAX;
+    if (!has_word(text))
+        return 0;
+
+    /* 1. Query understanding -> filters. */
+    sift_query parsed;
+    const sift_query *q = opts->filters;
+    if (!q && !opts->no_filters) {
+        if (sift_query_parse(text, strlen(text), a, &parsed))
+            return sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
+        q = &parsed;
+    }
+    filt f;
+    filt_make(s, opts->no_filters ? NULL : q, &f);
+    uint64_t *bits = NULL;
+    size_t nwords = (s->n + 63) / 64;
+    if (f.active) {
+        bits = sift_arena_calloc(a, nwords ? nwords : 1, sizeof *bits);
+        if (!bits)
+            return sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
+        for (uint32_t r = 0; r < s->n; r++)
+            if (filt_keep(s, &f, r))
+                bits[r / 64] |= (uint64_t)1 << (r % 64);
+    }
+
+    /* 2. Lexical list, filtered before truncation; exact SKUs kept apart. */
+    const char **lex = NULL, **exact = NULL;
+    const char **lex_title = NULL;
+    size_t nlex = 0, nexact = 0;
+    if (mode != SIFT_SEARCH_VECTOR) {
+        sift_hit *h;
+        size_t nh;
+        int rc =
+            sift_store_search_fts(store, text, f.active ? FILTERED_FETCH : cand, a, &h, &nh, err);
+        if (rc)
+            return rc;
+        lex = sift_arena_calloc(a, nh + 1, sizeof *lex);
+        lex_title = sift_arena_calloc(a, nh + 1, sizeof *lex_title);
+        exact = sift_arena_calloc(a, nh + 1, sizeof *exact);
+        if (!lex || !exact || !lex_title)
+            return sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
+        for (size_t i = 0; i < nh; i++) {
+            uint32_t row;
+            int known = row_of(s, h[i].sku, &row);
+            if (h[i].exact_sku) {
+                exact[nexact++] = known ? s->sku[row] : h[i].sku;
+                continue;
+            }
+            if (f.active && (!known || !(bits[row / 64] >> (row % 64) & 1)))
+                continue;
+            if (nlex < cand) {
+                lex_title[nlex] = h[i].title;
+                lex[nlex++] = known ? s->sku[row] : h[i].sku;
+            }
+        }
+    }
+
+    /* 3. Vector list, the filter applied inside the scan. */
+    const char **vec = NULL;
+    size_t nvec = 0;
+    if (mode != SIFT_SEARCH_LEXICAL && s->n > 0) {
+        float *qv = sift_arena_alloc(a, s->emb->dims * sizeof *qv);
+        sift_vechit *vh = sift_arena_alloc(a, cand * sizeof *vh);
+        vec = sift_arena_calloc(a, cand, sizeof *vec);
+        if (!qv || !vh || !vec)
+            return sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
+        int rc = sift_embedder_embed_sync(s->emb, &text, NULL, 1, qv, err);
+        if (rc)
+            return rc;
+        sift_vecfilter vf = {.bits = bits, .nbits = s->n};
+        size_t nv;
+        if ((rc = sift_vecindex_search(s->ix, qv, cand, f.active ? &vf : NULL, vh, &nv, err)))
+            return rc;
+        /* A score of 0 or less shares no feature with the query: not a match. */
+        for (size_t i = 0; i < nv && vh[i].score > 0; i++)
+            vec[nvec++] = s->sku[vh[i].id];
+    }
+
+    /* 4. Fusion; exact SKUs first. */
+    sift_fusion_list lists[2];
+    size_t nl = 0;
+    int li_lex = -1, li_vec = -1;
+    double wl = opts->w_lexical ? (opts->w_lexical < 0 ? 0 : opts->w_lexical) : W_LEXICAL_DEFAULT;
+    double wv = opts->w_vector ? (opts->w_vector < 0 ? 0 : opts->w_vector) : W_VECTOR_DEFAULT;
+    if (mode != SIFT_SEARCH_VECTOR) {
+        li_lex = (int)nl;
+        lists[nl++] = (sift_fusion_list){.keys = lex, .n = nlex, .weight = wl};
+    }
+    if (mode != SIFT_SEARCH_LEXICAL) {
+        li_vec = (int)nl;
+        lists[nl++] = (sift_fusion_list){.keys = vec, .n = nvec, .weight = wv};
+    }
+    sift_fused *fu = NULL;
+    size_t nf = 0;
+    if (nlex + nvec > 0) {
+        int rc = sift_fusion_rrf(lists, nl, opts->rrf_k, k + nexact, a, &fu, &nf, err);
+        if (rc)
+            return rc;
+    }
+    sift_search_hit *out = sift_arena_calloc(a, k, sizeof *out);
+    if (!out)
+        return sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
+    size_t no = 0;
+    for (size_t i = 0; i < nexact && no < k; i++) {
+        size_t j = 0;
+        while (j < i && strcasecmp(exact[j], exact[i]) != 0)
+            j++;
+        if (j < i)
+            continue;
+        uint32_t row;
+        out[no] = (sift_search_hit){.sku = exact[i], .exact_sku = 1, .score = 1e9};
+        out[no].title = row_of(s, exact[i], &row) ? s->title[row] : "";
+        no++;
+    }
+    for (size_t i = 0; i < nf && no < k; i++) {
+        size_t j = 0;
+        while (j < nexact && strcasecmp(exact[j], fu[i].key) != 0)
+            j++;
+        if (j < nexact)
+            continue;
+        sift_search_hit *o = &out[no++];
+        o->sku = fu[i].key;
+        o->score = fu[i].score;
+        o->lex_rank = li_lex >= 0 ? fu[i].ranks[li_lex] : 0;
+        o->vec_rank = li_vec >= 0 ? fu[i].ranks[li_vec] : 0;
+        uint32_t row;
+        if (row_of(s, o->sku, &row))
+            o->title = s->title[row];
+        else
+            o->title = o->lex_rank ? lex_title[o->lex_rank - 1] : "";
+    }
+    *hits = out;
+    *n = no;
+    return 0;
+}
