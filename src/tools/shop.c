@@ -265,6 +265,7 @@ static void conn_release(sift_shop *s, sift_store *st)
 enum req_state {
     REQ_QUEUED = 1, /* work queued or running; the job waits for it */
     REQ_ABANDONED,  /* the job was ended by cancellation; the result will be dropped */
+    REQ_DONE,       /* the result went to the job */
 };
 
 struct search_req {
@@ -766,6 +767,7 @@ static void after_work(uv_work_t *w, int status)
     atomic_fetch_sub(&r->shop->inflight, 1);
     if (r->state == REQ_QUEUED) {
         assert(status == 0); /* only the cancel hook cancels, and it abandons first */
+        req_set_state(r, REQ_QUEUED, REQ_DONE);
         sift_ctx_remove_hook(&r->hook);
         sift_tool_job *job = r->job;
         r->job = NULL;
