@@ -39,8 +39,14 @@ static int put_json(sift_buf *b, const char *key, const char *json, size_t len)
 {
     if (!json)
         return sift_buf_printf(b, ",\"%s\":null", key);
-    cJSON *j = cJSON_ParseWithLength(json, len);
+    /* cJSON stops at the end of the first value: "12 units" would pass */
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     int ok = j != NULL;
+    if (ok)
+        while (end < json + len && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
+            end++;
+    ok = ok && end == json + len;
     cJSON_Delete(j);
     if (!ok)
         return put_str(b, key, json, len);

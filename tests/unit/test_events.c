@@ -65,6 +65,12 @@ static void test_json_per_type(void **state)
     j = encode(&ev);
     assert_string_equal(s(j, "arguments"), "{\"sku\":");
     cJSON_Delete(j);
+    /* a value followed by more text is not JSON either */
+    ev.json = "12 \"units\" left";
+    ev.json_len = strlen(ev.json);
+    j = encode(&ev);
+    assert_string_equal(s(j, "arguments"), "12 \"units\" left");
+    cJSON_Delete(j);
 
     ev = (sift_event){.type = SIFT_EV_TOOL_FINISHED,
                       .id = "call_1",
