@@ -42,7 +42,8 @@ typedef struct sift_memory_budget {
  * tool_call_id, and each tool call's id, name and arguments. Four bytes per
  * token is the usual rule of thumb for English with BPE tokenizers; it
  * undercounts dense scripts somewhat, so leave headroom under the model's real
- * window, or plug in a real tokenizer through sift_memory_budget.count. */
+ * window, or plug in a real tokenizer through sift_memory_budget.count.
+ * NULL counts 0. */
 size_t sift_memory_estimate_tokens(const sift_message *m);
 
 /* Chooses the messages a model call keeps from msgs[0..n). The kept messages

@@ -365,7 +365,7 @@ static bool earlier_call(const sift_conv *c, const char *id)
     return false;
 }
 
-static int parse_message(const cJSON *o, size_t i, sift_conv *c, sift_arena *tmp, sift_err *err)
+static int parse_message(const cJSON *o, size_t i, sift_conv *c, sift_err *err)
 {
     sift_message m = {0};
     if (!cJSON_IsObject(o))
@@ -386,7 +386,9 @@ static int parse_message(const cJSON *o, size_t i, sift_conv *c, sift_arena *tmp
     if (calls && !cJSON_IsNull(calls)) {
         if (m.role != SIFT_ROLE_ASSISTANT)
             return bad(err, "messages[%zu].tool_calls", i, "only assistant messages call tools");
-        int rc = parse_calls(calls, i, tmp, &m, err);
+        /* The call array is scratch (sift_conv_append copies the calls); it
+         * costs a few bytes of the caller's arena, less than a malloc. */
+        int rc = parse_calls(calls, i, c->arena, &m, err);
         if (rc)
             return rc;
     }
@@ -438,22 +440,14 @@ int sift_memory_from_json(const char *json, size_t len, sift_conv *c, sift_err *
         rc = sift_err_set(err, SIFT_EPROTO, "stored conversation: expected a JSON array");
         goto fail;
     }
-    /* Tool-call arrays are only needed until sift_conv_append copies them, so
-     * they go to a scratch arena rather than the caller's. */
-    sift_arena *tmp = sift_arena_new(0);
-    if (!tmp) {
-        rc = sift_err_set(err, SIFT_ENOMEM, "out of memory loading a conversation");
-        goto fail;
-    }
     size_t i = 0;
     const cJSON *m;
     cJSON_ArrayForEach(m, root)
     {
-        if ((rc = parse_message(m, i, c, tmp, err)))
+        if ((rc = parse_message(m, i, c, err)))
             break;
         i++;
     }
-    sift_arena_free(tmp);
 fail:
     cJSON_Delete(root);
     if (rc)

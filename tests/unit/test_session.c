@@ -482,6 +482,75 @@ static void test_sqlite_ttl(void **state)
     sift_session_close(m);
 }
 
+typedef struct sql_worker {
+    const char *path;
+    int index;
+    int errors;
+    int found;
+} sql_worker;
+
+/* One store object (one connection) per thread on one file, as the header
+ * asks: each thread writes its own sessions and reads everyone's. */
+static void *sql_worker_main(void *p)
+{
+    sql_worker *w = p;
+    sift_err err = {0};
+    sift_session_store *s = NULL;
+    if (sift_session_sqlite_open(w->path, NULL, &s, &err)) {
+        w->errors++;
+        return NULL;
+    }
+    sift_arena *a = sift_arena_new(0);
+    char id[32];
+    for (int i = 0; i < 60; i++) {
+        sift_conv c;
+        sift_conv_init(&c, a);
+        snprintf(id, sizeof(id), "t%d-%d", w->index, i % 10);
+        build(&c, id);
+        if (sift_session_save(s, id, c.msgs, c.len, &err))
+            w->errors++;
+        snprintf(id, sizeof(id), "t%d-%d", (w->index + 1) % 4, i % 10);
+        sift_conv_init(&c, a);
+        bool found = false;
+        if (sift_session_load(s, id, &c, &found, &err))
+            w->errors++;
+        if (found && (c.len != 5 || strcmp(c.msgs[1].content, id) != 0))
+            w->errors++;
+        w->found += found;
+        sift_arena_reset(a);
+    }
+    sift_arena_free(a);
+    sift_session_close(s);
+    return NULL;
+}
+
+static void test_sqlite_threads(void **state)
+{
+    dbdir *d = *state;
+    sift_err err = {0};
+    sift_session_store *s = NULL;
+    must(sift_session_sqlite_open(d->path, NULL, &s, &err), &err); /* creates the table */
+    sift_session_close(s);
+    pthread_t t[4];
+    sql_worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (sql_worker){.path = d->path, .index = i};
+        assert_int_equal(pthread_create(&t[i], NULL, sql_worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].errors, 0);
+    }
+    must(sift_session_sqlite_open(d->path, NULL, &s, &err), &err);
+    char id[32];
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 10; k++) {
+            snprintf(id, sizeof(id), "t%d-%d", i, k);
+            assert_true(load_tag(s, id, id));
+        }
+    sift_session_close(s);
+}
+
 /* ---- allocation failures ------------------------------------------------ */
 
 static void test_oom(void **state)
@@ -559,6 +628,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sqlite_persist, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_corrupt, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_ttl, db_setup, db_teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_threads, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(test_oom, db_setup, db_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
