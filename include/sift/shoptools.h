@@ -35,12 +35,13 @@
  *                    the price in force now, amount in major units (129.99 USD)
  *   list_warehouses  {"warehouses":[{"code":"HAN","name":"Hanoi"},...]} (name left
  *                    out for a code with no known name)
- * A tool failure ends the job with a negative SIFT_E code and the result
- *   {"error":{"code":"not_found","message":"no product with sku \"X\""}}
- * (code is sift_err_name of the SIFT_E code). Arguments the decoder rejects
- * end the job with SIFT_EINVAL and the decoder's plain message
- * ("location: must be one of HAN, DAD, SGN"), and a cancelled job with the
- * ctx's code and message, as tool.h specifies for every tool.
+ * A failure ends the job, as tool.h specifies for every tool, with a negative
+ * SIFT_E code and a plain message for the model, never JSON: the tools node
+ * (toolsnode.h) wraps it into the tool message {"error":{"code":..,"message":..}}
+ * the planner reads. SIFT_ENOTFOUND "no product with sku \"X\"" or
+ * "no USD price for sku \"X\""; SIFT_EINVAL with the decoder's message
+ * ("location: must be one of HAN, DAD, SGN"); SIFT_EIO and the store's message
+ * when the store cannot be read; the ctx's code and message when cancelled.
  *
  * Arguments (JSON Schema from sift_tool_registry_json):
  *   search_products  query (1..256 bytes), k (1..50, default 5), filters:

@@ -317,21 +317,12 @@ static void req_free(struct shop_req *r)
     sift_free(r);
 }
 
-/* The error result: {"error":{"code":"not_found","message":"..."}}. */
+/* A failure's result is the plain message (tool.h): the tools node turns it
+ * into the model's {"error":{...}} object, so it must not be JSON already. */
 static int put_error(sift_buf *b, int code, const char *msg)
 {
     sift_buf_reset(b);
-    const char *name = sift_err_name(code);
-    int rc = sift_buf_puts(b, "{\"error\":{\"code\":\"");
-    if (rc == 0)
-        rc = sift_buf_json_escape(b, name, strlen(name));
-    if (rc == 0)
-        rc = sift_buf_puts(b, "\",\"message\":\"");
-    if (rc == 0)
-        rc = sift_buf_json_escape(b, msg, strlen(msg));
-    if (rc == 0)
-        rc = sift_buf_puts(b, "\"}}");
-    return rc;
+    return sift_buf_puts(b, msg[0] ? msg : sift_err_name(code));
 }
 
 static int put_str(sift_buf *b, const char *s)
@@ -755,7 +746,7 @@ static void on_work(uv_work_t *w)
         conn_release(s, st);
     }
     r->code = rc;
-    if (rc < 0 && put_error(&r->out, rc, err.msg[0] ? err.msg : sift_err_name(rc)) < 0)
+    if (rc < 0 && put_error(&r->out, rc, err.msg) < 0)
         sift_buf_free(&r->out); /* the loop reports the code without a result */
 }
 
