@@ -24,8 +24,8 @@
  *      and price (not filters here: the type stays a ranking signal through
  *      the text, prices are volatile and are checked by the shop tools).
  *   2. lexical list: sift_store_search_fts over the text, `candidates`
- *      deep (more when filters are active, at most 1000), then the filters,
- *      so truncation to k happens after filtering.
+ *      deep (three times deeper when filters are active, at most 1000),
+ *      then the filters, so truncation to k happens after filtering.
  *   3. vector list: the query embedded, the index scanned with the filter
  *      as a bitset applied before its top-k cut.
  *   4. RRF of the two lists with the configured weights; SKUs named exactly
