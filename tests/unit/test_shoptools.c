@@ -25,6 +25,7 @@
 #include "sift/shoptools.h"
 #include "sift/store.h"
 #include "sift/tool.h"
+#include "sift/toolsnode.h"
 
 #ifndef SIFT_SOURCE_DIR
 #define SIFT_SOURCE_DIR "."
@@ -787,6 +788,70 @@ static void test_oom(void **state)
     fixture_free(f);
 }
 
+struct node_out {
+    int calls;
+    int code;
+    sift_tool_result res[4];
+    size_t n;
+};
+
+static void node_done(int code, const sift_tool_result *results, size_t n, const sift_err *err,
+                      void *udata)
+{
+    (void)err;
+    struct node_out *o = udata;
+    o->calls++;
+    o->code = code;
+    o->n = n;
+    for (size_t i = 0; i < n && i < 4; i++)
+        o->res[i] = results[i];
+}
+
+/* Through the tools node (what the agent runs): results and failures become
+ * the tool messages the model reads, with identical calls coalesced. */
+static void test_tools_node(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new(false, NULL);
+    sift_coalescer *co = sift_coalescer_new(&f->loop);
+    assert_non_null(co);
+    const sift_tool_call calls[4] = {
+        {.id = "c1", .name = "check_inventory", .arguments = "{\"sku\":\"NOPE\"}"},
+        {.id = "c2", .name = "get_price", .arguments = "{\"sku\":\"ADI-UB22-42\"}"},
+        {.id = "c3", .name = "get_price", .arguments = "{ \"sku\" : \"ADI-UB22-42\" }"},
+        {.id = "c4",
+         .name = "check_inventory",
+         .arguments = "{\"sku\":\"X\",\"location\":\"PAR\"}"},
+    };
+    sift_tool_call cs[4];
+    for (size_t i = 0; i < 4; i++) {
+        cs[i] = calls[i];
+        cs[i].arguments_len = strlen(cs[i].arguments);
+    }
+    struct node_out o = {0};
+    sift_tools_opts opts = {.coalescer = co};
+    assert_int_equal(sift_tools_run(f->reg, f->root, f->a, cs, 4, &opts, node_done, &o), 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(o.calls, 1);
+    assert_int_equal(o.code, 0);
+    assert_int_equal(o.n, 4);
+    assert_int_equal(o.res[0].code, SIFT_ENOTFOUND);
+    assert_string_equal(o.res[0].content, "{\"error\":{\"code\":\"tool_error\",\"message\":"
+                                          "\"no product with sku \\\"NOPE\\\"\"}}");
+    assert_string_equal(o.res[1].content,
+                        "{\"sku\":\"ADI-UB22-42\",\"currency\":\"VND\",\"amount\":4500000}");
+    assert_string_equal(o.res[2].content, o.res[1].content);
+    assert_int_equal(o.res[3].code, SIFT_EINVAL);
+    assert_string_equal(o.res[3].content, "{\"error\":{\"code\":\"invalid_arguments\",\"message\":"
+                                          "\"location: must be one of HAN, DAD, SGN\"}}");
+    sift_coalescer_stats st;
+    sift_coalescer_get_stats(co, &st);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(st.joined, 1); /* c3 shared c2's query: the tools are asynchronous */
+    sift_coalescer_free(co);
+    fixture_free(f);
+}
+
 int main(void)
 {
     /* The pool size must be known for the queued-cancellation test; it is
@@ -806,6 +871,7 @@ int main(void)
         cmocka_unit_test(test_planner_loop),
         cmocka_unit_test(test_store_missing),
         cmocka_unit_test(test_oom),
+        cmocka_unit_test(test_tools_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
