@@ -3,8 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "sift/api.h"
 #include "sift/config.h"
 #include "sift/log.h"
 #include "sift/server.h"
@@ -21,14 +23,14 @@ static const char usage[] = "usage: sift serve [options]\n"
                             "  -h, --help      this text\n"
                             "\n"
                             "routes:\n"
-                            "  GET /healthz    200 while the process runs\n"
-                            "  GET /readyz     200 once every worker accepts requests\n";
-
-static void healthz(sift_http_exchange *x, void *udata)
-{
-    static const char body[] = "{\"status\":\"ok\"}";
-    sift_http_respond(x, 200, "application/json", body, sizeof body - 1);
-}
+                            "  POST /v1/search  {\"query\",\"session_id\"}: the agent's run "
+                            "events over SSE\n"
+                            "                   (one JSON body with Accept: application/json)\n"
+                            "  GET /healthz     200 while the process runs\n"
+                            "  GET /readyz      200 once every worker accepts requests\n"
+                            "\n"
+                            "The store is store.url (SIFT_DB); the model is llm.provider: offline "
+                            "(rule-based,\nno language model) unless SIFT_LLM_BASE_URL is set.\n";
 
 static int parse_int(const char *s, long min, long max, long *out)
 {
@@ -100,19 +102,25 @@ int cli_serve(int argc, char **argv)
         .max_body_bytes = cfg.server.max_body_bytes,
         .shutdown_grace_ms = cfg.server.shutdown_grace_ms,
     };
-    sift_server *srv = sift_server_new(&opts, &err);
     int rc = CLI_FAIL;
-    if (!srv)
-        goto out;
-    if (sift_server_route(srv, "GET", "/healthz", healthz, NULL) ||
-        sift_server_route(srv, "GET", "/readyz", healthz, NULL)) {
-        sift_err_set(&err, SIFT_ENOMEM, "out of memory");
+    sift_server *srv = NULL;
+    sift_api *api = NULL;
+    if (access(cfg.store.url, R_OK) != 0) {
+        sift_err_set(&err, SIFT_ENOTFOUND,
+                     "no store at %s: load a catalog first (sift ingest --db %s FILE)",
+                     cfg.store.url, cfg.store.url);
         goto out;
     }
+    if (sift_api_new(&cfg, &api, &err))
+        goto out;
+    sift_api_server_opts(api, &opts);
+    srv = sift_server_new(&opts, &err);
+    if (!srv || sift_api_mount(api, srv, &err))
+        goto out;
     if (sift_server_start(srv, &err))
         goto out;
-    sift_log(SIFT_LOG_INFO, NULL, NULL, "sift serving on http://%s:%d/", opts.host,
-             sift_server_port(srv));
+    sift_log(SIFT_LOG_INFO, NULL, NULL, "sift serving on http://%s:%d/ (model %s, store %s)",
+             opts.host, sift_server_port(srv), cfg.llm.model, cfg.store.url);
     int sig = sift_server_run_until_signal(srv);
     sift_log(SIFT_LOG_INFO, NULL, NULL, "sift stopped (signal %d)", sig);
     rc = CLI_OK;
@@ -120,6 +128,7 @@ out:
     if (rc != CLI_OK)
         fprintf(stderr, "sift serve: %s\n", err.msg);
     sift_server_free(srv);
+    sift_api_free(api);
     sift_config_free(&cfg);
     return rc;
 }

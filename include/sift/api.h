@@ -1,0 +1,37 @@
+/* The sift HTTP API on top of the server (server.h): the routes a shop
+ * deploys. Today:
+ *
+ *   POST /v1/search   {"query": "...", "session_id": "..."}
+ *                     -> an SSE stream of the run events (events.h), one SSE
+ *                        event per run event (event: run.started, data: {...});
+ *                        with "Accept: application/json", one JSON body at the
+ *                        end instead: {"run_id", "answer", "error", "events"}.
+ *   GET  /healthz     200 while the process runs
+ *   GET  /readyz      200 once the workers accept requests
+ *
+ * Every error is a JSON body {"error": {"code", "message"}}. */
+#ifndef SIFT_API_H
+#define SIFT_API_H
+
+#include "sift/config.h"
+#include "sift/err.h"
+#include "sift/server.h"
+
+typedef struct sift_api sift_api;
+
+/* Builds the shared parts from the configuration: the shop tools over
+ * cfg->store.url, the HTTP tools of cfg->tools, the session store. `cfg` must
+ * outlive the api. */
+int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err);
+
+/* Fills the worker hooks of `opts` (each worker gets its HTTP client and
+ * model) and adds the routes to `srv`, which must have been created with
+ * those opts. Call sift_api_server_opts before sift_server_new and
+ * sift_api_mount after it. */
+void sift_api_server_opts(sift_api *api, sift_server_opts *opts);
+int sift_api_mount(sift_api *api, sift_server *srv, sift_err *err);
+
+/* Releases the api, after the server has stopped. NULL is a no-op. */
+void sift_api_free(sift_api *api);
+
+#endif
