@@ -299,7 +299,7 @@ static void search(sift_http_exchange *x, void *udata)
         sift_http_respond_error(x, 400, "invalid_request", "the body must be a JSON object");
         goto out;
     }
-    if (!cJSON_IsString(q) || !q->valuestring[0]) {
+    if (!q || !cJSON_IsString(q) || !q->valuestring[0]) {
         sift_http_respond_error(x, 400, "invalid_request", "query: must be a non-empty string");
         goto out;
     }
@@ -330,7 +330,7 @@ static void search(sift_http_exchange *x, void *udata)
     sift_buf_init(&s->events, 0);
     snprintf(s->run_id, sizeof s->run_id, "r-%d-%llx",
              sift_server_worker_index(sift_http_worker(x)), (unsigned long long)uv_hrtime());
-    if (cJSON_IsString(sid))
+    if (sid && cJSON_IsString(sid))
         snprintf(s->session, sizeof s->session, "%s", sid->valuestring);
     sift_event_queue_init(&s->q, s->run_id, 0, s->json_mode ? json_write : sse_write, s);
     sift_conv_init(&s->conv, s->arena);
