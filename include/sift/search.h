@@ -4,17 +4,18 @@
  *
  * A sift_searcher is built once over a store (sift_searcher_open reads every
  * live product, embeds its chunk text with the built-in hashed embedder and
- * keeps, per product, its SKU, title and the attributes filters need: brand,
- * size, colour and gender as small interned ids). After open it is
+ * keeps, per product, its SKU, title, BM25 postings and the attributes filters
+ * need: brand, size, colour and gender as small interned ids). After open it is
  * read-only: any number of threads may call sift_search on it at once.
  *
  * Threading and the store: a sift_store is one connection used by one thread
- * at a time (store.h), so the searcher does not hold one for searching.
- * Each sift_search call takes the calling thread's own store connection for
- * the BM25 list; the vector list and the filters come from the searcher's
- * memory. The searcher is a snapshot of the catalog at open: products
- * written afterwards reach the BM25 list at once but the vector list and the
- * attribute table only when a new searcher is opened.
+ * at a time (store.h), so the searcher does not hold one for searching. By
+ * default everything a search needs is in the searcher's memory (BM25 index,
+ * vectors, attributes, SKU table), and the store argument may be NULL. With
+ * opts.lexical_store the BM25 list comes from the calling thread's own
+ * store connection instead. The searcher is a snapshot of the catalog at
+ * open: products written afterwards are found (through the store's BM25
+ * only) when a new searcher is opened.
  *
  * Pipeline of one search (docs/search.md gives the measurements behind the
  * choices):
@@ -23,9 +24,12 @@
  *      so "nike" in a catalog without brands is just a word), product type
  *      and price (not filters here: the type stays a ranking signal through
  *      the text, prices are volatile and are checked by the shop tools).
- *   2. lexical list: sift_store_search_fts over the text, `candidates`
- *      deep (three times deeper when filters are active, at most 1000),
- *      then the filters, so truncation to k happens after filtering.
+ *   2. lexical list: BM25 over the product fields from the searcher's
+ *      in-memory inverted index (every query term OR-ed, every posting
+ *      scored, the filter applied while scoring), `candidates` deep; or,
+ *      with lexical_store, sift_store_search_fts on the caller's connection
+ *      (three times deeper when filters are active, at most 1000, then the
+ *      filters), so truncation to k happens after filtering either way.
  *   3. vector list: the query embedded, the index scanned with the filter
  *      as a bitset applied before its top-k cut.
  *   4. RRF of the two lists with the configured weights; SKUs named exactly
@@ -64,14 +68,18 @@ typedef struct sift_search_opts {
     size_t k;          /* results wanted, 1..SIFT_SEARCH_K_MAX; 0: 10 */
     int mode;          /* sift_search_mode; 0: hybrid */
     size_t candidates; /* depth of each list before fusion; 0: max(k, 100); capped at 1000 */
-    double w_lexical;  /* RRF weight of the BM25 list; 0: default; negative: 0 */
-    double w_vector;   /* RRF weight of the vector list; 0: default; negative: 0 */
+    double w_lexical;  /* RRF weight of the BM25 list; 0: default (1); negative: 0 */
+    double w_vector;   /* RRF weight of the vector list; 0: default (0.25); negative: 0 */
     double rrf_k;      /* RRF's constant; 0: 60 */
     /* Filters: NULL derives them from the text with sift_query_parse; a
      * query given here is used as it is (its brand, size, colours and
      * gender; keywords are not used, the text is searched). */
     const sift_query *filters;
     int no_filters; /* 1: no structured filters at all */
+    /* 1: the BM25 list comes from the store (sift_store_search_fts, bounded,
+     * sees products written after open); 0: from the searcher's in-memory
+     * index (every posting scored, better on the dev sets: docs/search.md). */
+    int lexical_store;
 } sift_search_opts;
 
 /* One result. */
@@ -108,7 +116,7 @@ size_t sift_searcher_count(const sift_searcher *s);
 /* Searches for `text` (NUL-terminated) and fills *hits (allocated from `a`)
  * with at most opts->k results, best first; *n gets how many. `store` is
  * the calling thread's connection to the same catalog (used in lexical and
- * hybrid modes; may be NULL in vector mode). `opts` may be NULL. A text with
+ * hybrid modes with opts.lexical_store; may be NULL otherwise). `opts` may be NULL. A text with
  * no searchable word gives no results (not an error). Results are
  * deterministic: the same searcher, store contents, text and options give
  * the same list. SIFT_EINVAL for bad options, SIFT_ENOMEM, store errors. */

@@ -6,9 +6,11 @@
  * Attribute values are interned case-folded, so a filter compares integers. */
 #include <ctype.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sift/buf.h"
+#include "sift/catalog.h"
 #include "sift/embed.h"
 #include "sift/fusion.h"
 #include "sift/search.h"
@@ -16,7 +18,7 @@
 
 /* Default RRF weights (docs/search.md: measured on the dev halves). */
 #define W_LEXICAL_DEFAULT 1.0
-#define W_VECTOR_DEFAULT 1.0
+#define W_VECTOR_DEFAULT 0.25
 /* BM25 candidates fetched when filters are active, as a multiple of the
  * list's depth: the filter drops some, and truncation must come after it.
  * Bounded because a deep search_fts is slow (k = 1000 costs up to ~20 ms on
@@ -39,6 +41,35 @@ typedef struct interned {
     size_t cap;
 } interned;
 
+#define LX_K1 1.2
+#define LX_B 0.75
+#define LX_QUERY_TERMS 32
+#define LX_TERM_MAX 64
+
+typedef struct posting {
+    uint32_t row;
+    float tf; /* weighted frequency */
+} posting;
+
+typedef struct lexterm {
+    char *term;
+    posting *p;
+    uint32_t n, cap;
+} lexterm;
+
+typedef struct lexindex {
+    strtab tab;     /* term -> 1-based id; terms compared exactly (already folded) */
+    char **keys;    /* keys[id - 1] = terms[id - 1].term, for the table */
+    lexterm *terms; /* by id - 1 */
+    size_t cap;
+    uint16_t *dl; /* document length, tokens, saturated */
+    double total_len;
+    /* per-document scratch during open: term ids and weights */
+    uint32_t *dt;
+    float *dw;
+    size_t dn, dcap;
+} lexindex;
+
 struct sift_searcher {
     sift_embedder *emb;
     sift_vecindex *ix;
@@ -52,6 +83,7 @@ struct sift_searcher {
     int embed_full_chunk;
     float *vec; /* scratch during open */
     sift_buf text;
+    lexindex lx;
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -184,6 +216,300 @@ int sift_search_mode_parse(const char *name, int *mode, sift_err *err)
                         name ? name : "");
 }
 
+/* ---- the in-memory BM25 index ------------------------------------------------------------
+ *
+ * BM25 over the product fields with the store's column weights (sku 2, title
+ * 3, brand 2, category 1.5, attributes 1.5, description 1, the description
+ * cut like the chunk's), computed the way FTS5's bm25() does it: a term's
+ * frequency in a document is the weighted sum of its counts per field, the
+ * document length is its token count, k1 = 1.2, b = 0.75. Every term of the
+ * query is OR-ed and every posting scored, so no candidate is lost to a cap;
+ * the postings of one term are a flat array, and a query touching 10,000
+ * documents takes well under a millisecond. Tokens are folded
+ * (sift_text_fold) and lightly stemmed (plural endings), so "vanities"
+ * finds "vanity" and "shoes" finds "shoe". */
+
+static const double field_w[] = {2.0, 3.0, 2.0, 1.5, 1.5, 1.0};
+
+/* Strips plural endings: "vanities" -> "vanity", "boxes" -> "box", "shoes" -> "shoe". */
+static size_t stem(char *w, size_t n)
+{
+    if (n > 4 && !memcmp(w + n - 3, "ies", 3)) {
+        w[n - 3] = 'y';
+        return n - 2;
+    }
+    if (n > 4 && !memcmp(w + n - 2, "es", 2) &&
+        (w[n - 3] == 'x' || w[n - 3] == 'z' || (w[n - 3] == 's' && w[n - 4] == 's') ||
+         (w[n - 3] == 'h' && (w[n - 4] == 'c' || w[n - 4] == 's'))))
+        return n - 2;
+    if (n > 3 && w[n - 1] == 's' && w[n - 2] != 's' && w[n - 2] != 'u' && w[n - 2] != 'i')
+        return n - 1;
+    return n;
+}
+
+typedef int (*token_fn)(void *ud, char *tok, size_t n);
+
+/* Folds s and calls fn for each stemmed token (cut to LX_TERM_MAX bytes). */
+static int tokens(sift_buf *fold, const char *s, size_t len, token_fn fn, void *ud)
+{
+    sift_buf_reset(fold);
+    if (sift_text_fold(s, len, fold) || sift_buf_putc(fold, 0))
+        return SIFT_ENOMEM;
+    char *f = fold->data;
+    size_t fl = fold->len - 1;
+    for (size_t i = 0; i < fl;) {
+        size_t j = i;
+        while (j < fl && f[j] != ' ')
+            j++;
+        size_t n = j - i > LX_TERM_MAX ? LX_TERM_MAX : j - i;
+        if (n) {
+            char save = f[i + n];
+            n = stem(f + i, n);
+            f[i + n] = 0;
+            int rc = fn(ud, f + i, n);
+            f[i + n] = save;
+            if (rc)
+                return rc;
+        }
+        i = j + 1;
+    }
+    return 0;
+}
+
+static uint32_t lx_find(const lexindex *lx, const char *t)
+{
+    return tab_find(&lx->tab, lx->keys, t);
+}
+
+struct doc_ctx {
+    sift_searcher *s;
+    float w;
+    uint32_t len;
+};
+
+static int doc_token(void *ud, char *tok, size_t n)
+{
+    struct doc_ctx *d = ud;
+    lexindex *lx = &d->s->lx;
+    uint32_t id = lx_find(lx, tok);
+    if (!id) {
+        if (lx->tab.n == lx->cap) {
+            size_t nc = lx->cap ? lx->cap * 2 : 4096;
+            lexterm *nt = sift_realloc(lx->terms, nc * sizeof *nt);
+            if (nt)
+                lx->terms = nt;
+            char **nk = sift_realloc(lx->keys, nc * sizeof *nk);
+            if (nk)
+                lx->keys = nk;
+            if (!nt || !nk)
+                return SIFT_ENOMEM;
+            lx->cap = nc;
+        }
+        char *t = sift_arena_strndup(d->s->strings, tok, n);
+        if (!t)
+            return SIFT_ENOMEM;
+        id = (uint32_t)lx->tab.n + 1;
+        lx->terms[id - 1] = (lexterm){.term = t};
+        lx->keys[id - 1] = t;
+        if (tab_add(&lx->tab, lx->keys, id))
+            return SIFT_ENOMEM;
+    }
+    d->len++;
+    for (size_t i = 0; i < lx->dn; i++)
+        if (lx->dt[i] == id) {
+            lx->dw[i] += d->w;
+            return 0;
+        }
+    if (lx->dn == lx->dcap) {
+        size_t nc = lx->dcap ? lx->dcap * 2 : 256;
+        uint32_t *nt = sift_realloc(lx->dt, nc * sizeof *nt);
+        if (nt)
+            lx->dt = nt;
+        float *nw = sift_realloc(lx->dw, nc * sizeof *nw);
+        if (nw)
+            lx->dw = nw;
+        if (!nt || !nw)
+            return SIFT_ENOMEM;
+        lx->dcap = nc;
+    }
+    lx->dt[lx->dn] = id;
+    lx->dw[lx->dn++] = d->w;
+    return 0;
+}
+
+static int lx_add(sift_searcher *s, uint32_t row, const sift_product *p)
+{
+    lexindex *lx = &s->lx;
+    struct doc_ctx d = {.s = s};
+    lx->dn = 0;
+    size_t dlen =
+        sift_utf8_truncate(p->description, strlen(p->description), SIFT_CHUNK_DESCRIPTION_MAX);
+    const char *fields[] = {p->sku, p->title, p->brand, p->category, NULL, p->description};
+    sift_buf *fold = &s->text; /* the embed text is built after this */
+    sift_buf attrs;
+    sift_buf_init(&attrs, 0);
+    int rc = 0;
+    for (size_t i = 0; !rc && i < p->n_attrs; i++)
+        rc = sift_buf_printf(&attrs, "%s ", p->attrs[i].value);
+    for (size_t f = 0; !rc && f < 6; f++) {
+        d.w = (float)field_w[f];
+        const char *t = f == 4 ? (attrs.data ? attrs.data : "") : fields[f];
+        size_t tl = f == 4 ? attrs.len : f == 5 ? dlen : strlen(t);
+        rc = tokens(fold, t, tl, doc_token, &d);
+    }
+    sift_buf_free(&attrs);
+    if (rc)
+        return rc;
+    if (row >= s->cap)
+        return SIFT_EINTERNAL;
+    lx->dl[row] = (uint16_t)(d.len > 65535 ? 65535 : d.len);
+    lx->total_len += lx->dl[row];
+    for (size_t i = 0; i < lx->dn; i++) {
+        lexterm *t = &lx->terms[lx->dt[i] - 1];
+        if (t->n == t->cap) {
+            uint32_t nc = t->cap ? t->cap * 2 : 4;
+            posting *np = sift_realloc(t->p, nc * sizeof *np);
+            if (!np)
+                return SIFT_ENOMEM;
+            t->p = np;
+            t->cap = nc;
+        }
+        t->p[t->n++] = (posting){row, lx->dw[i]};
+    }
+    return 0;
+}
+
+static void lx_free(lexindex *lx)
+{
+    for (size_t i = 0; i < lx->tab.n; i++)
+        sift_free(lx->terms[i].p);
+    sift_free(lx->terms);
+    sift_free(lx->keys);
+    sift_free(lx->tab.slots);
+    sift_free(lx->dl);
+    sift_free(lx->dt);
+    sift_free(lx->dw);
+}
+
+struct query_ctx {
+    uint32_t ids[LX_QUERY_TERMS];
+    size_t n;
+    const lexindex *lx;
+};
+
+static int query_token(void *ud, char *tok, size_t n)
+{
+    (void)n;
+    struct query_ctx *q = ud;
+    uint32_t id = lx_find(q->lx, tok);
+    if (!id || q->n == LX_QUERY_TERMS)
+        return 0;
+    for (size_t i = 0; i < q->n; i++)
+        if (q->ids[i] == id)
+            return 0;
+    q->ids[q->n++] = id;
+    return 0;
+}
+
+typedef struct scored {
+    uint32_t row;
+    float score;
+} scored;
+
+/* a ranks before b: higher score, then lower row. */
+static int before(const scored *a, const scored *b)
+{
+    return a->score > b->score || (a->score == b->score && a->row < b->row);
+}
+
+/* Sifts the heap's root down; the root is the worst kept hit. */
+static void heap_down(scored *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && before(&h[w], &h[l]))
+            w = l;
+        if (r < n && before(&h[w], &h[r]))
+            w = r;
+        if (w == i)
+            return;
+        scored t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+static int cmp_scored(const void *a, const void *b)
+{
+    return before(a, b) ? -1 : before(b, a) ? 1 : 0;
+}
+
+/* The best `cand` rows for `text` by BM25 that pass `bits` (NULL: all). */
+static int lx_search(const sift_searcher *s, const char *text, const uint64_t *bits, size_t cand,
+                     sift_arena *a, scored **out, size_t *nout)
+{
+    const lexindex *lx = &s->lx;
+    *out = NULL;
+    *nout = 0;
+    struct query_ctx q = {.lx = lx};
+    sift_buf fold;
+    sift_buf_init(&fold, 0);
+    size_t tl = strlen(text);
+    if (tl > SIFT_QUERY_INPUT_MAX)
+        tl = sift_utf8_truncate(text, tl, SIFT_QUERY_INPUT_MAX);
+    int rc = tokens(&fold, text, tl, query_token, &q);
+    sift_buf_free(&fold);
+    if (rc)
+        return rc;
+    if (!q.n || !s->n)
+        return 0;
+    float *acc = sift_arena_calloc(a, s->n, sizeof *acc);
+    uint32_t *touched = NULL;
+    size_t nt = 0, maxt = 0;
+    for (size_t i = 0; i < q.n; i++)
+        maxt += lx->terms[q.ids[i] - 1].n;
+    touched = sift_arena_alloc(a, (maxt ? maxt : 1) * sizeof *touched);
+    scored *heap = sift_arena_alloc(a, cand * sizeof *heap);
+    if (!acc || !touched || !heap)
+        return SIFT_ENOMEM;
+    double N = (double)s->n, avgdl = lx->total_len / N;
+    if (avgdl <= 0)
+        avgdl = 1;
+    for (size_t i = 0; i < q.n; i++) {
+        const lexterm *t = &lx->terms[q.ids[i] - 1];
+        double df = t->n;
+        double idf = log((N - df + 0.5) / (df + 0.5) + 1.0);
+        for (uint32_t j = 0; j < t->n; j++) {
+            uint32_t r = t->p[j].row;
+            if (bits && !(bits[r / 64] >> (r % 64) & 1))
+                continue;
+            double f = t->p[j].tf;
+            double sc = idf * f * (LX_K1 + 1) / (f + LX_K1 * (1 - LX_B + LX_B * lx->dl[r] / avgdl));
+            if (acc[r] == 0)
+                touched[nt++] = r;
+            acc[r] += (float)sc;
+        }
+    }
+    size_t nh = 0;
+    for (size_t i = 0; i < nt; i++) {
+        scored c = {touched[i], acc[touched[i]]};
+        if (nh < cand) {
+            heap[nh++] = c;
+            if (nh == cand)
+                for (size_t k = cand / 2 + 1; k-- > 0;)
+                    heap_down(heap, nh, k);
+        } else if (before(&c, &heap[0])) {
+            heap[0] = c;
+            heap_down(heap, nh, 0);
+        }
+    }
+    qsort(heap, nh, sizeof *heap, cmp_scored);
+    *out = heap;
+    *nout = nh;
+    return 0;
+}
+
 /* ---- open ------------------------------------------------------------------------------- */
 
 /* The text embedded for a product: what it is (title, brand, category,
@@ -215,7 +541,10 @@ static int on_product(void *ud, const sift_product *p, const char *chunk, sift_e
         uint32_t *na = sift_realloc(s->attr, nc * A_COUNT * sizeof *na);
         if (na)
             s->attr = na;
-        if (!ns || !nt || !na)
+        uint16_t *nd = sift_realloc(s->lx.dl, nc * sizeof *nd);
+        if (nd)
+            s->lx.dl = nd;
+        if (!ns || !nt || !na || !nd)
             goto oom;
         s->cap = nc;
     }
@@ -241,6 +570,11 @@ static int on_product(void *ud, const sift_product *p, const char *chunk, sift_e
     s->n++;
     if (tab_add(&s->skus, s->sku, row + 1))
         goto oom;
+    int lrc = lx_add(s, row, p);
+    if (lrc == SIFT_ENOMEM)
+        goto oom;
+    if (lrc)
+        return sift_err_set(err, lrc, "search: indexing %s failed", p->sku);
     if (embed_text(s, p, chunk))
         goto oom;
     const char *t = s->text.data ? s->text.data : "";
@@ -280,6 +614,12 @@ int sift_searcher_open(sift_store *store, const sift_searcher_opts *opts, sift_s
     }
     if ((rc = sift_store_scan_products(store, on_product, s, err)))
         goto fail;
+    /* The per-document scratch is not needed after open. */
+    sift_free(s->lx.dt);
+    sift_free(s->lx.dw);
+    s->lx.dt = NULL;
+    s->lx.dw = NULL;
+    s->lx.dcap = 0;
     sift_free(s->vec);
     s->vec = NULL;
     sift_buf_free(&s->text);
@@ -305,6 +645,7 @@ void sift_searcher_close(sift_searcher *s)
     sift_free(s->vals.vals);
     sift_free(s->vec);
     sift_buf_free(&s->text);
+    lx_free(&s->lx);
     sift_free(s);
 }
 
@@ -363,6 +704,41 @@ static int filt_keep(const sift_searcher *s, const filt *f, uint32_t row)
     return 1;
 }
 
+#define EXACT_WORDS_MAX 8
+
+/* Query words that are whole SKUs of the catalog (case-insensitive), the way
+ * the store finds them: words split at blanks and commas, trailing sentence
+ * punctuation dropped, at most EXACT_WORDS_MAX words tried. */
+static void exact_skus(const sift_searcher *s, const char *p, const char **out, size_t *n)
+{
+    char w[SIFT_SKU_MAX + 1];
+    size_t tried = 0;
+    *n = 0;
+    while (*p && tried < EXACT_WORDS_MAX) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',')
+            p++;
+        const char *b = p;
+        while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != ',')
+            p++;
+        size_t len = (size_t)(p - b);
+        while (len > 1 && strchr(".;:!?)", b[len - 1]))
+            len--;
+        if (len < 3 || len > SIFT_SKU_MAX || sift_sku_check(b, len, NULL) != 0)
+            continue;
+        tried++;
+        memcpy(w, b, len);
+        w[len] = 0;
+        uint32_t row;
+        if (row_of(s, w, &row)) {
+            size_t j = 0;
+            while (j < *n && out[j] != s->sku[row])
+                j++;
+            if (j == *n)
+                out[(*n)++] = s->sku[row];
+        }
+    }
+}
+
 static size_t fetch_filtered(size_t cand)
 {
     size_t n = cand * FILTERED_FETCH_FACTOR;
@@ -395,7 +771,7 @@ int sift_search(const sift_searcher *s, sift_store *store, const char *text,
     int mode = opts->mode;
     if (!sift_search_mode_name(mode))
         return sift_err_set(err, SIFT_EINVAL, "search: unknown mode %d", mode);
-    if (mode != SIFT_SEARCH_VECTOR && !store)
+    if (mode != SIFT_SEARCH_VECTOR && opts->lexical_store && !store)
         return sift_err_set(err, SIFT_EINVAL, "search: %s mode needs a store connection",
                             sift_search_mode_name(mode));
     if (opts->rrf_k < 0 || !isfinite(opts->rrf_k) || !isfinite(opts->w_lexical) ||
@@ -434,7 +810,7 @@ int sift_search(const sift_searcher *s, sift_store *store, const char *text,
     const char **lex = NULL, **exact = NULL;
     const char **lex_title = NULL;
     size_t nlex = 0, nexact = 0;
-    if (mode != SIFT_SEARCH_VECTOR) {
+    if (mode != SIFT_SEARCH_VECTOR && opts->lexical_store) {
         sift_hit *h;
         size_t nh;
         int rc = sift_store_search_fts(store, text, f.active ? fetch_filtered(cand) : cand, a, &h,
@@ -459,6 +835,25 @@ int sift_search(const sift_searcher *s, sift_store *store, const char *text,
                 lex_title[nlex] = h[i].title;
                 lex[nlex++] = known ? s->sku[row] : h[i].sku;
             }
+        }
+    } else {
+        exact = sift_arena_calloc(a, EXACT_WORDS_MAX, sizeof *exact);
+        if (!exact)
+            return sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
+        exact_skus(s, text, exact, &nexact);
+    }
+    if (mode != SIFT_SEARCH_VECTOR && !opts->lexical_store) {
+        scored *sc;
+        size_t ns;
+        if (lx_search(s, text, bits, cand, a, &sc, &ns))
+            return sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
+        lex = sift_arena_calloc(a, ns + 1, sizeof *lex);
+        lex_title = sift_arena_calloc(a, ns + 1, sizeof *lex_title);
+        if (!lex || !lex_title)
+            return sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
+        for (size_t i = 0; i < ns; i++) {
+            lex[nlex] = s->sku[sc[i].row];
+            lex_title[nlex++] = s->title[sc[i].row];
         }
     }
 

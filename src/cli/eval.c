@@ -29,8 +29,9 @@ static const char usage[] =
     "  --top-gain G       gain that counts as a hit for MRR (default: the labels' highest)\n"
     "  --candidates N     depth of each list before fusion (default max(N of --k, 100))\n"
     "  --w-lexical W      RRF weight of the BM25 list (default 1)\n"
-    "  --w-vector W       RRF weight of the vector list (default 1)\n"
+    "  --w-vector W       RRF weight of the vector list (default 0.25)\n"
     "  --embed-full       embed whole chunks, descriptions included\n"
+    "  --lexical-store    BM25 from the store's FTS5 index instead of the in-memory one\n"
     "  --json             print the figures as one JSON object\n"
     "  -h, --help         this text\n";
 
@@ -93,6 +94,7 @@ int cli_eval(int argc, char **argv)
                                              {"w-lexical", required_argument, NULL, 'L'},
                                              {"w-vector", required_argument, NULL, 'V'},
                                              {"embed-full", no_argument, NULL, 'E'},
+                                             {"lexical-store", no_argument, NULL, 'S'},
                                              {"json", no_argument, NULL, 'j'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
@@ -151,6 +153,9 @@ int cli_eval(int argc, char **argv)
             break;
         case 'E':
             so.embed_full_chunk = 1;
+            break;
+        case 'S':
+            r.opts.lexical_store = 1;
             break;
         case 'j':
             json = 1;

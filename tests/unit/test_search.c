@@ -1,7 +1,8 @@
 /* Hybrid search over a small in-memory store: the vector list rescues
  * misspelt and partial words, filters apply before truncation, exact SKUs
  * come first, modes, empty queries, determinism, and the catalog scan the
- * searcher is built from. */
+ * searcher is built from. The list tests run twice: with the searcher's
+ * in-memory BM25 (the default) and with the store's FTS5 BM25. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include "sift/store.h"
 
 typedef struct fixture {
+    int lexical_store; /* the BM25 list from the store instead of the searcher's index */
     sift_store *s;
     sift_searcher *se;
     sift_arena *a;
@@ -72,10 +74,12 @@ static void fill(sift_store *s)
     assert_int_equal(sift_store_delete_product(s, "GONE-1", 2, &applied, &e), 0);
 }
 
-static int setup(void **state)
+static int setup_with(void **state, int lexical_store)
 {
     fixture *f = calloc(1, sizeof *f);
     sift_err e = {0};
+    if (f)
+        f->lexical_store = lexical_store;
     if (!f || sift_store_sqlite_open(":memory:", NULL, &f->s, &e))
         return -1;
     fill(f->s);
@@ -86,6 +90,16 @@ static int setup(void **state)
     f->a = sift_arena_new(0);
     *state = f;
     return f->a ? 0 : -1;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, 0);
+}
+
+static int setup_store(void **state)
+{
+    return setup_with(state, 1);
 }
 
 static int teardown(void **state)
@@ -102,7 +116,9 @@ static size_t run(fixture *f, const char *q, const sift_search_opts *o, sift_sea
 {
     sift_err e = {0};
     size_t n = 99;
-    int rc = sift_search(f->se, f->s, q, o, f->a, h, &n, &e);
+    sift_search_opts oo = o ? *o : (sift_search_opts){0};
+    oo.lexical_store = f->lexical_store;
+    int rc = sift_search(f->se, f->s, q, &oo, f->a, h, &n, &e);
     if (rc)
         fprintf(stderr, "search \"%s\": %s\n", q, e.msg);
     assert_int_equal(rc, 0);
@@ -252,8 +268,13 @@ static void test_modes(void **state)
     n = run(f, "paint", &o, &h);
     assert_true(n >= 2);
     assert_true(h[0].lex_rank > 0 && h[0].vec_rank > 0);
-    /* Errors. */
+    /* The in-memory BM25 needs no store either; the store's does. */
+    assert_int_equal(sift_search(f->se, NULL, "paint sprayers", &o, f->a, &h, &n, &e), 0);
+    assert_string_equal(h[0].sku, "TOOL-SPR-1");
+    assert_true(h[0].lex_rank == 1);
+    o.lexical_store = 1;
     assert_int_equal(sift_search(f->se, NULL, "paint", &o, f->a, &h, &n, &e), SIFT_EINVAL);
+    o.lexical_store = 0;
     o.mode = 7;
     assert_int_equal(sift_search(f->se, f->s, "paint", &o, f->a, &h, &n, &e), SIFT_EINVAL);
     o.mode = SIFT_SEARCH_HYBRID;
@@ -315,6 +336,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deterministic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_typo, setup_store, teardown),
+        cmocka_unit_test_setup_teardown(test_filter_before_truncation, setup_store, teardown),
+        cmocka_unit_test_setup_teardown(test_exact_sku, setup_store, teardown),
+        cmocka_unit_test_setup_teardown(test_modes, setup_store, teardown),
+        cmocka_unit_test_setup_teardown(test_empty, setup_store, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
