@@ -12,6 +12,11 @@ mkdir -p "$(dirname "$db")"
 "$sift" ingest --quiet --db "$db" --kind inventory "$sample/inventory.jsonl"
 "$sift" ingest --quiet --db "$db" --kind prices "$sample/prices.jsonl"
 
-echo "sift: open http://127.0.0.1:$port/ (Ctrl-C stops the server)"
+cat <<MSG
+sift: serving the API on http://127.0.0.1:$port/ (Ctrl-C stops it). Try:
+  curl -N -X POST http://127.0.0.1:$port/v1/search \\
+       -d '{"query":"Nike running shoes size 42 in stock in Hanoi, Da Nang or HCMC?"}'
+The model is the offline rule-based planner unless SIFT_LLM_BASE_URL is set.
+MSG
 export SIFT_DB="$db"
 exec "$sift" serve --port "$port"
