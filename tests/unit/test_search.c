@@ -326,10 +326,67 @@ static void test_deterministic(void **state)
     sift_searcher_close(other);
 }
 
+static void put_desc(sift_store *s, const char *sku, const char *title, const char *desc)
+{
+    sift_product p = {.sku = sku,
+                      .parent_id = "",
+                      .title = title,
+                      .brand = "",
+                      .category = "",
+                      .description = desc,
+                      .version = 1};
+    sift_err e = {0};
+    assert_int_equal(sift_store_upsert_product(s, &p, NULL, &e), 0);
+}
+
+/* The in-memory BM25: a title hit outranks a description hit, plurals meet
+ * singulars, a rare term outweighs a common one, all terms are OR-ed; and
+ * the searcher is a snapshot of the catalog at open. */
+static void test_bm25(void **state)
+{
+    (void)state;
+    sift_store *s = NULL;
+    sift_searcher *se = NULL;
+    sift_arena *a = sift_arena_new(0);
+    sift_err e = {0};
+    assert_int_equal(sift_store_sqlite_open(":memory:", NULL, &s, &e), 0);
+    put_desc(s, "D1", "Garden hose 20 m", "Pairs well with a bathroom vanity.");
+    put_desc(s, "D2", "Bathroom vanities with top", "Oak.");
+    put_desc(s, "D3", "Kitchen faucet", "Chrome finish, fits any kitchen.");
+    put_desc(s, "D4", "Kitchen sink", "Stainless.");
+    put_desc(s, "D5", "Kitchen towel", "Cotton.");
+    assert_int_equal(sift_searcher_open(s, NULL, &se, &e), 0);
+    sift_search_opts o = {.k = 10, .mode = SIFT_SEARCH_LEXICAL};
+    sift_search_hit *h;
+    size_t n;
+    assert_int_equal(sift_search(se, NULL, "bathroom vanity", &o, a, &h, &n, &e), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(h[0].sku, "D2"); /* title, and "vanities" -> "vanity" */
+    assert_string_equal(h[1].sku, "D1"); /* description only */
+    /* "faucet" is in one product, "kitchen" in three: the faucet first, then
+     * the other kitchen products (OR). */
+    assert_int_equal(sift_search(se, NULL, "kitchen faucets", &o, a, &h, &n, &e), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(h[0].sku, "D3");
+    /* Written after open: the store's BM25 finds it, the snapshot does not. */
+    put_desc(s, "D6", "Patio umbrella", "Shade.");
+    assert_int_equal(sift_search(se, NULL, "umbrella", &o, a, &h, &n, &e), 0);
+    assert_int_equal(n, 0);
+    o.lexical_store = 1;
+    assert_int_equal(sift_search(se, s, "umbrella", &o, a, &h, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(h[0].sku, "D6");
+    assert_string_equal(h[0].title, "Patio umbrella");
+    sift_searcher_close(se);
+    sift_store_close(s);
+    sift_arena_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
+        cmocka_unit_test(test_bm25),
         cmocka_unit_test_setup_teardown(test_typo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_filter_before_truncation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exact_sku, setup, teardown),
