@@ -64,6 +64,9 @@ typedef struct lexindex {
     size_t cap;
     uint16_t *dl; /* document length, tokens, saturated */
     double total_len;
+    /* term ids by first byte, for spelling correction (built after open) */
+    uint32_t *by_first[256];
+    uint32_t n_first[256];
     /* per-document scratch during open: term ids and weights */
     uint32_t *dt;
     float *dw;
@@ -379,8 +382,90 @@ static int lx_add(sift_searcher *s, uint32_t row, const sift_product *p)
     return 0;
 }
 
+/* Groups term ids by first byte, for the spelling correction of queries. */
+static int lx_finish(lexindex *lx)
+{
+    for (size_t i = 0; i < lx->tab.n; i++)
+        lx->n_first[(unsigned char)lx->terms[i].term[0]]++;
+    for (size_t b = 0; b < 256; b++) {
+        if (lx->n_first[b] && !(lx->by_first[b] = sift_malloc(lx->n_first[b] * sizeof(uint32_t))))
+            return SIFT_ENOMEM;
+        lx->n_first[b] = 0;
+    }
+    for (size_t i = 0; i < lx->tab.n; i++) {
+        unsigned char b = (unsigned char)lx->terms[i].term[0];
+        lx->by_first[b][lx->n_first[b]++] = (uint32_t)i + 1;
+    }
+    return 0;
+}
+
+/* Optimal string alignment distance of a[0..n) and b[0..m), or max + 1 when
+ * it exceeds max (n, m <= LX_TERM_MAX). */
+static size_t osa(const char *a, size_t n, const char *b, size_t m, size_t max)
+{
+    size_t d[3][LX_TERM_MAX + 1];
+    size_t *pp = d[0], *p = d[1], *c = d[2];
+    for (size_t j = 0; j <= m; j++)
+        p[j] = j;
+    for (size_t i = 1; i <= n; i++) {
+        c[0] = i;
+        size_t lo = c[0];
+        for (size_t j = 1; j <= m; j++) {
+            size_t cost = a[i - 1] != b[j - 1];
+            size_t v = p[j - 1] + cost;
+            if (p[j] + 1 < v)
+                v = p[j] + 1;
+            if (c[j - 1] + 1 < v)
+                v = c[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && pp[j - 2] + 1 < v)
+                v = pp[j - 2] + 1;
+            c[j] = v;
+            if (v < lo)
+                lo = v;
+        }
+        if (lo > max)
+            return max + 1;
+        size_t *t = pp;
+        pp = p;
+        p = c;
+        c = t;
+    }
+    return p[m] > max ? max + 1 : p[m];
+}
+
+/* The indexed term nearest an unknown query word: same first letter, edit
+ * distance 1 (words of 4-6 letters) or 2 (longer), the most frequent among
+ * the nearest. Home Depot's queries are full of such slips ("sprayr"). 0 when
+ * none is near enough; short words and numbers are not corrected. */
+static uint32_t lx_correct(const lexindex *lx, const char *w, size_t n)
+{
+    if (n < 4 || n > LX_TERM_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (w[i] >= '0' && w[i] <= '9')
+            return 0;
+    size_t max = n <= 6 ? 1 : 2, best_d = max + 1;
+    uint32_t best = 0;
+    unsigned char b = (unsigned char)w[0];
+    for (uint32_t i = 0; i < lx->n_first[b]; i++) {
+        uint32_t id = lx->by_first[b][i];
+        const lexterm *t = &lx->terms[id - 1];
+        size_t m = strlen(t->term);
+        if (m + max < n || n + max < m)
+            continue;
+        size_t d = osa(w, n, t->term, m, best_d < max ? best_d : max);
+        if (d < best_d || (d == best_d && best && t->n > lx->terms[best - 1].n)) {
+            best_d = d;
+            best = id;
+        }
+    }
+    return best_d <= max ? best : 0;
+}
+
 static void lx_free(lexindex *lx)
 {
+    for (size_t b = 0; b < 256; b++)
+        sift_free(lx->by_first[b]);
     for (size_t i = 0; i < lx->tab.n; i++)
         sift_free(lx->terms[i].p);
     sift_free(lx->terms);
@@ -399,9 +484,10 @@ struct query_ctx {
 
 static int query_token(void *ud, char *tok, size_t n)
 {
-    (void)n;
     struct query_ctx *q = ud;
     uint32_t id = lx_find(q->lx, tok);
+    if (!id)
+        id = lx_correct(q->lx, tok, n);
     if (!id || q->n == LX_QUERY_TERMS)
         return 0;
     for (size_t i = 0; i < q->n; i++)
@@ -614,6 +700,10 @@ int sift_searcher_open(sift_store *store, const sift_searcher_opts *opts, sift_s
     }
     if ((rc = sift_store_scan_products(store, on_product, s, err)))
         goto fail;
+    if (lx_finish(&s->lx)) {
+        rc = sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
+        goto fail;
+    }
     /* The per-document scratch is not needed after open. */
     sift_free(s->lx.dt);
     sift_free(s->lx.dw);
