@@ -42,6 +42,10 @@ int sift_buf_vprintf(sift_buf *b, const char *fmt, va_list ap);
  * UTF-8 bytes are replaced by U+FFFD so the output is always valid JSON. */
 int sift_buf_json_escape(sift_buf *b, const char *s, size_t n);
 
+/* Appends a JSON string: `s` (n bytes) escaped as sift_buf_json_escape does,
+ * between quotes; `null` when s is NULL. All or nothing. */
+int sift_buf_json_string(sift_buf *b, const char *s, size_t n);
+
 /* Removes the first n bytes (all of them if n >= len). */
 void sift_buf_consume(sift_buf *b, size_t n);
 

@@ -33,6 +33,9 @@ typedef enum sift_role {
     SIFT_ROLE_TOOL,
 } sift_role;
 
+/* "system", "user", "assistant" or "tool"; NULL for a value outside the enum. */
+const char *sift_role_name(sift_role r);
+
 /* A tool call the model asked for. `arguments` is the JSON text exactly as the
  * model produced it (it may be invalid JSON: deciding that is the tool
  * decoder's job, and its error goes back to the model). */

@@ -22,11 +22,7 @@ static int put_str(sift_buf *b, const char *key, const char *s, size_t len)
     int rc = sift_buf_printf(b, ",\"%s\":", key);
     if (rc)
         return rc;
-    if (!s)
-        return sift_buf_puts(b, "null");
-    if ((rc = sift_buf_putc(b, '"')) || (rc = sift_buf_json_escape(b, s, len)))
-        return rc;
-    return sift_buf_putc(b, '"');
+    return sift_buf_json_string(b, s, len);
 }
 
 static int put_cstr(sift_buf *b, const char *key, const char *s)

@@ -167,32 +167,14 @@ int sift_memory_trim_conv(sift_conv *c, const sift_memory_budget *b, size_t *dro
 
 /* ---- JSON form --------------------------------------------------------- */
 
-static const char *role_name(sift_role r)
-{
-    switch (r) {
-    case SIFT_ROLE_SYSTEM:
-        return "system";
-    case SIFT_ROLE_USER:
-        return "user";
-    case SIFT_ROLE_ASSISTANT:
-        return "assistant";
-    case SIFT_ROLE_TOOL:
-        return "tool";
-    }
-    return NULL;
-}
-
 static int put_str(sift_buf *b, const char *s, size_t n)
 {
-    int rc;
-    if ((rc = sift_buf_putc(b, '"')) || (rc = sift_buf_json_escape(b, s ? s : "", n)))
-        return rc;
-    return sift_buf_putc(b, '"');
+    return sift_buf_json_string(b, s ? s : "", n);
 }
 
 static int check_out(const sift_message *m, size_t i, sift_err *err)
 {
-    const char *role = role_name(m->role);
+    const char *role = sift_role_name(m->role);
     if (!role)
         return sift_err_set(err, SIFT_EINVAL, "messages[%zu]: unknown role %d", i, (int)m->role);
     if (m->n_tool_calls && (m->role != SIFT_ROLE_ASSISTANT || !m->tool_calls))
@@ -214,8 +196,8 @@ static int check_out(const sift_message *m, size_t i, sift_err *err)
 static int put_message(sift_buf *b, const sift_message *m)
 {
     int rc;
-    if ((rc = sift_buf_puts(b, "{\"role\":\"")) || (rc = sift_buf_puts(b, role_name(m->role))) ||
-        (rc = sift_buf_putc(b, '"')))
+    if ((rc = sift_buf_puts(b, "{\"role\":\"")) ||
+        (rc = sift_buf_puts(b, sift_role_name(m->role))) || (rc = sift_buf_putc(b, '"')))
         return rc;
     if (m->role == SIFT_ROLE_TOOL && ((rc = sift_buf_puts(b, ",\"tool_call_id\":")) ||
                                       (rc = put_str(b, m->tool_call_id, strlen(m->tool_call_id)))))
@@ -303,7 +285,7 @@ static int parse_role(const cJSON *r, sift_role *out)
     if (!cJSON_IsString(r))
         return -1;
     for (size_t k = 0; k < sizeof(roles) / sizeof(roles[0]); k++) {
-        if (strcmp(r->valuestring, role_name(roles[k])) == 0) {
+        if (strcmp(r->valuestring, sift_role_name(roles[k])) == 0) {
             *out = roles[k];
             return 0;
         }

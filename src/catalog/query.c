@@ -1692,14 +1692,7 @@ int sift_query_format_money(int64_t minor, const char *currency, sift_buf *out)
 
 static int put_str(sift_buf *b, const char *s)
 {
-    if (!s)
-        return sift_buf_puts(b, "null");
-    int rc = sift_buf_putc(b, '"');
-    if (rc == 0)
-        rc = sift_buf_json_escape(b, s, strlen(s));
-    if (rc == 0)
-        rc = sift_buf_putc(b, '"');
-    return rc;
+    return sift_buf_json_string(b, s, s ? strlen(s) : 0);
 }
 
 int sift_query_filters_json(const sift_query *q, sift_buf *out)

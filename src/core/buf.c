@@ -197,6 +197,24 @@ fail:
     return rc;
 }
 
+int sift_buf_json_string(sift_buf *b, const char *s, size_t n)
+{
+    if (!s)
+        return sift_buf_puts(b, "null");
+    size_t mark = b->len;
+    int rc = sift_buf_putc(b, '"');
+    if (rc == 0)
+        rc = sift_buf_json_escape(b, s, n);
+    if (rc == 0)
+        rc = sift_buf_putc(b, '"');
+    if (rc) {
+        b->len = mark;
+        if (b->data)
+            b->data[mark] = '\0';
+    }
+    return rc;
+}
+
 void sift_buf_consume(sift_buf *b, size_t n)
 {
     if (n >= b->len) {

@@ -54,7 +54,7 @@ void sift_conv_init(sift_conv *c, sift_arena *arena)
     c->arena = arena;
 }
 
-static const char *role_name(sift_role r)
+const char *sift_role_name(sift_role r)
 {
     switch (r) {
     case SIFT_ROLE_SYSTEM:
@@ -71,7 +71,7 @@ static const char *role_name(sift_role r)
 
 static int check_message(const sift_message *m, size_t i, sift_err *err)
 {
-    const char *role = role_name(m->role);
+    const char *role = sift_role_name(m->role);
     if (!role)
         return sift_err_set(err, SIFT_EINVAL, "messages[%zu]: unknown role %d", i, (int)m->role);
     if (m->n_tool_calls && m->role != SIFT_ROLE_ASSISTANT)
@@ -206,17 +206,14 @@ int sift_conv_add_tool_result(sift_conv *c, const char *tool_call_id, const char
 
 static int put_str(sift_buf *b, const char *s, size_t n)
 {
-    int rc;
-    if ((rc = sift_buf_putc(b, '"')) || (rc = sift_buf_json_escape(b, s, n)))
-        return rc;
-    return sift_buf_putc(b, '"');
+    return sift_buf_json_string(b, s, n);
 }
 
 static int put_message(sift_buf *b, const sift_message *m)
 {
     int rc;
-    if ((rc = sift_buf_puts(b, "{\"role\":\"")) || (rc = sift_buf_puts(b, role_name(m->role))) ||
-        (rc = sift_buf_puts(b, "\"")))
+    if ((rc = sift_buf_puts(b, "{\"role\":\"")) ||
+        (rc = sift_buf_puts(b, sift_role_name(m->role))) || (rc = sift_buf_puts(b, "\"")))
         return rc;
     if (m->role == SIFT_ROLE_TOOL) {
         if ((rc = sift_buf_puts(b, ",\"tool_call_id\":")) ||

@@ -327,12 +327,7 @@ static int put_error(sift_buf *b, int code, const char *msg)
 
 static int put_str(sift_buf *b, const char *s)
 {
-    int rc = sift_buf_putc(b, '"');
-    if (rc == 0)
-        rc = sift_buf_json_escape(b, s, strlen(s));
-    if (rc == 0)
-        rc = sift_buf_putc(b, '"');
-    return rc;
+    return sift_buf_json_string(b, s, strlen(s));
 }
 
 /* An amount in minor units as a JSON number in major units, with exactly the
