@@ -57,6 +57,8 @@ int sift_buf_append(sift_buf *b, const void *p, size_t n)
         return rc;
     if (inside)
         p = b->data + off;
+    if (!b->data) /* reserve always allocates; this keeps the analyzer sure of it */
+        return SIFT_ENOMEM;
     if (n)
         memmove(b->data + b->len, p, n);
     b->len += n;
