@@ -34,6 +34,8 @@ typedef struct sift_config {
         int max_runs;           /* concurrent runs admitted; default 10000 */
         size_t max_query_bytes; /* default 2048 */
         char **api_keys;        /* NULL-terminated; NULL: no auth */
+        int rate_limit_rps;     /* runs per second per API key; default 0: no limit */
+        int rate_burst;         /* token bucket size; default 0: rate_limit_rps (at least 1) */
     } server;
     struct {
         char *provider;  /* "offline" (default) or "openai" */

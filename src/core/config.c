@@ -414,6 +414,8 @@ int sift_config_load_text(sift_config *c, const char *name, const char *text, si
     GET_INT(&r, server, "server", "shutdown_grace_ms", 0, 600000, c->server.shutdown_grace_ms);
     GET_INT(&r, server, "server", "max_runs", 1, 1000000, c->server.max_runs);
     GET_INT(&r, server, "server", "max_query_bytes", 16, 1 << 20, c->server.max_query_bytes);
+    GET_INT(&r, server, "server", "rate_limit_rps", 0, 1000000, c->server.rate_limit_rps);
+    GET_INT(&r, server, "server", "rate_burst", 0, 1000000, c->server.rate_burst);
     GET_INT(&r, llm, "llm", "timeout_ms", 100, 3600000, c->llm.timeout_ms);
     GET_INT(&r, llm, "llm", "max_retries", 0, 20, c->llm.max_retries);
     GET_INT(&r, agent, "agent", "deadline_ms", 100, 3600000, c->agent.deadline_ms);

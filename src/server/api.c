@@ -1,7 +1,9 @@
 /* The HTTP API: /v1/search streams an agent run's events over SSE. */
 #include <cJSON.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sift/agent.h"
 #include "sift/api.h"
@@ -9,15 +11,27 @@
 #include "sift/httptool.h"
 #include "sift/log.h"
 #include "sift/memory.h"
+#include "sift/metrics.h"
 #include "sift/session.h"
 #include "sift/shoptools.h"
 
 #define MAX_WORKERS 1024
+#define LAG_PERIOD_MS 100
+#define TOOL_LABELS 32
 
 struct worker_res {
     uv_loop_t *loop;
     sift_http_client *http;
     sift_model *model;
+    sift_api *api;
+    uv_timer_t lag;      /* fires every LAG_PERIOD_MS; how late it fires is the loop lag */
+    uint64_t lag_expect; /* uv_hrtime() at which it should fire next */
+};
+
+/* Metric families, registered once in sift_api_new. */
+struct api_metrics {
+    sift_metric *started, *finished, *run_s, *ttft_s, *model_s, *tool_s, *active, *requests,
+        *rejected, *lag_s;
 };
 
 struct sift_api {
@@ -28,7 +42,77 @@ struct sift_api {
     sift_session_store *sessions;
     struct worker_res *workers[MAX_WORKERS];
     uint64_t next_run; /* only for run ids; races are harmless (ids stay distinct per worker) */
+    sift_server *srv;  /* for the server's own counters in /metrics */
+    sift_metrics *metrics;
+    struct api_metrics m;
+    _Atomic int active;         /* admitted runs not yet done */
+    _Atomic uint64_t too_long;  /* queries refused with 413 here (the server counts bodies) */
+    int nkeys;                  /* configured API keys; 0: no auth */
+    uint64_t rate_interval_ns;  /* token bucket: one token per interval; 0: no limit */
+    uint64_t rate_burst_ns;     /* bucket size, as time */
+    _Atomic uint64_t *rate_tat; /* per key (+1 for "anonymous"): when the bucket is full again */
 };
+
+static const char *const finish_reasons[] = {
+    "ok", "deadline_exceeded", "cancelled", "limit_reached", "error", NULL};
+static const char *const reject_reasons[] = {"auth", "rate", "busy", "too_large", NULL};
+
+static int metrics_init(sift_api *api)
+{
+    static const double run_b[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+    static const double tool_b[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    static const double lag_b[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1};
+    const int nrun = sizeof run_b / sizeof run_b[0], ntool = sizeof tool_b / sizeof tool_b[0];
+    sift_metrics *r = api->metrics = sift_metrics_new();
+    struct api_metrics *m = &api->m;
+    if (!r)
+        return SIFT_ENOMEM;
+    m->started =
+        sift_metrics_counter(r, "sift_runs_started_total", "Agent runs started.", NULL, NULL, 0);
+    m->finished = sift_metrics_counter(r, "sift_runs_finished_total",
+                                       "Agent runs finished, by how they ended.", "reason",
+                                       finish_reasons, 0);
+    m->run_s = sift_metrics_histogram(r, "sift_run_duration_seconds", "Agent run duration.", NULL,
+                                      NULL, 0, run_b, nrun);
+    m->ttft_s =
+        sift_metrics_histogram(r, "sift_llm_ttft_seconds", "Run start to the first answer token.",
+                               NULL, NULL, 0, run_b, nrun);
+    m->model_s =
+        sift_metrics_histogram(r, "sift_model_seconds", "Time a run spent waiting for the model.",
+                               NULL, NULL, 0, run_b, nrun);
+    m->tool_s = sift_metrics_histogram(r, "sift_tool_seconds", "Tool call latency, by tool.",
+                                       "tool", NULL, TOOL_LABELS, tool_b, ntool);
+    m->active = sift_metrics_gauge(r, "sift_active_runs", "Agent runs in flight.", NULL, NULL, 0);
+    m->requests = sift_metrics_counter(r, "sift_http_requests_total",
+                                       "HTTP requests received (all routes).", NULL, NULL, 0);
+    m->rejected = sift_metrics_counter(r, "sift_http_rejected_total",
+                                       "Requests refused before a run, by reason.", "reason",
+                                       reject_reasons, 0);
+    m->lag_s = sift_metrics_histogram(r, "sift_loop_lag_seconds",
+                                      "How late a worker loop's periodic timer fired.", NULL, NULL,
+                                      0, lag_b, sizeof lag_b / sizeof lag_b[0]);
+    if (!m->started || !m->finished || !m->run_s || !m->ttft_s || !m->model_s || !m->tool_s ||
+        !m->active || !m->requests || !m->rejected || !m->lag_s)
+        return SIFT_ENOMEM;
+    return 0;
+}
+
+static int limits_init(sift_api *api)
+{
+    const sift_config *cfg = api->cfg;
+    while (cfg->server.api_keys && cfg->server.api_keys[api->nkeys])
+        api->nkeys++;
+    api->rate_tat = sift_calloc((size_t)api->nkeys + 1, sizeof *api->rate_tat);
+    if (!api->rate_tat)
+        return SIFT_ENOMEM;
+    if (cfg->server.rate_limit_rps > 0) {
+        int burst =
+            cfg->server.rate_burst > 0 ? cfg->server.rate_burst : cfg->server.rate_limit_rps;
+        api->rate_interval_ns = 1000000000ull / (uint64_t)cfg->server.rate_limit_rps;
+        api->rate_burst_ns = api->rate_interval_ns * (uint64_t)burst;
+    }
+    return 0;
+}
 
 static sift_http_client *client_of(uv_loop_t *loop, void *udata)
 {
@@ -50,7 +134,7 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
     sift_session_mem_opts mo = {0};
     int rc;
     api->tools = sift_tool_registry_new();
-    if (!api->tools) {
+    if (!api->tools || metrics_init(api) || limits_init(api)) {
         rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
         goto fail;
     }
@@ -75,7 +159,23 @@ void sift_api_free(sift_api *api)
     sift_httptools_free(api->htools);
     sift_shop_free(api->shop);
     sift_session_close(api->sessions);
+    sift_metrics_free(api->metrics);
+    sift_free((void *)api->rate_tat);
     sift_free(api);
+}
+
+static void on_lag_timer(uv_timer_t *t)
+{
+    struct worker_res *wr = (struct worker_res *)((char *)t - offsetof(struct worker_res, lag));
+    uint64_t now = uv_hrtime();
+    uint64_t late = now > wr->lag_expect ? now - wr->lag_expect : 0;
+    sift_metric_observe(wr->api->m.lag_s, NULL, (double)late / 1e9);
+    wr->lag_expect = now + (uint64_t)LAG_PERIOD_MS * 1000000u;
+}
+
+static void on_lag_closed(uv_handle_t *h)
+{
+    sift_free((char *)h - offsetof(struct worker_res, lag));
 }
 
 static int worker_start(sift_server_worker *w, uv_loop_t *loop, void *udata)
@@ -106,6 +206,10 @@ static int worker_start(sift_server_worker *w, uv_loop_t *loop, void *udata)
         sift_free(wr);
         return err.code ? err.code : SIFT_ENOMEM;
     }
+    wr->api = api;
+    uv_timer_init(loop, &wr->lag);
+    wr->lag_expect = uv_hrtime() + (uint64_t)LAG_PERIOD_MS * 1000000u;
+    uv_timer_start(&wr->lag, on_lag_timer, LAG_PERIOD_MS, LAG_PERIOD_MS);
     api->workers[i] = wr;
     sift_server_worker_set_data(w, wr);
     return 0;
@@ -121,7 +225,8 @@ static void worker_stop(sift_server_worker *w, uv_loop_t *loop, void *udata)
     sift_model_free(wr->model);
     /* the client's handles finish closing while the server runs the loop out */
     sift_http_client_close(wr->http, NULL, NULL);
-    sift_free(wr);
+    /* the timer is embedded: wr is freed when it has closed */
+    uv_close((uv_handle_t *)&wr->lag, on_lag_closed);
 }
 
 void sift_api_server_opts(sift_api *api, sift_server_opts *opts)
@@ -129,6 +234,123 @@ void sift_api_server_opts(sift_api *api, sift_server_opts *opts)
     opts->on_worker_start = worker_start;
     opts->on_worker_stop = worker_stop;
     opts->worker_udata = api;
+}
+
+/* ---- Admission and protection ---- */
+
+/* Answers a refused request (JSON error, optional header) and counts it. */
+static void reject(sift_api *api, sift_http_exchange *x, const char *reason, int status,
+                   const char *code, const char *msg, const char *hdr, const char *value)
+{
+    sift_metric_add(api->m.rejected, reason, 1);
+    if (hdr)
+        sift_http_set_header(x, hdr, value);
+    sift_http_respond_error(x, status, code, msg);
+}
+
+/* Equal without an early exit, so the time taken does not say how much of a
+ * key matched (only the length of what the client sent). */
+static int same_secret(const char *given, size_t n, const char *key)
+{
+    size_t klen = strlen(key);
+    unsigned char d = n != klen;
+    for (size_t i = 0; i < n; i++)
+        d |= (unsigned char)given[i] ^ (unsigned char)key[i % klen];
+    return d == 0;
+}
+
+/* With API keys configured: the index of the key in "Authorization: Bearer
+ * <key>", or -1 after answering 401. Without keys: 0 ("anonymous"). Every
+ * key is compared, whichever matches. */
+static int authenticate(sift_api *api, sift_http_exchange *x)
+{
+    if (!api->nkeys)
+        return 0;
+    size_t len = 0;
+    const char *h = sift_http_header(x, "authorization", &len);
+    int found = -1;
+    if (h && len > 7 && !strncasecmp(h, "bearer ", 7)) {
+        const char *tok = h + 7;
+        size_t n = len - 7;
+        while (n && *tok == ' ')
+            tok++, n--;
+        for (int i = 0; i < api->nkeys; i++)
+            if (same_secret(tok, n, api->cfg->server.api_keys[i]) && found < 0)
+                found = i;
+    }
+    if (found < 0)
+        reject(api, x, "auth", 401, "unauthorized",
+               "a valid API key is required: Authorization: Bearer <key>", "WWW-Authenticate",
+               "Bearer");
+    return found;
+}
+
+/* Takes one token from key's bucket, or answers 429 and returns 0. The
+ * bucket is kept as the time at which it would be full again (GCRA), so one
+ * compare-and-swap updates it from any worker. */
+static int rate_take(sift_api *api, sift_http_exchange *x, int key)
+{
+    if (!api->rate_interval_ns)
+        return 1;
+    _Atomic uint64_t *tat = &api->rate_tat[key];
+    uint64_t now = uv_hrtime();
+    uint64_t old = atomic_load(tat);
+    for (;;) {
+        uint64_t next = (old > now ? old : now) + api->rate_interval_ns;
+        if (next - now > api->rate_burst_ns) {
+            uint64_t wait_ns = next - now - api->rate_burst_ns;
+            char secs[24];
+            snprintf(secs, sizeof secs, "%llu",
+                     (unsigned long long)((wait_ns + 999999999u) / 1000000000u));
+            reject(api, x, "rate", 429, "rate_limited", "too many requests; retry later",
+                   "Retry-After", secs);
+            return 0;
+        }
+        if (atomic_compare_exchange_weak(tat, &old, next))
+            return 1;
+    }
+}
+
+/* Takes a run slot, or answers 503 and returns 0: past the cap a request is
+ * refused at once, never queued. */
+static int admit(sift_api *api, sift_http_exchange *x)
+{
+    if (atomic_fetch_add(&api->active, 1) < api->cfg->server.max_runs)
+        return 1;
+    atomic_fetch_sub(&api->active, 1);
+    reject(api, x, "busy", 503, "busy", "too many runs in flight; retry shortly", "Retry-After",
+           "1");
+    return 0;
+}
+
+static const char *finish_reason(int code)
+{
+    switch (code) {
+    case 0:
+        return "ok";
+    case SIFT_ETIMEDOUT:
+        return "deadline_exceeded";
+    case SIFT_ECANCELED:
+    case SIFT_EFAILED:
+        return "cancelled";
+    case SIFT_ELIMIT:
+        return "limit_reached";
+    default:
+        return "error";
+    }
+}
+
+/* A run admitted by admit() has ended (res NULL: it could not start). */
+static void run_done(sift_api *api, const sift_agent_result *res)
+{
+    atomic_fetch_sub(&api->active, 1);
+    sift_metric_add(api->m.finished, finish_reason(res ? res->code : SIFT_EINTERNAL), 1);
+    if (!res)
+        return;
+    sift_metric_observe(api->m.run_s, NULL, res->timings.total_ms / 1000);
+    sift_metric_observe(api->m.model_s, NULL, res->timings.model_ms / 1000);
+    if (res->timings.ttft_ms > 0)
+        sift_metric_observe(api->m.ttft_s, NULL, res->timings.ttft_ms / 1000);
 }
 
 /* ---- POST /v1/search ---- */
@@ -214,6 +436,8 @@ static int json_write(void *ud, const char *name, const char *json, size_t len)
 static void on_event(void *ud, const sift_event *ev)
 {
     struct search *s = ud;
+    if (ev->type == SIFT_EV_TOOL_FINISHED && ev->name)
+        sift_metric_observe(s->api->m.tool_s, ev->name, (double)ev->duration_us / 1e6);
     int rc = sift_event_queue_push(&s->q, ev);
     if (rc == SIFT_ETOOBIG)
         sift_ctx_cancel(sift_http_ctx(s->x), SIFT_ECANCELED,
@@ -225,6 +449,7 @@ static void on_event(void *ud, const sift_event *ev)
 static void on_done(void *ud, const sift_agent_result *res)
 {
     struct search *s = ud;
+    run_done(s->api, res);
     if (res->code == 0 && s->session[0]) {
         sift_err err = {0};
         if (sift_session_save(s->api->sessions, s->session, s->conv.msgs, s->conv.len, &err))
@@ -290,6 +515,9 @@ static void search(sift_http_exchange *x, void *udata)
     const sift_config *cfg = api->cfg;
     struct worker_res *wr = sift_http_worker_data(x);
     size_t len;
+    int key = authenticate(api, x);
+    if (key < 0 || !rate_take(api, x, key))
+        return;
     const char *body = sift_http_body(x, &len);
     cJSON *req = cJSON_ParseWithLength(body, len);
     cJSON *q = req ? cJSON_GetObjectItemCaseSensitive(req, "query") : NULL;
@@ -306,6 +534,7 @@ static void search(sift_http_exchange *x, void *udata)
     if (strlen(q->valuestring) > cfg->server.max_query_bytes) {
         char msg[96];
         snprintf(msg, sizeof msg, "query: longer than %zu bytes", cfg->server.max_query_bytes);
+        atomic_fetch_add(&api->too_long, 1);
         sift_http_respond_error(x, 413, "too_large", msg);
         goto out;
     }
@@ -317,9 +546,12 @@ static void search(sift_http_exchange *x, void *udata)
         sift_http_respond_error(x, 400, "invalid_request", msg);
         goto out;
     }
+    if (!admit(api, x))
+        goto out;
     struct search *s = sift_calloc(1, sizeof *s);
     if (!s || !(s->arena = sift_arena_new(8192))) {
         sift_free(s);
+        atomic_fetch_sub(&api->active, 1);
         sift_http_respond_error(x, 503, "busy", "out of memory");
         goto out;
     }
@@ -342,11 +574,13 @@ static void search(sift_http_exchange *x, void *udata)
         sift_memory_trim_conv(&s->conv, &budget, NULL)) {
         sift_http_respond_error(x, 500, sift_err_name(err.code), err.msg);
         search_free(s);
+        atomic_fetch_sub(&api->active, 1);
         goto out;
     }
     if (!s->json_mode && sift_http_stream_start(x, 200, "text/event-stream")) {
         sift_http_stream_abort(x);
         search_free(s);
+        atomic_fetch_sub(&api->active, 1);
         goto out;
     }
     sift_agent_opts opts = {
@@ -360,7 +594,10 @@ static void search(sift_http_exchange *x, void *udata)
         .on_event = on_event,
         .udata = s,
     };
+    /* counted before the start so that started = finished + active holds */
+    sift_metric_add(api->m.started, NULL, 1);
     if (sift_agent_start(sift_http_ctx(x), &s->conv, &opts, on_done, s, &err)) {
+        run_done(api, NULL);
         if (s->json_mode)
             sift_http_respond_error(x, 500, sift_err_name(err.code), err.msg);
         else
@@ -377,9 +614,34 @@ static void healthz(sift_http_exchange *x, void *udata)
     sift_http_respond(x, 200, "application/json", body, sizeof body - 1);
 }
 
+/* GET /metrics: Prometheus text. Behind the API keys when they are set,
+ * since run counts and tool names say something about the traffic. */
+static void metrics(sift_http_exchange *x, void *udata)
+{
+    sift_api *api = udata;
+    if (authenticate(api, x) < 0)
+        return;
+    sift_server_stats st = {0};
+    if (api->srv)
+        sift_server_stats_get(api->srv, &st);
+    sift_metric_set(api->m.requests, NULL, (int64_t)st.requests_total);
+    sift_metric_set(api->m.rejected, "too_large",
+                    (int64_t)(st.too_large + atomic_load(&api->too_long)));
+    sift_metric_set(api->m.active, NULL, atomic_load(&api->active));
+    sift_buf out;
+    sift_buf_init(&out, 0);
+    if (sift_metrics_render(api->metrics, &out))
+        sift_http_respond_error(x, 500, "out_of_memory", "out of memory");
+    else
+        sift_http_respond(x, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
+    sift_buf_free(&out);
+}
+
 int sift_api_mount(sift_api *api, sift_server *srv, sift_err *err)
 {
+    api->srv = srv;
     if (sift_server_route(srv, "GET", "/healthz", healthz, api) ||
+        sift_server_route(srv, "GET", "/metrics", metrics, api) ||
         sift_server_route(srv, "GET", "/readyz", healthz, api) ||
         sift_server_route(srv, "POST", "/v1/search", search, api))
         return sift_err_set(err, SIFT_ENOMEM, "out of memory adding routes");

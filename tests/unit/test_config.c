@@ -39,6 +39,8 @@ static void test_defaults(void **state)
     assert_string_equal(c.llm.model, "sift-offline-rules");
     assert_null(c.llm.api_key);
     assert_null(c.server.api_keys);
+    assert_int_equal(c.server.rate_limit_rps, 0);
+    assert_int_equal(c.server.rate_burst, 0);
     assert_string_equal(c.store.url, "data/sift.db");
     assert_int_equal(c.agent.deadline_ms, 30000);
     assert_null(c.tools);
@@ -50,6 +52,8 @@ static const char full[] = "server:\n"
                            "  port: 9090\n"
                            "  workers: 2\n"
                            "  api_keys: [\"k1\", 'k2']\n"
+                           "  rate_limit_rps: 5\n"
+                           "  rate_burst: 10\n"
                            "llm:\n"
                            "  provider: openai\n"
                            "  base_url: http://127.0.0.1:8000/v1\n"
@@ -74,6 +78,8 @@ static void test_values_and_tools(void **state)
     assert_string_equal(c.server.api_keys[0], "k1");
     assert_string_equal(c.server.api_keys[1], "k2");
     assert_null(c.server.api_keys[2]);
+    assert_int_equal(c.server.rate_limit_rps, 5);
+    assert_int_equal(c.server.rate_burst, 10);
     assert_string_equal(c.llm.provider, "openai");
     assert_string_equal(c.llm.model, "qwen2.5");
     assert_int_equal(c.agent.deadline_ms, 1500);
@@ -134,6 +140,8 @@ static void test_errors(void **state)
                  "sift.yaml: server.port: must be an integer between 0 and 65535");
     expect_error("server:\n  port: 80.5\n",
                  "sift.yaml: server.port: must be an integer between 0 and 65535");
+    expect_error("server:\n  rate_burst: -1\n",
+                 "sift.yaml: server.rate_burst: must be an integer between 0 and 1000000");
     expect_error("server: 3\n", "sift.yaml: server: must be a mapping");
     expect_error("llm:\n  model: [a]\n", "sift.yaml: llm.model: must be a string");
     expect_error("llm:\n  provider: claude\n",
