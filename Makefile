@@ -53,7 +53,7 @@ lint: build
 	@echo "lint: clang-tidy (warnings are errors)"
 	@find src -name '*.c' | sort | xargs -P $(JOBS) -n 4 \
 		clang-tidy -p $(RELEASE) --quiet 2>&1 | grep -v -E '^[0-9]+ warnings? generated' ; \
-		test $${PIPESTATUS[1]:-0} -eq 0 || { echo "lint: clang-tidy found problems"; exit 1; }
+		test $${PIPESTATUS[2]:-0} -eq 0 || { echo "lint: clang-tidy found problems"; exit 1; }
 
 clean:
 	rm -rf build
