@@ -83,6 +83,11 @@ typedef struct sift_shop_opts {
      * each query, with work_hook_data (lets a test hold a query "running"). */
     void (*work_hook)(void *data);
     void *work_hook_data;
+    /* The hybrid searcher (search.h) search_products draws its candidates
+     * from: BM25 and vectors fused, exact SKUs first. NULL: the store's
+     * full-text search. It must outlive the shop; it is a snapshot of the
+     * catalog taken when it was opened. */
+    const struct sift_searcher *searcher;
 } sift_shop_opts;
 
 /* Creates a shop context. Opens nothing yet (connections are opened on first

@@ -11,6 +11,7 @@
 #include "sift/httptool.h"
 #include "sift/log.h"
 #include "sift/memory.h"
+#include "sift/search.h"
 #include "sift/session.h"
 #include "sift/shoptools.h"
 
@@ -89,6 +90,18 @@ static void on_done(void *ud, const sift_agent_result *res)
 {
     struct ask *a = ud;
     a->failed = res->code != 0;
+}
+
+/* The hybrid searcher over a snapshot of the catalog. */
+static int open_searcher(const char *db, sift_searcher **out, sift_err *err)
+{
+    sift_store *st = NULL;
+    sift_store_sqlite_opts ro = {.readonly = 1};
+    int rc = sift_store_sqlite_open(db, &ro, &st, err);
+    if (rc == 0)
+        rc = sift_searcher_open(st, NULL, out, err);
+    sift_store_close(st);
+    return rc;
 }
 
 int cli_ask(int argc, char **argv)
@@ -172,11 +185,14 @@ int cli_ask(int argc, char **argv)
     sift_httptools *htools = NULL;
     sift_model *model = NULL;
     sift_session_store *sessions = NULL;
+    sift_searcher *searcher = NULL;
     sift_ctx *root = sift_ctx_new_root(&loop);
     a.http = sift_http_client_new(&loop, NULL, &err);
     if (!arena || !reg || !root || !a.http)
         goto out;
-    sift_shop_opts so = {.store_path = db};
+    if (open_searcher(db, &searcher, &err))
+        goto out;
+    sift_shop_opts so = {.store_path = db, .searcher = searcher};
     sift_httptools_opts ho = {.client = client_of, .udata = &a};
     if (sift_shop_new(&so, &shop, &err) || sift_shop_tools_register(reg, shop, &err) ||
         sift_httptools_load(cfg.tools, &ho, &htools, &err) ||
@@ -234,6 +250,7 @@ out:
     sift_tool_registry_free(reg);
     sift_httptools_free(htools);
     sift_shop_free(shop);
+    sift_searcher_close(searcher);
     sift_session_close(sessions);
     sift_arena_free(arena);
     uv_loop_close(&loop);

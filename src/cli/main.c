@@ -8,7 +8,7 @@ static const char usage[] =
     "usage: sift <command> [options]\n"
     "\n"
     "commands:\n"
-    "  serve     serve the search API and page over HTTP\n"
+    "  serve     serve the search API over HTTP\n"
     "  ingest    load a JSON Lines catalog, inventory or price file into the store\n"
     "  ask       ask the agent one question in the terminal\n"
     "  eval      relevance figures (NDCG@10, MRR@10, R@100) and latency on labelled queries\n"

@@ -7,6 +7,7 @@
  * after-work callback (on the loop) completes the job, unless the job was
  * already ended by cancellation, and frees the request. The request is freed
  * only there, so the pool thread never touches freed memory. */
+#include "sift/search.h"
 #include "sift/shoptools.h"
 
 #include <assert.h>
@@ -118,6 +119,7 @@ struct sift_shop {
     int busy_timeout_ms;
     void (*work_hook)(void *data);
     void *work_hook_data;
+    const sift_searcher *searcher;
 
     uv_mutex_t mu; /* guards the pool below */
     uv_cond_t cv;  /* signalled when a connection is returned or a slot frees */
@@ -169,6 +171,7 @@ int sift_shop_new(const sift_shop_opts *opts, sift_shop **out, sift_err *err)
     s->busy_timeout_ms = opts->busy_timeout_ms;
     s->work_hook = opts->work_hook;
     s->work_hook_data = opts->work_hook_data;
+    s->searcher = opts->searcher;
     atomic_init(&s->inflight, 0);
     s->tools[TOOL_SEARCH] = search_products_tool;
     s->tools[TOOL_INVENTORY] = check_inventory_tool;
@@ -545,6 +548,35 @@ static bool search_has_filters(const struct search_req *q)
            q->has_price_min || q->has_price_max || q->in_stock;
 }
 
+/* SKUs to consider, best first: from the hybrid searcher when the shop has
+ * one (the shop applies its own filters afterwards), else from the store's
+ * full-text search. */
+static int candidates(struct shop_req *r, sift_store *st, size_t pool, const char ***skus,
+                      size_t *n, sift_err *err)
+{
+    const struct search_req *q = &r->search;
+    int rc;
+    if (r->shop->searcher) {
+        sift_search_opts so = {.k = pool, .no_filters = 1};
+        sift_search_hit *hits = NULL;
+        rc = sift_search(r->shop->searcher, st, q->retrieval, &so, r->arena, &hits, n, err);
+        if (rc < 0)
+            return rc;
+        *skus = sift_arena_calloc(r->arena, *n ? *n : 1, sizeof **skus);
+        for (size_t i = 0; *skus && i < *n; i++)
+            (*skus)[i] = hits[i].sku;
+    } else {
+        sift_hit *hits = NULL;
+        rc = sift_store_search_fts(st, q->retrieval, pool, r->arena, &hits, n, err);
+        if (rc < 0)
+            return rc;
+        *skus = sift_arena_calloc(r->arena, *n ? *n : 1, sizeof **skus);
+        for (size_t i = 0; *skus && i < *n; i++)
+            (*skus)[i] = hits[i].sku;
+    }
+    return *skus ? 0 : sift_err_set(err, SIFT_ENOMEM, "out of memory");
+}
+
 static int run_search(struct shop_req *r, sift_store *st, sift_err *err)
 {
     const struct search_req *q = &r->search;
@@ -552,9 +584,9 @@ static int run_search(struct shop_req *r, sift_store *st, sift_err *err)
     size_t pool = q->k * 20 < 100 ? 100 : q->k * 20;
     if (pool > SIFT_SHOP_CANDIDATES_MAX)
         pool = SIFT_SHOP_CANDIDATES_MAX;
-    sift_hit *hits = NULL;
+    const char **skus = NULL;
     size_t n = 0;
-    int rc = sift_store_search_fts(st, q->retrieval, pool, r->arena, &hits, &n, err);
+    int rc = candidates(r, st, pool, &skus, &n, err);
     if (rc < 0)
         return rc;
     size_t emitted = 0, total = 0;
@@ -565,7 +597,7 @@ static int run_search(struct shop_req *r, sift_store *st, sift_err *err)
             break;
         }
         sift_product p;
-        rc = sift_store_get_product(st, hits[i].sku, r->arena, &p, err);
+        rc = sift_store_get_product(st, skus[i], r->arena, &p, err);
         if (rc == SIFT_ENOTFOUND) {
             /* Deleted between the index read and this one: not a result. */
             sift_err_clear(err);
