@@ -2,6 +2,7 @@
 #include <cJSON.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -47,6 +48,7 @@ struct sift_api {
     struct api_metrics m;
     _Atomic int active;         /* admitted runs not yet done */
     _Atomic uint64_t too_long;  /* queries refused with 413 here (the server counts bodies) */
+    int64_t token_delay_ms;     /* offline provider: SIFT_OFFLINE_TOKEN_DELAY_MS */
     int nkeys;                  /* configured API keys; 0: no auth */
     uint64_t rate_interval_ns;  /* token bucket: one token per interval; 0: no limit */
     uint64_t rate_burst_ns;     /* bucket size, as time */
@@ -129,6 +131,13 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
     if (!api)
         return sift_err_set(err, SIFT_ENOMEM, "out of memory");
     api->cfg = cfg;
+    /* slows the offline answer down word by word: for demos of streaming and
+     * for tests that need a run to last (admission) */
+    const char *delay = getenv("SIFT_OFFLINE_TOKEN_DELAY_MS");
+    if (delay)
+        api->token_delay_ms = strtoll(delay, NULL, 10);
+    if (api->token_delay_ms < 0 || api->token_delay_ms > 10000)
+        api->token_delay_ms = 0;
     sift_shop_opts so = {.store_path = cfg->store.url};
     sift_httptools_opts ho = {.client = client_of, .udata = api};
     sift_session_mem_opts mo = {0};
@@ -196,7 +205,8 @@ static int worker_start(sift_server_worker *w, uv_loop_t *loop, void *udata)
             sift_openai_opts_from_config(&oo, api->cfg);
             wr->model = sift_openai_new(loop, wr->http, &oo, &err);
         } else {
-            wr->model = sift_offline_new(loop, NULL, &err);
+            sift_offline_opts oo = {.token_delay_ms = api->token_delay_ms};
+            wr->model = sift_offline_new(loop, &oo, &err);
         }
     }
     if (!wr->model) {
