@@ -1025,3 +1025,15 @@ int sift_search(const sift_searcher *s, sift_store *store, const char *text,
     *n = no;
     return 0;
 }
+
+int sift_searcher_open_sqlite(const char *path, const sift_searcher_opts *opts, sift_searcher **out,
+                              sift_err *err)
+{
+    sift_store *st = NULL;
+    sift_store_sqlite_opts ro = {.readonly = 1};
+    int rc = sift_store_sqlite_open(path, &ro, &st, err);
+    if (rc == 0)
+        rc = sift_searcher_open(st, opts, out, err);
+    sift_store_close(st);
+    return rc;
+}

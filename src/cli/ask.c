@@ -92,18 +92,6 @@ static void on_done(void *ud, const sift_agent_result *res)
     a->failed = res->code != 0;
 }
 
-/* The hybrid searcher over a snapshot of the catalog. */
-static int open_searcher(const char *db, sift_searcher **out, sift_err *err)
-{
-    sift_store *st = NULL;
-    sift_store_sqlite_opts ro = {.readonly = 1};
-    int rc = sift_store_sqlite_open(db, &ro, &st, err);
-    if (rc == 0)
-        rc = sift_searcher_open(st, NULL, out, err);
-    sift_store_close(st);
-    return rc;
-}
-
 int cli_ask(int argc, char **argv)
 {
     static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
@@ -190,7 +178,7 @@ int cli_ask(int argc, char **argv)
     a.http = sift_http_client_new(&loop, NULL, &err);
     if (!arena || !reg || !root || !a.http)
         goto out;
-    if (open_searcher(db, &searcher, &err))
+    if (sift_searcher_open_sqlite(db, NULL, &searcher, &err))
         goto out;
     sift_shop_opts so = {.store_path = db, .searcher = searcher};
     sift_httptools_opts ho = {.client = client_of, .udata = &a};

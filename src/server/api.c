@@ -13,6 +13,7 @@
 #include "sift/log.h"
 #include "sift/memory.h"
 #include "sift/metrics.h"
+#include "sift/search.h"
 #include "sift/session.h"
 #include "sift/shoptools.h"
 
@@ -37,6 +38,7 @@ struct api_metrics {
 
 struct sift_api {
     const sift_config *cfg;
+    sift_searcher *searcher; /* a snapshot of the catalog taken at start */
     sift_shop *shop;
     sift_httptools *htools;
     sift_tool_registry *tools;
@@ -127,6 +129,7 @@ static sift_http_client *client_of(uv_loop_t *loop, void *udata)
 
 int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
 {
+    int rc;
     sift_api *api = sift_calloc(1, sizeof *api);
     if (!api)
         return sift_err_set(err, SIFT_ENOMEM, "out of memory");
@@ -139,9 +142,11 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
     if (api->token_delay_ms < 0 || api->token_delay_ms > 10000)
         api->token_delay_ms = 0;
     sift_shop_opts so = {.store_path = cfg->store.url};
+    if ((rc = sift_searcher_open_sqlite(cfg->store.url, NULL, &api->searcher, err)))
+        goto fail;
+    so.searcher = api->searcher;
     sift_httptools_opts ho = {.client = client_of, .udata = api};
     sift_session_mem_opts mo = {0};
-    int rc;
     api->tools = sift_tool_registry_new();
     if (!api->tools || metrics_init(api) || limits_init(api)) {
         rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
@@ -167,6 +172,7 @@ void sift_api_free(sift_api *api)
     sift_tool_registry_free(api->tools);
     sift_httptools_free(api->htools);
     sift_shop_free(api->shop);
+    sift_searcher_close(api->searcher);
     sift_session_close(api->sessions);
     sift_metrics_free(api->metrics);
     sift_free((void *)api->rate_tat);
