@@ -420,7 +420,11 @@ static void tool_ended(struct call *c, int code, const char *result)
         msg = sift_arena_sprintf(r->arena, "%s cancelled: %s", name,
                                  cause->msg[0] ? cause->msg : sift_err_name(cause->code));
     } else {
-        ecode = code == SIFT_ETIMEDOUT ? "timeout" : "tool_error";
+        /* a lookup that found nothing is worth telling apart: the model
+         * should try another SKU rather than retry */
+        ecode = code == SIFT_ETIMEDOUT   ? "timeout"
+                : code == SIFT_ENOTFOUND ? "not_found"
+                                         : "tool_error";
         msg = sift_arena_strdup(r->arena, result ? result : sift_err_name(code));
     }
     end_call(c, code, ecode, msg ? msg : "out of memory", NULL);

@@ -836,7 +836,7 @@ static void test_tools_node(void **state)
     assert_int_equal(o.code, 0);
     assert_int_equal(o.n, 4);
     assert_int_equal(o.res[0].code, SIFT_ENOTFOUND);
-    assert_string_equal(o.res[0].content, "{\"error\":{\"code\":\"tool_error\",\"message\":"
+    assert_string_equal(o.res[0].content, "{\"error\":{\"code\":\"not_found\",\"message\":"
                                           "\"no product with sku \\\"NOPE\\\"\"}}");
     assert_string_equal(o.res[1].content,
                         "{\"sku\":\"ADI-UB22-42\",\"currency\":\"VND\",\"amount\":4500000}");
