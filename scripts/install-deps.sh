@@ -7,7 +7,7 @@ APT_PKGS=(
     build-essential cmake pkg-config clang clang-format clang-tidy libclang-rt-14-dev
     libuv1-dev libh2o-dev libh2o-dev-common libcurl4-openssl-dev libcjson-dev
     libsqlite3-dev libpq-dev postgresql librdkafka-dev kcat libyaml-dev libcmocka-dev
-    valgrind chromium curl
+    valgrind chromium curl python3
 )
 NPM_PKGS=(playwright-core openai ajv)
 
