@@ -12,8 +12,8 @@
  *    result as a JSON error object the model can read and recover from,
  *        {"error":{"code":"invalid_arguments","message":"location: must be one of HAN, DAD, SGN"}}
  *    with code one of unknown_tool, invalid_arguments, timeout, cancelled,
- *    not_found (the tool failed with SIFT_ENOTFOUND), tool_error. The other calls are not disturbed
- * and done gets code 0.
+ *    not_found (the tool failed with SIFT_ENOTFOUND), tool_error. The other
+ *    calls are not disturbed and done gets code 0.
  *  - SIFT_TOOLS_FAIL_FAST: the first failure cancels every other call (they
  *    end with a "cancelled" error object; calls still queued never start) and
  *    done gets the failing call's code and message.
