@@ -189,6 +189,32 @@ static int parse_gain(const char *s, size_t n, double *out)
     return 0;
 }
 
+/* Reads the next non-blank record of exactly `want` TAB-separated fields
+ * with a non-empty query_id first. Returns 1 with the fields set, 0 at the
+ * end of the data, or a negative code with err naming the line. */
+static int next_record(lines *it, const char *name, size_t want, const char *fields, const char **f,
+                       size_t *fl, sift_err *err)
+{
+    const char *l;
+    size_t n;
+    while (next_line(it, &l, &n)) {
+        if (n > SIFT_EVAL_LINE_MAX)
+            return too_long(name, it->lineno, n, err);
+        if (blank(l, n))
+            continue;
+        size_t k = split(l, n, f, fl);
+        if (k != want)
+            return sift_err_set(err, SIFT_EINVAL,
+                                "%s line %zu: expected %zu TAB-separated fields (%s), found %s%zu",
+                                name, it->lineno, want, fields, k > MAX_FIELDS ? "more than " : "",
+                                k > MAX_FIELDS ? (size_t)MAX_FIELDS : k);
+        if (fl[0] == 0 || blank(f[0], fl[0]))
+            return sift_err_set(err, SIFT_EINVAL, "%s line %zu: empty query_id", name, it->lineno);
+        return 1;
+    }
+    return 0;
+}
+
 static int parse_queries(sift_eval_set *set, sift_arena *a, const char *name, const char *data,
                          size_t len, qtmp **index, sift_err *err)
 {
@@ -204,30 +230,9 @@ static int parse_queries(sift_eval_set *set, sift_arena *a, const char *name, co
         sift_free(idx);
         return sift_err_set(err, SIFT_ENOMEM, "%s: out of memory", name);
     }
-    const char *l;
-    size_t n;
-    while (next_line(&it, &l, &n)) {
-        if (n > SIFT_EVAL_LINE_MAX) {
-            rc = too_long(name, it.lineno, n, err);
-            goto fail;
-        }
-        if (blank(l, n))
-            continue;
-        const char *f[MAX_FIELDS];
-        size_t fl[MAX_FIELDS];
-        size_t k = split(l, n, f, fl);
-        if (k != 2) {
-            rc = sift_err_set(err, SIFT_EINVAL,
-                              "%s line %zu: expected 2 TAB-separated fields (query_id, query), "
-                              "found %s%zu",
-                              name, it.lineno, k > MAX_FIELDS ? "more than " : "",
-                              k > MAX_FIELDS ? (size_t)MAX_FIELDS : k);
-            goto fail;
-        }
-        if (fl[0] == 0 || blank(f[0], fl[0])) {
-            rc = sift_err_set(err, SIFT_EINVAL, "%s line %zu: empty query_id", name, it.lineno);
-            goto fail;
-        }
+    const char *f[MAX_FIELDS] = {0};
+    size_t fl[MAX_FIELDS] = {0};
+    while ((rc = next_record(&it, name, 2, "query_id, query", f, fl, err)) == 1) {
         if (blank(f[1], fl[1])) {
             rc = sift_err_set(err, SIFT_EINVAL, "%s line %zu: empty query", name, it.lineno);
             goto fail;
@@ -242,6 +247,8 @@ static int parse_queries(sift_eval_set *set, sift_arena *a, const char *name, co
         idx[set->n_queries] = (qtmp){.id = q->id, .idx = set->n_queries, .line = it.lineno};
         set->n_queries++;
     }
+    if (rc < 0)
+        goto fail;
     qsort(idx, set->n_queries, sizeof *idx, cmp_qtmp);
     /* Report the earliest line that repeats an id, whatever the sort did. */
     size_t bad = 0, first = 0;
@@ -277,30 +284,9 @@ static int parse_qrels(sift_eval_set *set, sift_arena *a, const char *name, cons
     ltmp *t = sift_calloc(cap, sizeof *t);
     if (!t)
         return sift_err_set(err, SIFT_ENOMEM, "%s: out of memory", name);
-    const char *l;
-    size_t n;
-    while (next_line(&it, &l, &n)) {
-        if (n > SIFT_EVAL_LINE_MAX) {
-            rc = too_long(name, it.lineno, n, err);
-            goto fail;
-        }
-        if (blank(l, n))
-            continue;
-        const char *f[MAX_FIELDS];
-        size_t fl[MAX_FIELDS];
-        size_t k = split(l, n, f, fl);
-        if (k != 3) {
-            rc = sift_err_set(err, SIFT_EINVAL,
-                              "%s line %zu: expected 3 TAB-separated fields (query_id, sku, "
-                              "gain), found %s%zu",
-                              name, it.lineno, k > MAX_FIELDS ? "more than " : "",
-                              k > MAX_FIELDS ? (size_t)MAX_FIELDS : k);
-            goto fail;
-        }
-        if (fl[0] == 0 || blank(f[0], fl[0])) {
-            rc = sift_err_set(err, SIFT_EINVAL, "%s line %zu: empty query_id", name, it.lineno);
-            goto fail;
-        }
+    const char *f[MAX_FIELDS] = {0};
+    size_t fl[MAX_FIELDS] = {0};
+    while ((rc = next_record(&it, name, 3, "query_id, sku, gain", f, fl, err)) == 1) {
         if (fl[1] == 0 || blank(f[1], fl[1])) {
             rc = sift_err_set(err, SIFT_EINVAL, "%s line %zu: empty sku", name, it.lineno);
             goto fail;
@@ -324,6 +310,8 @@ static int parse_qrels(sift_eval_set *set, sift_arena *a, const char *name, cons
         }
         t[nl++] = (ltmp){.q = q->idx, .sku = sku, .gain = g, .line = it.lineno};
     }
+    if (rc < 0)
+        goto fail;
     qsort(t, nl, sizeof *t, cmp_ltmp);
     size_t bad = 0;
     for (size_t i = 1; i < nl; i++)
