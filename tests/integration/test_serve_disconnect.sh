@@ -3,20 +3,12 @@
 # is aborted and no upstream call starts afterwards. sift talks to the mock LLM
 # (bench/mock_llm) over the OpenAI protocol; its first answer takes 1.5 s.
 set -euo pipefail
-sift="$SIFT_BUILD_DIR/sift"
+source "$SIFT_SOURCE_DIR/tests/integration/serve_lib.sh"
 mock="$SIFT_BUILD_DIR/mock_llm"
-sample="$SIFT_SOURCE_DIR/catalog/sample"
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; tail -5 "$tmp/serve.log" 2>/dev/null; exit 1; }
-cd "$tmp"
-export SIFT_DB="$tmp/sift.db"
-"$sift" ingest --quiet --kind products "$sample/products.jsonl" 2>/dev/null
+load_sample products
 
 "$mock" --port 0 --ttft-ms 1500 --scenario seed >"$tmp/mock.out" 2>"$tmp/mock.err" &
-pids+=($!)
+extra_pids+=($!)
 for _ in $(seq 100); do [ -s "$tmp/mock.out" ] && break; sleep 0.1; done
 mport=$(head -1 "$tmp/mock.out")
 [ -n "$mport" ] || fail "the mock LLM did not start"
@@ -25,14 +17,8 @@ field() { stats | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 
 SIFT_LLM_BASE_URL="http://127.0.0.1:$mport/v1" SIFT_LLM_MODEL=mock SIFT_LOG_LEVEL=info \
     "$sift" serve --port 0 --workers 1 >"$tmp/serve.log" 2>&1 &
-pids+=($!)
-port=
-for _ in $(seq 100); do
-    port=$(sed -n 's/.*serving on http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$tmp/serve.log")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || fail "sift did not start"
+pid=$!
+port=$(wait_for_port "$tmp/serve.log") || fail "sift did not start"
 
 # the client gives up after 0.4 s, while the model is still thinking
 curl -s -N --max-time 0.4 -X POST "http://127.0.0.1:$port/v1/search" \

@@ -5,19 +5,8 @@
 # in Prometheus text with the run counters, and no
 # key in the log.
 set -euo pipefail
-sift="$SIFT_BUILD_DIR/sift"
-sample="$SIFT_SOURCE_DIR/catalog/sample"
-tmp=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; [ -f "$tmp/serve.log" ] && tail -5 "$tmp/serve.log"; exit 1; }
-cd "$tmp"
-unset SIFT_LLM_BASE_URL SIFT_LLM_PROVIDER
-export SIFT_DB="$tmp/sift.db"
-for kind in products inventory prices; do
-    "$sift" ingest --quiet --kind "$kind" "$sample/$kind.jsonl" 2>/dev/null
-done
+source "$SIFT_SOURCE_DIR/tests/integration/serve_lib.sh"
+load_sample products inventory prices
 # one run per second per key, no burst: two quick requests with one key
 # always meet the limit; one run at a time, and answers slowed to 50 ms a
 # word so that a run lasts seconds
@@ -35,13 +24,7 @@ k5=key-five-secret-5555
 SIFT_OFFLINE_TOKEN_DELAY_MS=50 SIFT_API_KEYS="$k1,$k2,$k3,$k4,$k5" SIFT_LOG_LEVEL=debug \
     "$sift" serve --port 0 --workers 2 >"$tmp/serve.log" 2>&1 &
 pid=$!
-port=
-for _ in $(seq 100); do
-    port=$(sed -n 's/.*serving on http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$tmp/serve.log")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || fail "the server did not start"
+port=$(wait_for_port "$tmp/serve.log") || fail "the server did not start"
 url="http://127.0.0.1:$port"
 q='{"query":"Find Nike running shoes size 42 in stock in Hanoi, Da Nang or HCMC?"}'
 

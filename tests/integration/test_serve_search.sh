@@ -3,29 +3,12 @@
 # as one JSON body), sessions continue across requests, bad requests get JSON
 # errors, SIGTERM shuts the server down cleanly.
 set -euo pipefail
-sift="$SIFT_BUILD_DIR/sift"
-sample="$SIFT_SOURCE_DIR/catalog/sample"
-tmp=$(mktemp -d)
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; [ -f "$tmp/serve.log" ] && tail -5 "$tmp/serve.log"; exit 1; }
-cd "$tmp"
-unset SIFT_LLM_BASE_URL SIFT_LLM_PROVIDER
-export SIFT_DB="$tmp/sift.db"
-for kind in products inventory prices; do
-    "$sift" ingest --quiet --kind "$kind" "$sample/$kind.jsonl" 2>/dev/null
-done
+source "$SIFT_SOURCE_DIR/tests/integration/serve_lib.sh"
+load_sample products inventory prices
 
 SIFT_LOG_LEVEL=info "$sift" serve --port 0 --workers 2 >"$tmp/serve.log" 2>&1 &
 pid=$!
-port=
-for _ in $(seq 100); do
-    port=$(sed -n 's/.*serving on http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$tmp/serve.log")
-    [ -n "$port" ] && break
-    sleep 0.1
-done
-[ -n "$port" ] || fail "the server did not start"
+port=$(wait_for_port "$tmp/serve.log") || fail "the server did not start"
 url="http://127.0.0.1:$port"
 
 curl -sf "$url/healthz" | grep -q '"ok"' || fail "healthz"

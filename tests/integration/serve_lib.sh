@@ -1,0 +1,36 @@
+# Shared by the test_serve_*.sh tests (sourced, not run): a temp directory with
+# the store, cleanup, failure reports, loading the sample catalog and waiting
+# for `sift serve --port 0` to say which port it took.
+sift="$SIFT_BUILD_DIR/sift"
+sample="$SIFT_SOURCE_DIR/catalog/sample"
+tmp=$(mktemp -d)
+pid=           # the sift server; cleared once a test has stopped it itself
+extra_pids=()  # other background processes of the test
+cleanup() {
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null
+    for p in "${extra_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; [ -f "$tmp/serve.log" ] && tail -5 "$tmp/serve.log"; exit 1; }
+cd "$tmp"
+unset SIFT_LLM_BASE_URL SIFT_LLM_PROVIDER
+export SIFT_DB="$tmp/sift.db"
+
+# load_sample KIND...: loads catalog/sample/KIND.jsonl into $SIFT_DB
+load_sample() {
+    for kind in "$@"; do
+        "$sift" ingest --quiet --kind "$kind" "$sample/$kind.jsonl" 2>/dev/null
+    done
+}
+
+# wait_for_port LOG: prints the port sift serve logged in LOG; fails after 10 s
+wait_for_port() {
+    local p
+    for _ in $(seq 100); do
+        p=$(sed -n 's/.*serving on http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$1")
+        [ -n "$p" ] && { echo "$p"; return 0; }
+        sleep 0.1
+    done
+    return 1
+}
