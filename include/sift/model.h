@@ -132,6 +132,15 @@ typedef struct sift_chat_request {
     int64_t max_tokens; /* 0: omitted */
 } sift_chat_request;
 
+/* Appends one message in OpenAI's chat form to `out`: role, tool_call_id for a
+ * tool result, content, and tool_calls for an assistant turn that has them.
+ * NULL content is written as null when the message has tool calls (OpenAI's
+ * form for a turn of calls only) and as "" otherwise. The message must be
+ * valid for its role (ids and names set); this writes, it does not check.
+ * Shared by requests and stored sessions, so both speak the same form.
+ * Returns 0, SIFT_ETOOBIG past out's limit or SIFT_ENOMEM. */
+int sift_message_json(sift_buf *out, const sift_message *m);
+
 /* Appends the JSON request body for `r` to `out`. tools, tool_choice and
  * parallel_tool_calls are written only when there is at least one tool
  * (OpenAI rejects an empty tools array and tool options without tools).

@@ -167,11 +167,6 @@ int sift_memory_trim_conv(sift_conv *c, const sift_memory_budget *b, size_t *dro
 
 /* ---- JSON form --------------------------------------------------------- */
 
-static int put_str(sift_buf *b, const char *s, size_t n)
-{
-    return sift_buf_json_string(b, s ? s : "", n);
-}
-
 static int check_out(const sift_message *m, size_t i, sift_err *err)
 {
     const char *role = sift_role_name(m->role);
@@ -193,41 +188,6 @@ static int check_out(const sift_message *m, size_t i, sift_err *err)
     return 0;
 }
 
-static int put_message(sift_buf *b, const sift_message *m)
-{
-    int rc;
-    if ((rc = sift_buf_puts(b, "{\"role\":\"")) ||
-        (rc = sift_buf_puts(b, sift_role_name(m->role))) || (rc = sift_buf_putc(b, '"')))
-        return rc;
-    if (m->role == SIFT_ROLE_TOOL && ((rc = sift_buf_puts(b, ",\"tool_call_id\":")) ||
-                                      (rc = put_str(b, m->tool_call_id, strlen(m->tool_call_id)))))
-        return rc;
-    if ((rc = sift_buf_puts(b, ",\"content\":")))
-        return rc;
-    /* NULL content (an assistant turn of tool calls only) stays null, so a
-     * loaded conversation is the one that was saved. */
-    rc = m->content ? put_str(b, m->content, m->content_len) : sift_buf_puts(b, "null");
-    if (rc)
-        return rc;
-    if (m->n_tool_calls) {
-        if ((rc = sift_buf_puts(b, ",\"tool_calls\":[")))
-            return rc;
-        for (size_t k = 0; k < m->n_tool_calls; k++) {
-            const sift_tool_call *t = &m->tool_calls[k];
-            if ((k && (rc = sift_buf_putc(b, ','))) || (rc = sift_buf_puts(b, "{\"id\":")) ||
-                (rc = put_str(b, t->id, strlen(t->id))) ||
-                (rc = sift_buf_puts(b, ",\"type\":\"function\",\"function\":{\"name\":")) ||
-                (rc = put_str(b, t->name, strlen(t->name))) ||
-                (rc = sift_buf_puts(b, ",\"arguments\":")) ||
-                (rc = put_str(b, t->arguments, t->arguments_len)) || (rc = sift_buf_puts(b, "}}")))
-                return rc;
-        }
-        if ((rc = sift_buf_putc(b, ']')))
-            return rc;
-    }
-    return sift_buf_putc(b, '}');
-}
-
 int sift_memory_to_json(const sift_message *msgs, size_t n, sift_buf *out, sift_err *err)
 {
     if (!out || (!msgs && n))
@@ -243,7 +203,7 @@ int sift_memory_to_json(const sift_message *msgs, size_t n, sift_buf *out, sift_
         if (i)
             rc = sift_buf_putc(out, ',');
         if (!rc)
-            rc = put_message(out, &msgs[i]);
+            rc = sift_message_json(out, &msgs[i]);
     }
     if (!rc)
         rc = sift_buf_putc(out, ']');

@@ -209,7 +209,7 @@ static int put_str(sift_buf *b, const char *s, size_t n)
     return sift_buf_json_string(b, s, n);
 }
 
-static int put_message(sift_buf *b, const sift_message *m)
+int sift_message_json(sift_buf *b, const sift_message *m)
 {
     int rc;
     if ((rc = sift_buf_puts(b, "{\"role\":\"")) ||
@@ -337,7 +337,7 @@ static int put_request(const sift_chat_request *r, size_t n_tools, sift_buf *b)
         (rc = sift_buf_puts(b, ",\"messages\":[")))
         return rc;
     for (size_t i = 0; i < r->n_messages; i++)
-        if ((i && (rc = sift_buf_putc(b, ','))) || (rc = put_message(b, &r->messages[i])))
+        if ((i && (rc = sift_buf_putc(b, ','))) || (rc = sift_message_json(b, &r->messages[i])))
             return rc;
     if ((rc = sift_buf_putc(b, ']')))
         return rc;
