@@ -24,10 +24,17 @@ port=$(wait_for_port "$tmp/serve.log") || fail "the server did not start"
 printf 'agent:\n  deadline_ms: 1000\n' >"$tmp/slow.yaml"
 SIFT_OFFLINE_TOKEN_DELAY_MS=100 SIFT_LOG_LEVEL=info "$sift" serve --config "$tmp/slow.yaml" \
     --port 0 --workers 1 >"$tmp/slow.log" 2>&1 &
-extra_pids+=($!)
+slow_pid=$!
+extra_pids+=($slow_pid)
 slow=$(wait_for_port "$tmp/slow.log") || fail "the slow server did not start"
 
 node "$e2e/chat_sdk.test.js" "http://127.0.0.1:$port/v1" "$key" "http://127.0.0.1:$slow/v1" ||
     fail "the SDK checks failed"
 grep -q "$key" "$tmp/serve.log" && fail "the API key is in the log"
+# clean exits (under the sanitizers: nothing leaked)
+kill -TERM "$pid" "$slow_pid"
+wait "$pid" || fail "sift serve exited with $? after SIGTERM: $(tail -5 "$tmp/serve.log")"
+wait "$slow_pid" || fail "the slow sift serve exited with $? after SIGTERM: $(tail -5 "$tmp/slow.log")"
+pid=
+extra_pids=()
 echo "test_chat_sdk: ok"
