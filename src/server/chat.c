@@ -139,7 +139,7 @@ static int normalise(cJSON *msgs, struct chat_req *cr)
             cJSON_ArrayForEach(part, content)
             {
                 const cJSON *type = get(part, "type"), *t = get(part, "text");
-                if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") ||
+                if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0 ||
                     !cJSON_IsString(t)) {
                     sift_buf_free(&text);
                     return refuse(cr, 400, "invalid_request", "messages",
@@ -175,7 +175,7 @@ static int check_request(const sift_config *cfg, cJSON *req, struct chat_req *cr
     if (!cJSON_IsString(model) || !model->valuestring[0])
         return refuse(cr, 400, "invalid_request", "model",
                       "model: required, the agent's name (this server serves \"%s\")", name);
-    if (strcmp(model->valuestring, name))
+    if (strcmp(model->valuestring, name) != 0)
         return refuse(cr, 404, "model_not_found", "model",
                       "model: \"%.64s\" does not exist; this server serves \"%s\"",
                       model->valuestring, name);
@@ -188,8 +188,8 @@ static int check_request(const sift_config *cfg, cJSON *req, struct chat_req *cr
     int n = cJSON_GetArraySize(msgs);
     const cJSON *last = cJSON_GetArrayItem(msgs, n - 1);
     const cJSON *role = get(last, "role"), *content = get(last, "content");
-    if (!cJSON_IsString(role) || strcmp(role->valuestring, "user") || !cJSON_IsString(content) ||
-        !content->valuestring[0])
+    if (!cJSON_IsString(role) || strcmp(role->valuestring, "user") != 0 ||
+        !cJSON_IsString(content) || !content->valuestring[0])
         return refuse(cr, 400, "invalid_request", "messages",
                       "messages[%d]: the last message must be a user message with non-empty "
                       "content: the question to answer",
@@ -599,7 +599,7 @@ static void model(sift_http_exchange *x, void *udata)
     if (sift_api_authenticate(api, x, chat_error) < 0)
         return;
     const char *id = sift_http_route_rest(x), *name = sift_api_config(api)->agent.name;
-    if (strcmp(id, name)) {
+    if (strcmp(id, name) != 0) {
         char msg[160];
         snprintf(msg, sizeof msg, "model \"%.64s\" does not exist; this server serves \"%s\"", id,
                  name);
