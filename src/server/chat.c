@@ -254,6 +254,7 @@ struct chat {
     bool failed;       /* streaming: the error went out */
     sift_buf chunk;    /* scratch, kept across events */
     sift_buf out;
+    sift_buf text;
 };
 
 static void free_bufs(void *p)
@@ -261,6 +262,7 @@ static void free_bufs(void *p)
     struct chat *c = p;
     sift_buf_free(&c->chunk);
     sift_buf_free(&c->out);
+    sift_buf_free(&c->text);
 }
 
 /* The value of a member the run event's JSON ends with, as JSON text:
@@ -276,6 +278,25 @@ static const char *text_of(const char *json, size_t len, size_t *n)
     p += sizeof key - 1;
     *n = (size_t)(json + len - 1 - p);
     return *n >= 2 && *p == '"' ? p : NULL;
+}
+
+/* The text of a token or answer event as a JSON string: text_of's slice, or
+ * (should events.c ever write these events another way) parsed and written
+ * again into c->text. NULL when there is none. */
+static const char *token_text(struct chat *c, const char *json, size_t len, size_t *n)
+{
+    const char *t = text_of(json, len, n);
+    if (t)
+        return t;
+    cJSON *ev = cJSON_ParseWithLength(json, len);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, "text");
+    sift_buf_reset(&c->text);
+    int rc = cJSON_IsString(v)
+                 ? sift_buf_json_string(&c->text, v->valuestring, strlen(v->valuestring))
+                 : SIFT_EPROTO;
+    cJSON_Delete(ev);
+    *n = c->text.len;
+    return rc ? NULL : c->text.data;
 }
 
 /* "sift":{"event":"<name>", ...the run event's members...} */
@@ -385,7 +406,7 @@ static int chat_sse_write(void *ud, const char *name, const char *json, size_t l
         /* the answer repeats what the tokens said; it is sent only when no
          * token was (a provider that does not stream) */
         size_t n = 0;
-        const char *t = text_of(json, len, &n);
+        const char *t = token_text(c, json, len, &n);
         if ((name[0] == 'a' && c->content_sent) || !t || n <= 2)
             return 0;
         rc = put_chunk(c, &(struct chunk){.content = t, .content_len = n});
