@@ -1,4 +1,6 @@
-/* The HTTP API: /v1/search streams an agent run's events over SSE. */
+/* The HTTP API: /v1/search streams an agent run's events over SSE. The
+ * admission and run machinery here is shared with the OpenAI-compatible
+ * routes of chat.c through api_int.h. */
 #include <cJSON.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -707,7 +709,10 @@ int sift_api_mount(sift_api *api, sift_server *srv, sift_err *err)
     if (sift_server_route(srv, "GET", "/healthz", healthz, api) ||
         sift_server_route(srv, "GET", "/metrics", metrics, api) ||
         sift_server_route(srv, "GET", "/readyz", healthz, api) ||
-        sift_server_route(srv, "POST", "/v1/search", search, api) || sift_api_chat_mount(api, srv))
+        sift_server_route(srv, "POST", "/v1/search", search, api))
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory adding routes");
+    /* the OpenAI-compatible routes (chat.c) */
+    if (sift_api_chat_mount(api, srv))
         return sift_err_set(err, SIFT_ENOMEM, "out of memory adding routes");
     return 0;
 }
