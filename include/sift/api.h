@@ -6,10 +6,17 @@
  *                        event per run event (event: run.started, data: {...});
  *                        with "Accept: application/json", one JSON body at the
  *                        end instead: {"run_id", "answer", "error", "events"}.
+ *   POST /v1/chat/completions
+ *                     OpenAI-compatible: the agent as the model named
+ *                     agent.name; a chat.completion body or, with "stream":
+ *                     true, chat.completion.chunk objects over SSE ending with
+ *                     [DONE]; tool activity in a "sift" member (docs/api.md).
+ *   GET  /v1/models   the agent as the one model (/v1/models/{id}: that one)
  *   GET  /healthz     200 while the process runs
  *   GET  /readyz      200 once the workers accept requests
  *
- * Every error is a JSON body {"error": {"code", "message"}}. */
+ * Every error is a JSON body {"error": {"code", "message"}}; on the
+ * OpenAI-compatible routes with OpenAI's "type" and "param" as well. */
 #ifndef SIFT_API_H
 #define SIFT_API_H
 

@@ -1,10 +1,13 @@
-/* The HTTP API: /v1/search streams an agent run's events over SSE. */
+/* The HTTP API: /v1/search streams an agent run's events over SSE. The
+ * admission and run machinery here is shared with the OpenAI-compatible
+ * routes of chat.c through api_int.h. */
 #include <cJSON.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "sift/agent.h"
 #include "sift/api.h"
@@ -16,6 +19,7 @@
 #include "sift/search.h"
 #include "sift/session.h"
 #include "sift/shoptools.h"
+#include "api_int.h"
 
 #define MAX_WORKERS 1024
 #define LAG_PERIOD_MS 100
@@ -55,6 +59,7 @@ struct sift_api {
     uint64_t rate_interval_ns;  /* token bucket: one token per interval; 0: no limit */
     uint64_t rate_burst_ns;     /* bucket size, as time */
     _Atomic uint64_t *rate_tat; /* per key (+1 for "anonymous"): when the bucket is full again */
+    int64_t created;            /* time(NULL) at sift_api_new */
 };
 
 static const char *const finish_reasons[] = {
@@ -134,6 +139,7 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
     if (!api)
         return sift_err_set(err, SIFT_ENOMEM, "out of memory");
     api->cfg = cfg;
+    api->created = (int64_t)time(NULL);
     /* slows the offline answer down word by word: for demos of streaming and
      * for tests that need a run to last (admission) */
     const char *delay = getenv("SIFT_OFFLINE_TOKEN_DELAY_MS");
@@ -255,13 +261,29 @@ void sift_api_server_opts(sift_api *api, sift_server_opts *opts)
 /* ---- Admission and protection ---- */
 
 /* Answers a refused request (JSON error, optional header) and counts it. */
-static void reject(sift_api *api, sift_http_exchange *x, const char *reason, int status,
-                   const char *code, const char *msg, const char *hdr, const char *value)
+static void reject(sift_api *api, sift_http_exchange *x, sift_api_error_fn error,
+                   const char *reason, int status, const char *code, const char *msg,
+                   const char *hdr, const char *value)
 {
     sift_metric_add(api->m.rejected, reason, 1);
     if (hdr)
         sift_http_set_header(x, hdr, value);
-    sift_http_respond_error(x, status, code, msg);
+    error(x, status, code, msg);
+}
+
+const sift_config *sift_api_config(const sift_api *api)
+{
+    return api->cfg;
+}
+
+int64_t sift_api_created(const sift_api *api)
+{
+    return api->created;
+}
+
+void sift_api_count_too_long(sift_api *api)
+{
+    atomic_fetch_add(&api->too_long, 1);
 }
 
 /* Equal without an early exit, so the time taken does not say how much of a
@@ -278,7 +300,7 @@ static int same_secret(const char *given, size_t n, const char *key)
 /* With API keys configured: the index of the key in "Authorization: Bearer
  * <key>", or -1 after answering 401. Without keys: 0 ("anonymous"). Every
  * key is compared, whichever matches. */
-static int authenticate(sift_api *api, sift_http_exchange *x)
+int sift_api_authenticate(sift_api *api, sift_http_exchange *x, sift_api_error_fn error)
 {
     if (!api->nkeys)
         return 0;
@@ -295,7 +317,7 @@ static int authenticate(sift_api *api, sift_http_exchange *x)
                 found = i;
     }
     if (found < 0)
-        reject(api, x, "auth", 401, "unauthorized",
+        reject(api, x, error, "auth", 401, "unauthorized",
                "a valid API key is required: Authorization: Bearer <key>", "WWW-Authenticate",
                "Bearer");
     return found;
@@ -304,7 +326,7 @@ static int authenticate(sift_api *api, sift_http_exchange *x)
 /* Takes one token from key's bucket, or answers 429 and returns 0. The
  * bucket is kept as the time at which it would be full again (GCRA), so one
  * compare-and-swap updates it from any worker. */
-static int rate_take(sift_api *api, sift_http_exchange *x, int key)
+int sift_api_rate_take(sift_api *api, sift_http_exchange *x, int key, sift_api_error_fn error)
 {
     if (!api->rate_interval_ns)
         return 1;
@@ -318,7 +340,7 @@ static int rate_take(sift_api *api, sift_http_exchange *x, int key)
             char secs[24];
             snprintf(secs, sizeof secs, "%llu",
                      (unsigned long long)((wait_ns + 999999999u) / 1000000000u));
-            reject(api, x, "rate", 429, "rate_limited", "too many requests; retry later",
+            reject(api, x, error, "rate", 429, "rate_limited", "too many requests; retry later",
                    "Retry-After", secs);
             return 0;
         }
@@ -329,13 +351,13 @@ static int rate_take(sift_api *api, sift_http_exchange *x, int key)
 
 /* Takes a run slot, or answers 503 and returns 0: past the cap a request is
  * refused at once, never queued. */
-static int admit(sift_api *api, sift_http_exchange *x)
+int sift_api_admit(sift_api *api, sift_http_exchange *x, sift_api_error_fn error)
 {
     if (atomic_fetch_add(&api->active, 1) < api->cfg->server.max_runs)
         return 1;
     atomic_fetch_sub(&api->active, 1);
-    reject(api, x, "busy", 503, "busy", "too many runs in flight; retry shortly", "Retry-After",
-           "1");
+    reject(api, x, error, "busy", 503, "busy", "too many runs in flight; retry shortly",
+           "Retry-After", "1");
     return 0;
 }
 
@@ -369,155 +391,226 @@ static void run_done(sift_api *api, const sift_agent_result *res)
         sift_metric_observe(api->m.ttft_s, NULL, res->timings.ttft_ms / 1000);
 }
 
-/* ---- POST /v1/search ---- */
+/* ---- One agent run tied to an exchange (api_int.h) ---- */
 
-enum search_state { SEARCH_RUNNING, SEARCH_DRAINING, SEARCH_FINISHED };
-
-struct search {
-    sift_http_exchange *x;
-    sift_api *api;
-    enum search_state state;
-    int json_mode;
-    sift_arena *arena;
-    sift_conv conv;
-    sift_event_queue q;
-    sift_buf events; /* JSON mode: the events array */
-    sift_ctx_hook gone;
-    char run_id[32];
-    char session[130];
-};
-
-static void set_state(struct search *s, enum search_state st)
+static void run_set_state(sift_api_run *r, enum sift_api_run_state st)
 {
-    s->state = st;
+    r->state = st;
 }
 
-static void search_free(struct search *s)
+static void run_free(sift_api_run *r)
 {
-    sift_event_queue_free(&s->q);
-    sift_buf_free(&s->events);
-    sift_arena_free(s->arena);
-    sift_free(s);
+    sift_event_queue_free(&r->q);
+    sift_buf_free(&r->events);
+    sift_arena_free(r->arena);
+    sift_free(r);
 }
 
-static void finish_stream(struct search *s)
+void sift_api_run_abandon(sift_api_run *r)
 {
-    set_state(s, SEARCH_FINISHED);
-    sift_ctx_remove_hook(&s->gone);
-    sift_http_stream_end(s->x);
-    search_free(s);
+    atomic_fetch_sub(&r->api->active, 1);
+    run_free(r);
+}
+
+static void finish_stream(sift_api_run *r)
+{
+    run_set_state(r, SIFT_API_RUN_FINISHED);
+    sift_ctx_remove_hook(&r->gone);
+    sift_http_stream_end(r->x);
+    run_free(r);
 }
 
 static void on_drain(sift_http_exchange *x, void *ud);
 
-static void want_drain(struct search *s)
+static void want_drain(sift_api_run *r)
 {
-    if (sift_event_queue_pending(&s->q) > 0)
-        sift_http_stream_on_drain(s->x, on_drain, s);
+    if (sift_event_queue_pending(&r->q) > 0)
+        sift_http_stream_on_drain(r->x, on_drain, r);
 }
 
 static void on_drain(sift_http_exchange *x, void *ud)
 {
-    struct search *s = ud;
-    sift_event_queue_flush(&s->q);
-    if (sift_event_queue_pending(&s->q) > 0)
-        want_drain(s);
-    else if (s->state == SEARCH_DRAINING)
-        finish_stream(s);
+    sift_api_run *r = ud;
+    sift_event_queue_flush(&r->q);
+    if (sift_event_queue_pending(&r->q) > 0)
+        want_drain(r);
+    else if (r->state == SIFT_API_RUN_DRAINING)
+        finish_stream(r);
 }
 
 static void on_client_gone(sift_ctx_hook *h, const sift_err *cause)
 {
-    struct search *s = (struct search *)((char *)h - offsetof(struct search, gone));
-    if (s->state == SEARCH_DRAINING)
-        finish_stream(s);
-}
-
-static int sse_write(void *ud, const char *name, const char *json, size_t len)
-{
-    struct search *s = ud;
-    return sift_http_sse_send(s->x, name, json, len);
-}
-
-static int json_write(void *ud, const char *name, const char *json, size_t len)
-{
-    struct search *s = ud;
-    int rc = sift_buf_printf(&s->events, "%s{\"event\":\"%s\",\"data\":", s->events.len ? "," : "",
-                             name);
-    if (!rc)
-        rc = sift_buf_append(&s->events, json, len);
-    return rc ? rc : sift_buf_putc(&s->events, '}');
+    sift_api_run *r = (sift_api_run *)((char *)h - offsetof(sift_api_run, gone));
+    if (r->state == SIFT_API_RUN_DRAINING)
+        finish_stream(r);
 }
 
 static void on_event(void *ud, const sift_event *ev)
 {
-    struct search *s = ud;
+    sift_api_run *r = ud;
     if (ev->type == SIFT_EV_TOOL_FINISHED && ev->name)
-        sift_metric_observe(s->api->m.tool_s, ev->name, (double)ev->duration_us / 1e6);
-    int rc = sift_event_queue_push(&s->q, ev);
+        sift_metric_observe(r->api->m.tool_s, ev->name, (double)ev->duration_us / 1e6);
+    int rc = sift_event_queue_push(&r->q, ev);
     if (rc == SIFT_ETOOBIG)
-        sift_ctx_cancel(sift_http_ctx(s->x), SIFT_ECANCELED,
+        sift_ctx_cancel(sift_http_ctx(r->x), SIFT_ECANCELED,
                         "the client is not reading fast enough");
-    else if (rc == 0 && !s->json_mode)
-        want_drain(s);
+    else if (rc == 0 && !r->json_mode)
+        want_drain(r);
 }
 
 static void on_done(void *ud, const sift_agent_result *res)
 {
-    struct search *s = ud;
-    run_done(s->api, res);
-    if (res->code == 0 && s->session[0]) {
+    sift_api_run *r = ud;
+    run_done(r->api, res);
+    if (res->code == 0 && r->session[0]) {
         sift_err err = {0};
-        if (sift_session_save(s->api->sessions, s->session, s->conv.msgs, s->conv.len, &err))
-            sift_log(SIFT_LOG_WARN, s->run_id, NULL, "session %s not saved: %s", s->session,
+        if (sift_session_save(r->api->sessions, r->session, r->conv.msgs, r->conv.len, &err))
+            sift_log(SIFT_LOG_WARN, r->run_id, NULL, "session %s not saved: %s", r->session,
                      err.msg);
     }
-    if (s->json_mode) {
-        sift_buf body;
-        sift_buf_init(&body, 0);
-        int rc = sift_buf_printf(&body, "{\"run_id\":\"%s\",\"answer\":", s->run_id);
-        if (res->answer) {
-            rc |= sift_buf_putc(&body, '"');
-            rc |= sift_buf_json_escape(&body, res->answer, strlen(res->answer));
-            rc |= sift_buf_putc(&body, '"');
-        } else {
-            rc |= sift_buf_puts(&body, "null");
-        }
-        if (res->code) {
-            rc |= sift_buf_printf(&body, ",\"error\":{\"code\":\"%s\",\"message\":\"",
-                                  sift_err_name(res->code));
-            rc |= sift_buf_json_escape(&body, res->message ? res->message : "",
-                                       res->message ? strlen(res->message) : 0);
-            rc |= sift_buf_puts(&body, "\"}");
-        } else {
-            rc |= sift_buf_puts(&body, ",\"error\":null");
-        }
-        rc |= sift_buf_puts(&body, ",\"events\":[");
-        rc |= sift_buf_append(&s->events, "", 0);
-        rc |= sift_buf_append(&body, s->events.data ? s->events.data : "", s->events.len);
-        rc |= sift_buf_puts(&body, "]}");
-        set_state(s, SEARCH_FINISHED);
-        if (rc)
-            sift_http_respond_error(s->x, 500, "out_of_memory", "out of memory");
-        else
-            sift_http_respond(s->x, 200, "application/json", body.data, body.len);
-        sift_buf_free(&body);
-        search_free(s);
+    if (r->json_mode) {
+        run_set_state(r, SIFT_API_RUN_FINISHED);
+        r->fe->respond(r, res);
+        run_free(r);
         return;
     }
-    sift_event_queue_flush(&s->q);
-    if (sift_event_queue_pending(&s->q) == 0 || sift_ctx_err(sift_http_ctx(s->x))) {
-        finish_stream(s);
+    sift_event_queue_flush(&r->q);
+    if (sift_event_queue_pending(&r->q) == 0 || sift_ctx_err(sift_http_ctx(r->x))) {
+        finish_stream(r);
         return;
     }
     /* the last events wait for the client; a client that leaves meanwhile
      * ends the exchange through the hook */
-    set_state(s, SEARCH_DRAINING);
-    if (sift_ctx_add_hook(sift_http_ctx(s->x), &s->gone, on_client_gone))
-        finish_stream(s);
+    run_set_state(r, SIFT_API_RUN_DRAINING);
+    if (sift_ctx_add_hook(sift_http_ctx(r->x), &r->gone, on_client_gone))
+        finish_stream(r);
     else
-        want_drain(s);
+        want_drain(r);
 }
+
+sift_api_run *sift_api_run_new(sift_api *api, sift_http_exchange *x, const sift_api_frontend *fe,
+                               int json_mode, const char *session)
+{
+    sift_api_run *r = sift_calloc(1, sizeof *r);
+    if (!r || !(r->arena = sift_arena_new(8192))) {
+        sift_free(r);
+        atomic_fetch_sub(&api->active, 1);
+        fe->error(x, 503, "busy", "out of memory");
+        return NULL;
+    }
+    r->x = x;
+    r->api = api;
+    r->fe = fe;
+    r->json_mode = json_mode;
+    run_set_state(r, SIFT_API_RUN_RUNNING);
+    sift_buf_init(&r->events, 0);
+    snprintf(r->run_id, sizeof r->run_id, "r-%d-%llx",
+             sift_server_worker_index(sift_http_worker(x)), (unsigned long long)uv_hrtime());
+    if (session)
+        snprintf(r->session, sizeof r->session, "%s", session);
+    sift_event_queue_init(&r->q, r->run_id, 0, fe->write, r);
+    sift_conv_init(&r->conv, r->arena);
+    return r;
+}
+
+int sift_api_run_start(sift_api_run *r)
+{
+    sift_api *api = r->api;
+    const sift_config *cfg = api->cfg;
+    sift_http_exchange *x = r->x;
+    struct worker_res *wr = sift_http_worker_data(x);
+    sift_err err = {0};
+    int rc;
+    sift_memory_budget budget = {.max_messages = 64, .max_tokens = 12000};
+    if ((rc = sift_memory_trim_conv(&r->conv, &budget, NULL))) {
+        r->fe->error(x, 500, sift_err_name(rc), "the conversation could not be trimmed");
+        sift_api_run_abandon(r);
+        return rc;
+    }
+    if (!r->json_mode && (rc = sift_http_stream_start(x, 200, "text/event-stream"))) {
+        sift_http_stream_abort(x);
+        sift_api_run_abandon(r);
+        return rc;
+    }
+    sift_agent_opts opts = {
+        .model = wr->model,
+        .tools = api->tools,
+        .max_steps = cfg->agent.max_steps,
+        .deadline_ms = cfg->agent.deadline_ms,
+        .tools_opts = {.limit = cfg->agent.tool_limit, .timeout_ms = cfg->agent.tool_timeout_ms},
+        .run_id = r->run_id,
+        .session_id = r->session[0] ? r->session : NULL,
+        .on_event = on_event,
+        .udata = r,
+    };
+    /* counted before the start so that started = finished + active holds */
+    sift_metric_add(api->m.started, NULL, 1);
+    if ((rc = sift_agent_start(sift_http_ctx(x), &r->conv, &opts, on_done, r, &err))) {
+        run_done(api, NULL);
+        if (r->json_mode)
+            r->fe->error(x, 500, sift_err_name(err.code), err.msg);
+        else
+            sift_http_stream_abort(x);
+        run_free(r);
+        return rc;
+    }
+    return 0;
+}
+
+/* ---- POST /v1/search ---- */
+
+static int sse_write(void *ud, const char *name, const char *json, size_t len)
+{
+    sift_api_run *r = ud;
+    return sift_http_sse_send(r->x, name, json, len);
+}
+
+static int json_write(void *ud, const char *name, const char *json, size_t len)
+{
+    sift_api_run *r = ud;
+    int rc = sift_buf_printf(&r->events, "%s{\"event\":\"%s\",\"data\":", r->events.len ? "," : "",
+                             name);
+    if (!rc)
+        rc = sift_buf_append(&r->events, json, len);
+    return rc ? rc : sift_buf_putc(&r->events, '}');
+}
+
+static void search_respond(sift_api_run *r, const sift_agent_result *res)
+{
+    sift_buf body;
+    sift_buf_init(&body, 0);
+    int rc = sift_buf_printf(&body, "{\"run_id\":\"%s\",\"answer\":", r->run_id);
+    if (res->answer) {
+        rc |= sift_buf_putc(&body, '"');
+        rc |= sift_buf_json_escape(&body, res->answer, strlen(res->answer));
+        rc |= sift_buf_putc(&body, '"');
+    } else {
+        rc |= sift_buf_puts(&body, "null");
+    }
+    if (res->code) {
+        rc |= sift_buf_printf(&body, ",\"error\":{\"code\":\"%s\",\"message\":\"",
+                              sift_err_name(res->code));
+        rc |= sift_buf_json_escape(&body, res->message ? res->message : "",
+                                   res->message ? strlen(res->message) : 0);
+        rc |= sift_buf_puts(&body, "\"}");
+    } else {
+        rc |= sift_buf_puts(&body, ",\"error\":null");
+    }
+    rc |= sift_buf_puts(&body, ",\"events\":[");
+    rc |= sift_buf_append(&r->events, "", 0);
+    rc |= sift_buf_append(&body, r->events.data ? r->events.data : "", r->events.len);
+    rc |= sift_buf_puts(&body, "]}");
+    if (rc)
+        sift_http_respond_error(r->x, 500, "out_of_memory", "out of memory");
+    else
+        sift_http_respond(r->x, 200, "application/json", body.data, body.len);
+    sift_buf_free(&body);
+}
+
+static const sift_api_frontend search_sse = {
+    .write = sse_write, .respond = search_respond, .error = sift_http_respond_error};
+static const sift_api_frontend search_json = {
+    .write = json_write, .respond = search_respond, .error = sift_http_respond_error};
 
 static int accepts_json(sift_http_exchange *x)
 {
@@ -529,10 +622,9 @@ static void search(sift_http_exchange *x, void *udata)
 {
     sift_api *api = udata;
     const sift_config *cfg = api->cfg;
-    struct worker_res *wr = sift_http_worker_data(x);
     size_t len;
-    int key = authenticate(api, x);
-    if (key < 0 || !rate_take(api, x, key))
+    int key = sift_api_authenticate(api, x, sift_http_respond_error);
+    if (key < 0 || !sift_api_rate_take(api, x, key, sift_http_respond_error))
         return;
     const char *body = sift_http_body(x, &len);
     cJSON *req = cJSON_ParseWithLength(body, len);
@@ -550,7 +642,7 @@ static void search(sift_http_exchange *x, void *udata)
     if (strlen(q->valuestring) > cfg->server.max_query_bytes) {
         char msg[96];
         snprintf(msg, sizeof msg, "query: longer than %zu bytes", cfg->server.max_query_bytes);
-        atomic_fetch_add(&api->too_long, 1);
+        sift_api_count_too_long(api);
         sift_http_respond_error(x, 413, "too_large", msg);
         goto out;
     }
@@ -562,64 +654,22 @@ static void search(sift_http_exchange *x, void *udata)
         sift_http_respond_error(x, 400, "invalid_request", msg);
         goto out;
     }
-    if (!admit(api, x))
+    if (!sift_api_admit(api, x, sift_http_respond_error))
         goto out;
-    struct search *s = sift_calloc(1, sizeof *s);
-    if (!s || !(s->arena = sift_arena_new(8192))) {
-        sift_free(s);
-        atomic_fetch_sub(&api->active, 1);
-        sift_http_respond_error(x, 503, "busy", "out of memory");
+    const sift_api_frontend *fe = accepts_json(x) ? &search_json : &search_sse;
+    sift_api_run *r = sift_api_run_new(api, x, fe, fe == &search_json,
+                                       sid && cJSON_IsString(sid) ? sid->valuestring : NULL);
+    if (!r)
         goto out;
-    }
-    s->x = x;
-    s->api = api;
-    s->json_mode = accepts_json(x);
-    set_state(s, SEARCH_RUNNING);
-    sift_buf_init(&s->events, 0);
-    snprintf(s->run_id, sizeof s->run_id, "r-%d-%llx",
-             sift_server_worker_index(sift_http_worker(x)), (unsigned long long)uv_hrtime());
-    if (sid && cJSON_IsString(sid))
-        snprintf(s->session, sizeof s->session, "%s", sid->valuestring);
-    sift_event_queue_init(&s->q, s->run_id, 0, s->json_mode ? json_write : sse_write, s);
-    sift_conv_init(&s->conv, s->arena);
     bool found = false;
-    sift_memory_budget budget = {.max_messages = 64, .max_tokens = 12000};
-    if ((s->session[0] && sift_session_load(api->sessions, s->session, &s->conv, &found, &err)) ||
-        (!found && sift_conv_add_system(&s->conv, SIFT_AGENT_SHOP_PROMPT, &err)) ||
-        sift_conv_add_user(&s->conv, q->valuestring, &err) ||
-        sift_memory_trim_conv(&s->conv, &budget, NULL)) {
+    if ((r->session[0] && sift_session_load(api->sessions, r->session, &r->conv, &found, &err)) ||
+        (!found && sift_conv_add_system(&r->conv, SIFT_AGENT_SHOP_PROMPT, &err)) ||
+        sift_conv_add_user(&r->conv, q->valuestring, &err)) {
         sift_http_respond_error(x, 500, sift_err_name(err.code), err.msg);
-        search_free(s);
-        atomic_fetch_sub(&api->active, 1);
+        sift_api_run_abandon(r);
         goto out;
     }
-    if (!s->json_mode && sift_http_stream_start(x, 200, "text/event-stream")) {
-        sift_http_stream_abort(x);
-        search_free(s);
-        atomic_fetch_sub(&api->active, 1);
-        goto out;
-    }
-    sift_agent_opts opts = {
-        .model = wr->model,
-        .tools = api->tools,
-        .max_steps = cfg->agent.max_steps,
-        .deadline_ms = cfg->agent.deadline_ms,
-        .tools_opts = {.limit = cfg->agent.tool_limit, .timeout_ms = cfg->agent.tool_timeout_ms},
-        .run_id = s->run_id,
-        .session_id = s->session[0] ? s->session : NULL,
-        .on_event = on_event,
-        .udata = s,
-    };
-    /* counted before the start so that started = finished + active holds */
-    sift_metric_add(api->m.started, NULL, 1);
-    if (sift_agent_start(sift_http_ctx(x), &s->conv, &opts, on_done, s, &err)) {
-        run_done(api, NULL);
-        if (s->json_mode)
-            sift_http_respond_error(x, 500, sift_err_name(err.code), err.msg);
-        else
-            sift_http_stream_abort(x);
-        search_free(s);
-    }
+    sift_api_run_start(r);
 out:
     cJSON_Delete(req);
 }
@@ -635,7 +685,7 @@ static void healthz(sift_http_exchange *x, void *udata)
 static void metrics(sift_http_exchange *x, void *udata)
 {
     sift_api *api = udata;
-    if (authenticate(api, x) < 0)
+    if (sift_api_authenticate(api, x, sift_http_respond_error) < 0)
         return;
     sift_server_stats st = {0};
     if (api->srv)
@@ -660,6 +710,9 @@ int sift_api_mount(sift_api *api, sift_server *srv, sift_err *err)
         sift_server_route(srv, "GET", "/metrics", metrics, api) ||
         sift_server_route(srv, "GET", "/readyz", healthz, api) ||
         sift_server_route(srv, "POST", "/v1/search", search, api))
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory adding routes");
+    /* the OpenAI-compatible routes (chat.c) */
+    if (sift_api_chat_mount(api, srv))
         return sift_err_set(err, SIFT_ENOMEM, "out of memory adding routes");
     return 0;
 }
