@@ -138,8 +138,14 @@ int sift_kafka_event_parse(sift_arena *a, const char *msg, size_t len, sift_kafk
         rc = sift_err_set(err, SIFT_EINVAL, "sku: must be a string");
         goto out;
     }
-    if ((rc = sift_sku_check(sku->valuestring, strlen(sku->valuestring), err)))
+    if ((rc = sift_sku_check(sku->valuestring, strlen(sku->valuestring), err))) {
+        if (err && !strstr(err->msg, "sku")) {
+            char why[SIFT_ERR_MSG_MAX];
+            snprintf(why, sizeof why, "%s", err->msg);
+            sift_err_set(err, rc, "sku: %s", why);
+        }
         goto out;
+    }
     if (!(ev->sku = sift_arena_strdup(a, sku->valuestring))) {
         rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
         goto out;
