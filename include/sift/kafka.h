@@ -119,6 +119,9 @@ typedef struct sift_kafka_opts {
     /* Called on run's thread after each durable batch (and offset commit
      * attempt). May be NULL. */
     void (*on_batch)(void *ud, const sift_kafka_stats *st);
+    /* Called on run's thread about every 100 ms while no message arrives
+     * (work deferred from on_batch can be finished there). May be NULL. */
+    void (*on_idle)(void *ud);
     void *ud;
 } sift_kafka_opts;
 

@@ -605,6 +605,8 @@ static void collect(sift_kafka_consumer *c)
         if (!m) {
             if (!c->n_items && c->o.exit_at_end && all_eof(c))
                 break;
+            if (!c->n_items && c->o.on_idle)
+                c->o.on_idle(c->o.ud);
             continue;
         }
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {

@@ -276,6 +276,16 @@ const sift_config *sift_api_config(const sift_api *api)
     return api->cfg;
 }
 
+sift_shop *sift_api_shop(sift_api *api)
+{
+    return api->shop;
+}
+
+sift_metrics *sift_api_metrics(sift_api *api)
+{
+    return api->metrics;
+}
+
 int64_t sift_api_created(const sift_api *api)
 {
     return api->created;

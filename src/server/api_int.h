@@ -19,6 +19,12 @@
 typedef int (*sift_api_error_fn)(sift_http_exchange *x, int status, const char *code,
                                  const char *message);
 
+/* The shop and the metrics registry (for the Kafka sync, kafka_sync.c). */
+struct sift_shop;
+struct sift_metrics;
+struct sift_shop *sift_api_shop(sift_api *api);
+struct sift_metrics *sift_api_metrics(sift_api *api);
+
 /* The configuration the api was built with. */
 const sift_config *sift_api_config(const sift_api *api);
 

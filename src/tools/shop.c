@@ -112,6 +112,13 @@ enum { TOOL_SEARCH, TOOL_INVENTORY, TOOL_PRICE, TOOL_WAREHOUSES, TOOL_COUNT };
 
 /* ---- the shop: connection pool ---- */
 
+struct searcher_ref {
+    const sift_searcher *s;
+    int owned;    /* the shop closes it (swapped in); 0: the caller's (sift_shop_opts) */
+    int retired;  /* replaced: freed when the last search using it ends */
+    size_t users; /* searches running on it */
+};
+
 struct sift_shop {
     sift_tool tools[TOOL_COUNT]; /* copies of the templates above, udata = this shop */
     char *path;
@@ -119,9 +126,12 @@ struct sift_shop {
     int busy_timeout_ms;
     void (*work_hook)(void *data);
     void *work_hook_data;
-    const sift_searcher *searcher;
+    /* The searcher in use; swapped whole by sift_shop_swap_searcher (a
+     * refreshed catalog). Guarded by mu; a search holds a use count on the
+     * one it started with, and a retired searcher is freed by its last user. */
+    struct searcher_ref *searcher;
 
-    uv_mutex_t mu; /* guards the pool below */
+    uv_mutex_t mu; /* guards the pool below and `searcher` */
     uv_cond_t cv;  /* signalled when a connection is returned or a slot frees */
     sift_store **idle;
     size_t n_idle;
@@ -171,7 +181,18 @@ int sift_shop_new(const sift_shop_opts *opts, sift_shop **out, sift_err *err)
     s->busy_timeout_ms = opts->busy_timeout_ms;
     s->work_hook = opts->work_hook;
     s->work_hook_data = opts->work_hook_data;
-    s->searcher = opts->searcher;
+    if (opts->searcher) {
+        if (!(s->searcher = sift_calloc(1, sizeof *s->searcher))) {
+            uv_cond_destroy(&s->cv);
+            uv_mutex_destroy(&s->mu);
+            sift_free(s->path);
+            sift_free(s->default_currency);
+            sift_free(s->idle);
+            sift_free(s);
+            return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+        }
+        s->searcher->s = opts->searcher;
+    }
     atomic_init(&s->inflight, 0);
     s->tools[TOOL_SEARCH] = search_products_tool;
     s->tools[TOOL_INVENTORY] = check_inventory_tool;
@@ -196,12 +217,62 @@ void sift_shop_free(sift_shop *s)
     assert(s->n_idle == s->opened);
     for (size_t i = 0; i < s->n_idle; i++)
         sift_store_close(s->idle[i]);
+    if (s->searcher && s->searcher->owned)
+        sift_searcher_close((sift_searcher *)s->searcher->s);
+    sift_free(s->searcher);
     uv_cond_destroy(&s->cv);
     uv_mutex_destroy(&s->mu);
     sift_free(s->idle);
     sift_free(s->path);
     sift_free(s->default_currency);
     sift_free(s);
+}
+
+static struct searcher_ref *searcher_acquire(sift_shop *s)
+{
+    uv_mutex_lock(&s->mu);
+    struct searcher_ref *ref = s->searcher;
+    if (ref)
+        ref->users++;
+    uv_mutex_unlock(&s->mu);
+    return ref;
+}
+
+static void searcher_drop(struct searcher_ref *ref)
+{
+    if (ref->owned)
+        sift_searcher_close((sift_searcher *)ref->s);
+    sift_free(ref);
+}
+
+static void searcher_release(sift_shop *s, struct searcher_ref *ref)
+{
+    uv_mutex_lock(&s->mu);
+    int last = --ref->users == 0 && ref->retired;
+    uv_mutex_unlock(&s->mu);
+    if (last)
+        searcher_drop(ref);
+}
+
+int sift_shop_swap_searcher(sift_shop *shop, sift_searcher *next, sift_err *err)
+{
+    struct searcher_ref *ref = sift_calloc(1, sizeof *ref);
+    if (!ref) {
+        sift_searcher_close(next);
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    }
+    ref->s = next;
+    ref->owned = 1;
+    uv_mutex_lock(&shop->mu);
+    struct searcher_ref *old = shop->searcher;
+    shop->searcher = ref;
+    int idle = old && old->users == 0;
+    if (old)
+        old->retired = 1;
+    uv_mutex_unlock(&shop->mu);
+    if (idle)
+        searcher_drop(old);
+    return 0;
 }
 
 int sift_shop_tools_register(sift_tool_registry *r, sift_shop *shop, sift_err *err)
@@ -556,15 +627,21 @@ static int candidates(struct shop_req *r, sift_store *st, size_t pool, const cha
 {
     const struct search_req *q = &r->search;
     int rc;
-    if (r->shop->searcher) {
+    struct searcher_ref *ref = searcher_acquire(r->shop);
+    if (ref) {
         sift_search_opts so = {.k = pool, .no_filters = 1};
         sift_search_hit *hits = NULL;
-        rc = sift_search(r->shop->searcher, st, q->retrieval, &so, r->arena, &hits, n, err);
+        rc = sift_search(ref->s, st, q->retrieval, &so, r->arena, &hits, n, err);
+        /* hits point into the searcher, which may be retired once released */
+        *skus = rc < 0 ? NULL : sift_arena_calloc(r->arena, *n ? *n : 1, sizeof **skus);
+        for (size_t i = 0; *skus && i < *n; i++)
+            (*skus)[i] = sift_arena_strdup(r->arena, hits[i].sku);
+        for (size_t i = 0; *skus && i < *n; i++)
+            if (!(*skus)[i])
+                *skus = NULL;
+        searcher_release(r->shop, ref);
         if (rc < 0)
             return rc;
-        *skus = sift_arena_calloc(r->arena, *n ? *n : 1, sizeof **skus);
-        for (size_t i = 0; *skus && i < *n; i++)
-            (*skus)[i] = hits[i].sku;
     } else {
         sift_hit *hits = NULL;
         rc = sift_store_search_fts(st, q->retrieval, pool, r->arena, &hits, n, err);
