@@ -61,9 +61,10 @@ static int parse_upsert(sift_arena *a, const cJSON *root, sift_kafka_event *ev, 
     cJSON_DeleteItemFromObjectCaseSensitive(copy, "sku");
     cJSON_DeleteItemFromObjectCaseSensitive(copy, "version");
     char *line = NULL;
-    if (!cJSON_AddStringToObject(copy, "sku", ev->sku) ||
-        !cJSON_AddNumberToObject(copy, "version", (double)ev->version) ||
-        !(line = cJSON_PrintUnformatted(copy))) {
+    /* the version is set after parsing, not printed: cJSON prints large
+     * doubles with 15 significant digits when they compare "close enough",
+     * which would change versions near 2^53 */
+    if (!cJSON_AddStringToObject(copy, "sku", ev->sku) || !(line = cJSON_PrintUnformatted(copy))) {
         cJSON_Delete(copy);
         return sift_err_set(err, SIFT_ENOMEM, "out of memory");
     }
@@ -71,7 +72,10 @@ static int parse_upsert(sift_arena *a, const cJSON *root, sift_kafka_event *ev, 
     int op = SIFT_OP_UPSERT;
     int rc = sift_product_parse(a, line, strlen(line), ev->version, &ev->product, &op, err);
     cJSON_free(line);
-    return rc ? nested(err, rc, "product") : 0;
+    if (rc)
+        return nested(err, rc, "product");
+    ev->product.version = ev->version;
+    return 0;
 }
 
 int sift_kafka_event_parse(sift_arena *a, const char *msg, size_t len, sift_kafka_event *ev,

@@ -171,8 +171,8 @@ static uint64_t dump_hash(const char *path, int full, long *rows)
                                          "SELECT * FROM inventory", "SELECT * FROM prices",
                                          "SELECT * FROM warehouses"};
     static const char *const q_content[] = {
-        "SELECT sku,parent_id,title,brand,category,attrs,description,version,deleted FROM "
-        "products",
+        ("SELECT sku,parent_id,title,brand,category,attrs,description,version,deleted FROM "
+         "products"),
         "SELECT sku,title,brand,category,attrs,description,text FROM chunks",
         "SELECT * FROM inventory", "SELECT * FROM prices", "SELECT * FROM warehouses"};
     sqlite3 *db = NULL;

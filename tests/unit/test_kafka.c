@@ -49,6 +49,24 @@ static void test_parse_ops(void **state)
                            &ev, &e),
                      0);
 
+    /* the largest version survives the product's round trip exactly (found
+     * by the fuzzer: cJSON prints it with 15 digits) */
+    assert_int_equal(parse(a,
+                           "{\"op\":\"upsert\",\"sku\":\"A\",\"version\":9007199254740992,"
+                           "\"product\":{\"title\":\"x\"}}",
+                           &ev, &e),
+                     0);
+    assert_int_equal(ev.product.version, SIFT_VERSION_MAX);
+    assert_int_equal(
+        parse(a, "{\"op\":\"upsert\",\"sku\":\"A\",\"version\":0,\"product\":{}}", &ev, &e),
+        SIFT_EINVAL);
+    assert_int_equal(parse(a,
+                           "{\"op\":\"upsert\",\"sku\":\"A\",\"version\":0,\"product\":{"
+                           "\"title\":\"x\"}}",
+                           &ev, &e),
+                     0);
+    assert_int_equal(ev.product.version, 0);
+
     assert_int_equal(parse(a, "{\"op\":\"delete\",\"sku\":\"A-1\",\"version\":9}", &ev, &e), 0);
     assert_int_equal(ev.op, SIFT_KAFKA_DELETE);
     assert_string_equal(ev.sku, "A-1");
