@@ -474,7 +474,7 @@ int sift_kafka_consumer_new(const sift_kafka_opts *opts, sift_kafka_consumer **o
     c->group = sift_strdup(opts->group && *opts->group ? opts->group : "sift");
     size_t tl = strlen(opts->topic);
     c->dlq = opts->dlq && *opts->dlq ? sift_strdup(opts->dlq) : sift_malloc(tl + 5);
-    c->arena = sift_arena_new(64 * 1024);
+    c->arena = sift_arena_new((size_t)64 * 1024);
     c->items = sift_calloc(c->o.batch, sizeof *c->items);
     if (!c->brokers || !c->topic || !c->group || !c->dlq || !c->arena || !c->items) {
         sift_kafka_consumer_free(c);

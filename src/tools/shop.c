@@ -631,17 +631,18 @@ static int candidates(struct shop_req *r, sift_store *st, size_t pool, const cha
     if (ref) {
         sift_search_opts so = {.k = pool, .no_filters = 1};
         sift_search_hit *hits = NULL;
+        const char **out = NULL;
         rc = sift_search(ref->s, st, q->retrieval, &so, r->arena, &hits, n, err);
         /* hits point into the searcher, which may be retired once released */
-        *skus = rc < 0 ? NULL : sift_arena_calloc(r->arena, *n ? *n : 1, sizeof **skus);
-        for (size_t i = 0; *skus && i < *n; i++)
-            (*skus)[i] = sift_arena_strdup(r->arena, hits[i].sku);
-        for (size_t i = 0; *skus && i < *n; i++)
-            if (!(*skus)[i])
-                *skus = NULL;
+        if (rc >= 0)
+            out = sift_arena_calloc(r->arena, *n ? *n : 1, sizeof *out);
+        for (size_t i = 0; rc >= 0 && out && i < *n; i++)
+            if (!(out[i] = sift_arena_strdup(r->arena, hits[i].sku)))
+                out = NULL;
         searcher_release(r->shop, ref);
         if (rc < 0)
             return rc;
+        *skus = out;
     } else {
         sift_hit *hits = NULL;
         rc = sift_store_search_fts(st, q->retrieval, pool, r->arena, &hits, n, err);
@@ -651,7 +652,10 @@ static int candidates(struct shop_req *r, sift_store *st, size_t pool, const cha
         for (size_t i = 0; *skus && i < *n; i++)
             (*skus)[i] = hits[i].sku;
     }
-    return *skus ? 0 : sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    if (*skus)
+        return 0;
+    sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    return SIFT_ENOMEM;
 }
 
 static int run_search(struct shop_req *r, sift_store *st, sift_err *err)
