@@ -348,6 +348,9 @@ static void parts_remove(sift_kafka_consumer *c, const rd_kafka_topic_partition_
     pthread_mutex_unlock(&c->mu);
 }
 
+static int flush_batch(sift_kafka_consumer *c, sift_err *err);
+static void release_batch(sift_kafka_consumer *c);
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t *l,
                          void *opaque)
 {
@@ -365,8 +368,19 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
         sift_log(SIFT_LOG_INFO, NULL, NULL, "kafka: %d partition(s) of %s assigned to group %s",
                  l->cnt, c->topic, c->group);
     } else {
-        /* Every batch is committed before the next poll, so nothing of a
-         * revoked partition is pending here. */
+        /* A revoke comes from inside a poll, possibly while a batch is
+         * being collected: make it durable and commit it while the
+         * partitions are still ours, so their next owner starts after it.
+         * If that fails, the next owner replays it (harmless: versions). */
+        if (c->n_items) {
+            sift_err fe = {0};
+            if (flush_batch(c, &fe))
+                sift_log(SIFT_LOG_WARN, NULL, NULL,
+                         "kafka: batch in progress at a rebalance not committed: %s; the "
+                         "partitions' next owner replays it",
+                         fe.msg);
+            release_batch(c);
+        }
         if (coop)
             ie = rd_kafka_incremental_unassign(rk, l);
         else
