@@ -543,6 +543,51 @@ static void test_broker_down_and_back(void **state)
     assert_int_equal(again.events, 0);
 }
 
+/* A store that refuses writes (opened read-only): every batch rolls back and
+ * is retried, nothing is committed to Kafka; after stop, the same group on a
+ * writable store still gets every event. */
+static void test_store_failure_commits_nothing(void **state)
+{
+    (void)state;
+    topic("stuck", 1);
+    produce_stream("stuck", 0, 500);
+    char db[160];
+    path_in(db, sizeof db, "stuck.db");
+    sift_store *s = NULL;
+    sift_err e = {0};
+    assert_int_equal(sift_store_sqlite_open(db, NULL, &s, &e), 0); /* create it */
+    sift_store_close(s);
+    sift_store_sqlite_opts ro = {.readonly = 1};
+    assert_int_equal(sift_store_sqlite_open(db, &ro, &s, &e), 0);
+    sift_kafka_opts o = {.brokers = bootstraps,
+                         .topic = "stuck",
+                         .group = "g-stuck",
+                         .assign = 1,
+                         .batch = 100,
+                         .store = s};
+    struct bg b = {0};
+    assert_int_equal(sift_kafka_consumer_new(&o, &b.c, &e), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bg_run, &b), 0);
+    sift_kafka_stats st;
+    double until = now_s() + 20;
+    do {
+        usleep(10000);
+        sift_kafka_consumer_stats(b.c, &st);
+    } while (st.retries < 2 && now_s() < until);
+    sift_kafka_consumer_stop(b.c);
+    pthread_join(th, NULL);
+    assert_true(b.rc < 0); /* the store error outlived the stop */
+    sift_kafka_consumer_stats(b.c, &st);
+    assert_true(st.retries >= 2);
+    assert_int_equal(st.events, 0);
+    assert_int_equal(st.commits, 0);
+    sift_kafka_consumer_free(b.c);
+    sift_store_close(s);
+    consume(db, "stuck", "g-stuck", 100, &st);
+    assert_int_equal(st.events, 500);
+}
+
 /* Reads every message of `t` (from the start) into arrays of values and
  * sift-error headers. */
 static int read_topic(const char *t, char vals[][512], char reasons[][256], int max)
@@ -652,9 +697,13 @@ static void test_dlq(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kcat_producer),        cmocka_unit_test(test_dlq),
-        cmocka_unit_test(test_broker_down_and_back), cmocka_unit_test(test_replay_100k),
-        cmocka_unit_test(test_sigkill_restart),      cmocka_unit_test(test_sigterm_commits),
+        cmocka_unit_test(test_kcat_producer),
+        cmocka_unit_test(test_dlq),
+        cmocka_unit_test(test_broker_down_and_back),
+        cmocka_unit_test(test_replay_100k),
+        cmocka_unit_test(test_sigkill_restart),
+        cmocka_unit_test(test_sigterm_commits),
+        cmocka_unit_test(test_store_failure_commits_nothing),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }
