@@ -226,7 +226,7 @@ struct sift_kafka_consumer {
     atomic_int stop;
     atomic_int dlq_failed; /* DLQ deliveries that failed since the last produce round */
 
-    pthread_mutex_t mu; /* guards parts, n_parts and st (read by other threads) */
+    pthread_mutex_t mu; /* guards parts, n_parts, st and last_err* (other threads) */
     struct part *parts;
     size_t n_parts, cap_parts;
     sift_kafka_stats st;
@@ -284,11 +284,17 @@ static void on_error(rd_kafka_t *rk, int code, const char *reason, void *opaque)
         return;
     }
     double t = now_s();
-    if (c && code == c->last_err && t - c->last_err_at < LOG_REPEAT_S)
-        return;
     if (c) {
-        c->last_err = code;
-        c->last_err_at = t;
+        /* librdkafka calls this from its own threads */
+        pthread_mutex_lock(&c->mu);
+        int repeat = code == c->last_err && t - c->last_err_at < LOG_REPEAT_S;
+        if (!repeat) {
+            c->last_err = code;
+            c->last_err_at = t;
+        }
+        pthread_mutex_unlock(&c->mu);
+        if (repeat)
+            return;
     }
     sift_log(SIFT_LOG_WARN, NULL, NULL, "kafka: %s: %s (%s); retrying", rd_kafka_name(rk),
              rd_kafka_err2str((rd_kafka_resp_err_t)code), reason);
