@@ -3,7 +3,9 @@
 # to the catalog topic (by kcat, an outside producer, into a mock cluster)
 # becomes findable through POST /v1/search, a delete makes it go away again,
 # stock produced to the topic is what check_inventory reports, and /metrics
-# shows the consumer lag and the index refreshes. SIGTERM stops it cleanly.
+# shows the consumer lag and the index refreshes. The store is first built
+# from the topic by `sift ingest --kafka` with the server's group, and the
+# server goes on after it. SIGTERM stops it cleanly.
 set -euo pipefail
 source "$SIFT_SOURCE_DIR/tests/integration/serve_lib.sh"
 command -v kcat >/dev/null || { echo "kcat not installed: skipped"; exit 77; }
@@ -15,6 +17,14 @@ extra_pids+=($!)
 for _ in $(seq 50); do [ -s "$tmp/mock.out" ] && break; sleep 0.1; done
 brokers=$(head -1 "$tmp/mock.out")
 [ -n "$brokers" ] || fail "the mock cluster did not start"
+
+# a replica's store built from the topic first, then served (docs/deploy.md):
+# the server goes on from the offsets the load committed
+printf '%s\n' 'OKAPI-7|{"op":"upsert","sku":"OKAPI-7","version":1,"product":{"title":"Okapi Stripe Sandal","brand":"Okapi","category":["Footwear","Sandals"]}}' |
+  kcat -P -b "$brokers" -t catalog -K '|' || fail "kcat could not produce to the mock cluster"
+"$sift" ingest --kafka "$brokers" --topic catalog --group replica-a --assign --exit-at-end \
+    2>"$tmp/ingest.log" || fail "sift ingest --kafka: $(tail -2 "$tmp/ingest.log")"
+grep -q 'kafka catalog: 1 events' "$tmp/ingest.log" || fail "ingest summary: $(tail -1 "$tmp/ingest.log")"
 
 cat >"$tmp/sift.yaml" <<YAML
 kafka:
@@ -38,6 +48,7 @@ wait_for() {
 }
 found() { search "quokka zebra trail shoe" | grep -q 'QUOKKA-ZEBRA-42'; }
 
+search "okapi stripe sandal" | grep -q 'OKAPI-7' || fail "the product loaded before serving is not found"
 found && fail "the product is found before it was produced"
 printf '%s\n' \
   'QUOKKA-ZEBRA-42|{"op":"upsert","sku":"QUOKKA-ZEBRA-42","version":1,"product":{"title":"Quokka Zebra Trail Shoe","brand":"Quokka","category":["Footwear","Trail"],"attributes":{"size":"42"}}}' \
@@ -61,6 +72,10 @@ printf 'QUOKKA-ZEBRA-42|{"op":"delete","sku":"QUOKKA-ZEBRA-42","version":2}\n' |
   kcat -P -b "$brokers" -t catalog -K '|'
 gone() { ! found; }
 wait_for gone || fail "the deleted product is still found"
+
+# the server read only what came after the load: 4 events, then the delete
+curl -sf "$url/metrics" | grep -Eq '^sift_kafka_events_total 5$' ||
+    fail "events after the load: $(curl -sf "$url/metrics" | grep '^sift_kafka_events_total')"
 
 kill -TERM "$pid"
 wait "$pid" || fail "sift serve exited with $? after SIGTERM"
