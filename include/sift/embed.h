@@ -3,15 +3,21 @@
  * One interface covers two kinds of provider:
  *  - the built-in hashed n-gram embedder, which needs no model and no network
  *    and computes on the calling thread (microseconds per text);
- *  - remote providers (an OpenAI-compatible /v1/embeddings endpoint through
- *    the curl-on-uv client), which answer later on the loop.
+ *  - the remote provider, an OpenAI-compatible /v1/embeddings endpoint
+ *    through the curl-on-uv client (http.h), which answers later on the loop.
  * Both implement the asynchronous `embed`: the caller supplies the output
  * array and a completion callback. A provider that computes on the spot (the
  * built-in one) calls the callback before `embed` returns; a remote one calls
  * it from the loop. Callers therefore must not touch anything after `embed`
- * returns 0 that the callback may have released. Providers that can also
- * answer synchronously set `embed_sync`, which loaders and benchmarks use
- * off the loop.
+ * returns 0 that the callback may have released. Both also answer
+ * synchronously through `embed_sync`, which loaders and benchmarks use off
+ * the loop (the remote one runs a private loop for the call: never call it
+ * on a thread whose loop serves requests).
+ *
+ * Every provider has an identity string (`id`): what produced its vectors
+ * ("hashed:256:w2:g1", "openai:text-embedding-3-small:1536"). Vectors of
+ * different identities are not comparable; the searcher records the identity
+ * that built its index and refuses query vectors of another (search.h).
  *
  * Vectors are `dims` floats per text, row-major in `out` (n * dims floats),
  * L2-normalised (a text with no features gets the zero vector), so a dot
@@ -43,7 +49,8 @@ typedef struct sift_embedder_ops {
     int (*embed)(sift_embedder *e, struct sift_ctx *ctx, const char *const *texts,
                  const size_t *lens, size_t n, float *out, sift_embed_done_fn done, void *ud,
                  sift_err *err);
-    /* The same, on the calling thread; NULL for remote providers. */
+    /* The same, on the calling thread; NULL when the provider can only
+     * answer asynchronously. */
     int (*embed_sync)(sift_embedder *e, const char *const *texts, const size_t *lens, size_t n,
                       float *out, sift_err *err);
     void (*free)(sift_embedder *e);
@@ -55,6 +62,7 @@ struct sift_embedder {
     const sift_embedder_ops *ops;
     size_t dims;      /* floats per vector */
     size_t max_batch; /* most texts per call; 0: no limit */
+    const char *id;   /* identity of the vectors (see above); owned by the provider */
 };
 
 /* Calls e->ops->embed after checking the arguments (SIFT_EINVAL for n over
@@ -64,12 +72,62 @@ int sift_embedder_embed(sift_embedder *e, struct sift_ctx *ctx, const char *cons
                         sift_err *err);
 
 /* Synchronous embedding; SIFT_ESTATE when the provider can only answer
- * asynchronously (a remote one). Batches larger than max_batch are split. */
+ * asynchronously. Batches larger than max_batch are split. */
 int sift_embedder_embed_sync(sift_embedder *e, const char *const *texts, const size_t *lens,
                              size_t n, float *out, sift_err *err);
 
-/* Frees the provider. NULL is a no-op. */
+/* Frees the provider. NULL is a no-op. A remote provider must have no embed
+ * call in flight. */
 void sift_embedder_free(sift_embedder *e);
+
+/* ---- the OpenAI-compatible remote provider ----
+ *
+ * POST {base_url}/embeddings with {"model": M, "input": [texts...],
+ * "encoding_format": "float"} (plus "dimensions": dims when send_dimensions
+ * is set) and, when an API key is set, "Authorization: Bearer KEY" (the key
+ * is never logged nor put in an error message). The answer must be
+ * {"data": [{"index": i, "embedding": [dims numbers]}, ...]} with exactly one
+ * item per input, in any order; anything else fails the call with
+ * SIFT_EPROTO and a message naming the problem ("item 2: embedding has 768
+ * numbers, expected 1536"). Vectors are L2-normalised on arrival.
+ *
+ * One embed call may carry any number of texts: they are sent in batches of
+ * batch_size, at most `concurrency` requests in flight; the first batch that
+ * fails cancels the others and fails the call (fail-fast). A batch answered
+ * with 429 or 5xx, or whose connection failed or timed out, is retried up to
+ * max_retries times after backoff_ms, 2 x backoff_ms, ... (capped at 30 s;
+ * a Retry-After header, when sent, gives the wait instead, up to 60 s). A
+ * 4xx other than 429 fails at once (401/403: the key was refused).
+ *
+ * Codes given to `done`: 0; SIFT_EHTTP (an error status, after retries for
+ * 429/5xx), SIFT_EPROTO (a malformed answer), SIFT_EIO (connection failed,
+ * after retries), SIFT_ETIMEDOUT (timeout_ms per attempt, after retries, or
+ * the context's deadline), SIFT_ECANCELED (the context was cancelled),
+ * SIFT_ENOMEM. Texts must stay valid until `done` fires; each is truncated to
+ * max_text_bytes (at a UTF-8 character boundary). */
+typedef struct sift_openai_embed_opts {
+    const char *base_url;  /* e.g. "https://api.openai.com/v1" (required; copied) */
+    const char *model;     /* e.g. "text-embedding-3-small" (required; copied) */
+    const char *api_key;   /* NULL or "": no Authorization header (copied) */
+    size_t dims;           /* the vector length the model returns (required, <= 4096) */
+    int send_dimensions;   /* 1: send "dimensions": dims (models that can shorten) */
+    size_t batch_size;     /* texts per request; 0: 64; at most 2048 */
+    int concurrency;       /* requests in flight per embed call; 0: 4; at most 64 */
+    int64_t timeout_ms;    /* per request attempt; 0: 30000 */
+    int max_retries;       /* retries of one batch; 0: 3; negative: none */
+    int64_t backoff_ms;    /* first retry delay, doubled each retry; 0: 500 */
+    size_t max_text_bytes; /* bytes of each text sent; 0: 8192 */
+} sift_openai_embed_opts;
+
+struct sift_http_client;
+
+/* Creates the remote provider. `client` (may be NULL) is the loop's HTTP
+ * client used by `embed`; with NULL only `embed_sync` works (`embed` fails
+ * with SIFT_ESTATE). The client must outlive the provider. SIFT_EINVAL for a
+ * missing URL or model, dims 0 or over 4096, or an option out of range;
+ * SIFT_ENOMEM. */
+int sift_embedder_openai_new(const sift_openai_embed_opts *opts, struct sift_http_client *client,
+                             sift_embedder **out, sift_err *err);
 
 /* The built-in embedder.
  *
