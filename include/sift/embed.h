@@ -28,10 +28,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "sift/buf.h"
 #include "sift/err.h"
 
 struct sift_ctx;
+struct sift_http_client;
 typedef struct sift_embedder sift_embedder;
 
 /* Completion of one embed call: code 0 when `out` holds every vector, or a
@@ -63,6 +66,10 @@ struct sift_embedder {
     size_t dims;      /* floats per vector */
     size_t max_batch; /* most texts per call; 0: no limit */
     const char *id;   /* identity of the vectors (see above); owned by the provider */
+    /* 1: embedding goes over the network, so embed_sync waits on I/O: a
+     * request path (a loop, or a pool thread) must use the asynchronous
+     * embed instead. 0: computed on the spot. */
+    int remote;
 };
 
 /* Calls e->ops->embed after checking the arguments (SIFT_EINVAL for n over
@@ -117,13 +124,18 @@ typedef struct sift_openai_embed_opts {
     int max_retries;       /* retries of one batch; 0: 3; negative: none */
     int64_t backoff_ms;    /* first retry delay, doubled each retry; 0: 500 */
     size_t max_text_bytes; /* bytes of each text sent; 0: 8192 */
+    /* The HTTP client of the loop a call runs on (the loop of its ctx), for
+     * a provider shared by several loops (one per server worker); NULL: use
+     * the `client` given to sift_embedder_openai_new. */
+    struct sift_http_client *(*client_of)(uv_loop_t *loop, void *udata);
+    void *client_udata;
 } sift_openai_embed_opts;
 
-struct sift_http_client;
-
-/* Creates the remote provider. `client` (may be NULL) is the loop's HTTP
- * client used by `embed`; with NULL only `embed_sync` works (`embed` fails
- * with SIFT_ESTATE). The client must outlive the provider. SIFT_EINVAL for a
+/* Creates the remote provider. `client` (may be NULL) is the HTTP client
+ * `embed` uses when opts->client_of is NULL; with neither, only `embed_sync`
+ * works (`embed` fails with SIFT_ESTATE). Clients must outlive the provider.
+ * The provider itself is immutable after creation, so with client_of one
+ * provider may serve calls on several loops at once. SIFT_EINVAL for a
  * missing URL or model, dims 0 or over 4096, or an option out of range;
  * SIFT_ENOMEM. */
 int sift_embedder_openai_new(const sift_openai_embed_opts *opts, struct sift_http_client *client,

@@ -45,6 +45,8 @@
 typedef struct openai_emb {
     sift_embedder base; /* first: the interface pointer is the object */
     sift_http_client *client;
+    sift_http_client *(*client_of)(uv_loop_t *loop, void *udata);
+    void *client_udata;
     char *url; /* base_url + "/embeddings" */
     char *model;
     char *auth; /* "Authorization: Bearer KEY", or NULL */
@@ -524,14 +526,16 @@ static int openai_embed(sift_embedder *eb, sift_ctx *ctx, const char *const *tex
                         sift_err *err)
 {
     openai_emb *e = (openai_emb *)eb;
-    if (!e->client)
-        return sift_err_set(err, SIFT_ESTATE,
-                            "embeddings: this provider was made without an HTTP client; use "
-                            "sift_embedder_embed_sync off the loop");
     if (!ctx)
         return sift_err_set(err, SIFT_EINVAL,
                             "embeddings: the openai provider needs a context (deadline, cancel)");
-    return start_call(e, e->client, ctx, texts, lens, n, out, done, ud, err);
+    sift_http_client *cl =
+        e->client_of ? e->client_of(sift_ctx_loop(ctx), e->client_udata) : e->client;
+    if (!cl)
+        return sift_err_set(err, SIFT_ESTATE,
+                            "embeddings: no HTTP client for this loop; use "
+                            "sift_embedder_embed_sync off the loop");
+    return start_call(e, cl, ctx, texts, lens, n, out, done, ud, err);
 }
 
 struct sync_wait {
@@ -673,7 +677,10 @@ int sift_embedder_openai_new(const sift_openai_embed_opts *opts, sift_http_clien
     e->base.dims = opts->dims;
     e->base.max_batch = 0; /* the provider batches itself */
     e->base.id = e->id;
+    e->base.remote = 1;
     e->client = client;
+    e->client_of = opts->client_of;
+    e->client_udata = opts->client_udata;
     e->send_dimensions = opts->send_dimensions;
     e->batch = opts->batch_size ? opts->batch_size : BATCH_DEFAULT;
     e->concurrency = opts->concurrency ? opts->concurrency : CONCURRENCY_DEFAULT;

@@ -379,6 +379,100 @@ static void test_bad_options(void **state)
     assert_null(e);
 }
 
+/* ---- hybrid search with the remote provider ---- */
+
+static void put(sift_store *st, const char *sku, const char *title, const char *brand,
+                const char *category)
+{
+    sift_product p = {.sku = sku,
+                      .parent_id = "",
+                      .title = title,
+                      .brand = brand,
+                      .category = category,
+                      .description = "",
+                      .version = 1};
+    sift_err e = {0};
+    int applied = 0;
+    assert_int_equal(sift_store_upsert_product(st, &p, &applied, &e), 0);
+    assert_int_equal(applied, 1);
+}
+
+static void test_hybrid_search_remote(void **state)
+{
+    fixture *f = *state;
+    sift_store *st = NULL;
+    sift_err err = {0};
+    assert_int_equal(sift_store_sqlite_open(":memory:", NULL, &st, &err), 0);
+    char sku[32], title[64];
+    for (int i = 0; i < 25; i++) {
+        snprintf(sku, sizeof sku, "SKU-%02d", i);
+        snprintf(title, sizeof title, "Product number %d", i);
+        put(st, sku, title, i % 2 ? "Acme" : "Zenith", "Things");
+    }
+    put(st, "SOFA-1", "Grey three seat sofa", "Homely", "Furniture");
+
+    /* open: 26 products embedded through the mock, 8 per request, 3 at once */
+    sift_embedder *e = make(f, 32, 8, 3, 1, KEY, f->cli);
+    mock_embed_set_dims(f->mock, 32);
+    sift_searcher_opts so = {.embedder = e};
+    sift_searcher *se = NULL;
+    if (sift_searcher_open(st, &so, &se, &err))
+        fail_msg("open: %s", err.msg);
+    assert_int_equal(mock_embed_requests(f->mock), 4); /* 8 + 8 + 8 + 2 */
+    assert_string_equal(sift_searcher_vector_id(se), "openai:test-embed:32");
+    assert_int_equal(sift_searcher_remote(se), 1);
+    assert_int_equal(sift_searcher_dims(se), 32);
+
+    /* the query vector, fetched on the loop before the search runs; the
+     * query is the sofa's own embed text, so its cosine is 1 */
+    const char *q = "Grey three seat sofa Homely Furniture";
+    float qv[32];
+    outcome o = {.code = 1};
+    assert_int_equal(sift_searcher_embed_query(se, f->root, q, qv, on_done, &o, &err), 0);
+    while (!o.calls)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(o.code, 0);
+    assert_int_equal(mock_embed_requests(f->mock), 5);
+
+    sift_arena *a = sift_arena_new(0);
+    sift_search_hit *hits;
+    size_t n;
+    sift_search_opts opt = {.k = 5, .query_vec = qv, .query_vec_id = sift_searcher_vector_id(se)};
+    assert_int_equal(sift_search(se, NULL, q, &opt, a, &hits, &n, &err), 0);
+    assert_true(n >= 1);
+    assert_string_equal(hits[0].sku, "SOFA-1");
+    assert_int_equal(hits[0].vec_rank, 1);
+    assert_int_equal(hits[0].lex_rank, 1);
+    opt.mode = SIFT_SEARCH_VECTOR;
+    assert_int_equal(sift_search(se, NULL, "anything", &opt, a, &hits, &n, &err), 0);
+    assert_string_equal(hits[0].sku, "SOFA-1");
+
+    /* vectors of another embedder are refused, not compared */
+    opt.query_vec_id = "hashed:32:w2:g1";
+    assert_int_equal(sift_search(se, NULL, q, &opt, a, &hits, &n, &err), SIFT_EINVAL);
+    assert_non_null(strstr(err.msg, "built by openai:test-embed:32"));
+    /* and without a vector the searcher does not block on the network */
+    opt.query_vec = NULL;
+    opt.mode = SIFT_SEARCH_HYBRID;
+    assert_int_equal(sift_search(se, NULL, q, &opt, a, &hits, &n, &err), SIFT_ESTATE);
+    assert_int_equal(mock_embed_requests(f->mock), 5);
+    /* lexical mode needs no vector */
+    opt.mode = SIFT_SEARCH_LEXICAL;
+    assert_int_equal(sift_search(se, NULL, q, &opt, a, &hits, &n, &err), 0);
+    assert_string_equal(hits[0].sku, "SOFA-1");
+    sift_arena_free(a);
+    sift_searcher_close(se);
+
+    /* a failing provider fails open with its message (and frees it) */
+    mock_embed_reply r401 = {.status = 401};
+    mock_embed_push(f->mock, &r401);
+    so.embedder = make(f, 32, 8, 1, 1, KEY, f->cli);
+    assert_int_equal(sift_searcher_open(st, &so, &se, &err), SIFT_EHTTP);
+    assert_non_null(strstr(err.msg, "HTTP 401"));
+    assert_null(se);
+    sift_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -392,6 +486,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_and_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fail_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hybrid_search_remote, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
