@@ -24,7 +24,9 @@
 #include "sift/embed.h"
 #include "sift/http.h"
 #include "sift/search.h"
+#include "sift/shoptools.h"
 #include "sift/store.h"
+#include "sift/tool.h"
 
 #define KEY "sk-test-0123456789"
 
@@ -473,6 +475,107 @@ static void test_hybrid_search_remote(void **state)
     sift_store_close(st);
 }
 
+/* ---- the search_products tool with the remote provider ---- */
+
+struct tool_outcome {
+    int calls;
+    int code;
+    char result[2048];
+};
+
+static void on_tool_done(sift_tool_job *job, void *data)
+{
+    struct tool_outcome *o = data;
+    o->calls++;
+    o->code = job->code;
+    snprintf(o->result, sizeof o->result, "%s", job->result ? job->result : "");
+}
+
+static void run_tool(fixture *f, const sift_tool *t, sift_ctx *ctx, const char *args,
+                     struct tool_outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    sift_arena *a = sift_arena_new(0);
+    sift_tool_job job;
+    sift_tool_job_init(&job, t, ctx, a, NULL, on_tool_done, o);
+    sift_tool_job_start(&job, args, strlen(args));
+    while (!o->calls)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(o->calls, 1);
+    sift_arena_free(a);
+}
+
+static void test_shop_tool_remote(void **state)
+{
+    fixture *f = *state;
+    char dir[] = "/tmp/sift-embed-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/store.db", dir);
+    sift_store *st = NULL;
+    sift_err err = {0};
+    assert_int_equal(sift_store_sqlite_open(path, NULL, &st, &err), 0);
+    put(st, "SOFA-1", "Grey three seat sofa", "Homely", "Furniture");
+    put(st, "LAMP-1", "Brass floor lamp", "Homely", "Lighting");
+    put(st, "RUG-1", "Wool rug", "Homely", "Textiles");
+    sift_store_close(st);
+
+    mock_embed_set_dims(f->mock, 16);
+    sift_searcher_opts so = {.embedder = make(f, 16, 0, 0, 1, KEY, f->cli)};
+    sift_searcher *se = NULL;
+    if (sift_searcher_open_sqlite(path, &so, &se, &err))
+        fail_msg("open: %s", err.msg);
+    sift_shop_opts sho = {.store_path = path, .searcher = se};
+    sift_shop *shop = NULL;
+    assert_int_equal(sift_shop_new(&sho, &shop, &err), 0);
+    const sift_tool *t = sift_shop_tool(shop, "search_products");
+    int before = mock_embed_requests(f->mock);
+
+    /* the query vector comes from the provider, on the loop */
+    struct tool_outcome o;
+    run_tool(f, t, f->root, "{\"query\":\"couch\"}", &o);
+    assert_int_equal(o.code, 0);
+    assert_int_equal(mock_embed_requests(f->mock), before + 1);
+    char *body, *auth;
+    assert_int_equal(mock_embed_request(f->mock, before, &body, &auth), 0);
+    assert_non_null(strstr(body, "\"input\":[\"couch\"]"));
+    assert_string_equal(auth, "Bearer " KEY);
+    free(body);
+    free(auth);
+    /* "couch" shares no word with any title: only the vector list finds
+     * anything, so a product in the result proves the vector was used */
+    assert_non_null(strstr(o.result, "\"sku\":\""));
+
+    /* the provider fails: lexical only, the call still answers */
+    mock_embed_reply r401 = {.status = 401};
+    mock_embed_push(f->mock, &r401);
+    run_tool(f, t, f->root, "{\"query\":\"sofa\"}", &o);
+    assert_int_equal(o.code, 0);
+    assert_non_null(strstr(o.result, "SOFA-1"));
+
+    /* the run's deadline reaches the embedding request */
+    mock_embed_reply slow = {.delay_ms = 5000};
+    mock_embed_push(f->mock, &slow);
+    sift_ctx *ctx = sift_ctx_new_timeout(f->root, 100);
+    uint64_t t0 = uv_now(&f->loop);
+    run_tool(f, t, ctx, "{\"query\":\"sofa\"}", &o);
+    uv_update_time(&f->loop);
+    assert_int_equal(o.code, SIFT_ETIMEDOUT);
+    assert_true(uv_now(&f->loop) - t0 < 2000);
+    sift_ctx_release(ctx);
+
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(sift_shop_inflight(shop), 0);
+    sift_shop_free(shop);
+    sift_searcher_close(se);
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[96];
+        snprintf(p, sizeof p, "%s%s", path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -487,6 +590,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fail_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hybrid_search_remote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shop_tool_remote, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
