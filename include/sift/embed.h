@@ -141,6 +141,54 @@ typedef struct sift_openai_embed_opts {
 int sift_embedder_openai_new(const sift_openai_embed_opts *opts, struct sift_http_client *client,
                              sift_embedder **out, sift_err *err);
 
+/* ---- configuration: the "embed" section of sift.yaml ----
+ *
+ *   embed:
+ *     provider: hashed      # hashed (built in, no model) or openai
+ *     dimensions: 256       # hashed: buckets (default 256); openai: the model's
+ *                           # vector length (required, e.g. 1536)
+ *     base_url: https://api.openai.com/v1   # openai: where /embeddings is
+ *     model: text-embedding-3-small          # openai (default)
+ *     api_key: ...          # openai; better from the environment
+ *     send_dimensions: false                 # openai: send "dimensions"
+ *     batch_size: 64        # openai: texts per request
+ *     concurrency: 4        # openai: requests in flight per call
+ *     timeout_ms: 30000     # openai: per request attempt
+ *     max_retries: 3        # openai: retries of a 429/5xx/failed connection
+ *
+ * Environment overrides, applied after the file: SIFT_EMBED_PROVIDER,
+ * SIFT_EMBED_BASE_URL (setting it also selects "openai"), SIFT_EMBED_MODEL,
+ * SIFT_EMBED_API_KEY; without a key from either, OPENAI_API_KEY is used, but
+ * only when the base URL is https://api.openai.com/..., so an OpenAI key is
+ * never sent to another server. */
+typedef struct sift_embed_config {
+    char *provider; /* "hashed" or "openai" */
+    size_t dims;
+    char *base_url, *model, *api_key; /* openai */
+    int send_dimensions;
+    long batch_size, concurrency, timeout_ms, max_retries;
+} sift_embed_config;
+
+struct cJSON;
+
+/* Reads the "embed" mapping of `doc` (the whole configuration document, as
+ * sift_config.doc holds it; NULL: defaults) and the environment into `out`.
+ * `name` (the file's) prefixes messages: "sift.yaml: embed.dimensions: must
+ * be an integer between 1 and 4096". SIFT_EINVAL, SIFT_ENOMEM; on error `out`
+ * holds nothing to free. */
+int sift_embed_config_read(const struct cJSON *doc, const char *name, sift_embed_config *out,
+                           sift_err *err);
+
+/* Frees the strings of `c` (the API key is wiped first). */
+void sift_embed_config_free(sift_embed_config *c);
+
+/* Creates the configured provider: the hashed embedder, or the openai one
+ * finding each loop's HTTP client through client_of (may be NULL: then only
+ * embed_sync works). Errors of the constructors. */
+int sift_embed_config_embedder(const sift_embed_config *c,
+                               struct sift_http_client *(*client_of)(uv_loop_t *loop, void *udata),
+                               void *udata, sift_embedder **out, sift_err *err);
+
 /* The built-in embedder.
  *
  * Text is folded (lower case; Latin-1, Latin Extended-A and Vietnamese letters

@@ -18,6 +18,7 @@
 #include <math.h>
 
 #include "mock_embed.h"
+#include "sift/config.h"
 #include "sift/arena.h"
 #include "sift/catalog.h"
 #include "sift/ctx.h"
@@ -576,6 +577,88 @@ static void test_shop_tool_remote(void **state)
     rmdir(dir);
 }
 
+/* ---- configuration ---- */
+
+static int read_yaml(const char *yaml, sift_embed_config *c, sift_err *err)
+{
+    cJSON *doc = sift_yaml_to_json("t.yaml", yaml, strlen(yaml), err);
+    assert_non_null(doc);
+    int rc = sift_embed_config_read(doc, "t.yaml", c, err);
+    cJSON_Delete(doc);
+    return rc;
+}
+
+static void test_config(void **state)
+{
+    (void)state;
+    unsetenv("SIFT_EMBED_BASE_URL");
+    unsetenv("SIFT_EMBED_PROVIDER");
+    unsetenv("SIFT_EMBED_MODEL");
+    unsetenv("SIFT_EMBED_API_KEY");
+    unsetenv("OPENAI_API_KEY");
+    sift_embed_config c;
+    sift_err err = {0};
+    /* defaults: the built-in embedder */
+    assert_int_equal(sift_embed_config_read(NULL, "t", &c, &err), 0);
+    assert_string_equal(c.provider, "hashed");
+    assert_int_equal(c.dims, 256);
+    sift_embedder *e = NULL;
+    assert_int_equal(sift_embed_config_embedder(&c, NULL, NULL, &e, &err), 0);
+    assert_string_equal(e->id, "hashed:256:w2:g1");
+    assert_int_equal(e->remote, 0);
+    sift_embedder_free(e);
+    sift_embed_config_free(&c);
+
+    assert_int_equal(read_yaml("embed:\n  provider: openai\n  base_url: http://127.0.0.1:1/v1\n"
+                               "  model: nomic-embed-text\n  dimensions: 768\n  batch_size: 16\n"
+                               "  send_dimensions: true\n  max_retries: 0\n",
+                               &c, &err),
+                     0);
+    assert_string_equal(c.provider, "openai");
+    assert_int_equal(c.dims, 768);
+    assert_int_equal(c.batch_size, 16);
+    assert_int_equal(c.send_dimensions, 1);
+    assert_null(c.api_key);
+    assert_int_equal(sift_embed_config_embedder(&c, NULL, NULL, &e, &err), 0);
+    assert_string_equal(e->id, "openai:nomic-embed-text:768");
+    assert_int_equal(e->remote, 1);
+    sift_embedder_free(e);
+    sift_embed_config_free(&c);
+
+    /* errors name the key */
+    assert_int_equal(read_yaml("embed:\n  provider: openai\n", &c, &err), SIFT_EINVAL);
+    assert_non_null(strstr(err.msg, "t.yaml: embed.dimensions: required"));
+    assert_int_equal(read_yaml("embed:\n  provider: bert\n", &c, &err), SIFT_EINVAL);
+    assert_non_null(strstr(err.msg, "embed.provider: must be one of hashed, openai"));
+    assert_int_equal(read_yaml("embed:\n  dimensions: 99999\n", &c, &err), SIFT_EINVAL);
+    assert_non_null(strstr(err.msg, "embed.dimensions: must be an integer between 1 and 4096"));
+    assert_int_equal(read_yaml("embed:\n  send_dimensions: 3\n", &c, &err), SIFT_EINVAL);
+
+    /* the environment: a base URL selects openai; OPENAI_API_KEY only goes
+     * to api.openai.com */
+    setenv("SIFT_EMBED_BASE_URL", "http://127.0.0.1:9/v1", 1);
+    setenv("OPENAI_API_KEY", "sk-openai", 1);
+    assert_int_equal(read_yaml("embed:\n  dimensions: 8\n", &c, &err), 0);
+    assert_string_equal(c.provider, "openai");
+    assert_string_equal(c.base_url, "http://127.0.0.1:9/v1");
+    assert_null(c.api_key);
+    sift_embed_config_free(&c);
+    setenv("SIFT_EMBED_API_KEY", "sk-local", 1);
+    setenv("SIFT_EMBED_MODEL", "m2", 1);
+    assert_int_equal(read_yaml("embed:\n  dimensions: 8\n  api_key: from-file\n", &c, &err), 0);
+    assert_string_equal(c.api_key, "sk-local");
+    assert_string_equal(c.model, "m2");
+    sift_embed_config_free(&c);
+    unsetenv("SIFT_EMBED_BASE_URL");
+    unsetenv("SIFT_EMBED_API_KEY");
+    unsetenv("SIFT_EMBED_MODEL");
+    assert_int_equal(read_yaml("embed:\n  provider: openai\n  dimensions: 8\n", &c, &err), 0);
+    assert_string_equal(c.base_url, "https://api.openai.com/v1");
+    assert_string_equal(c.api_key, "sk-openai");
+    sift_embed_config_free(&c);
+    unsetenv("OPENAI_API_KEY");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -591,6 +674,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hybrid_search_remote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shop_tool_remote, setup, teardown),
+        cmocka_unit_test(test_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
