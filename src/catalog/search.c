@@ -675,16 +675,18 @@ oom:
     return sift_err_set(err, SIFT_ENOMEM, "search: out of memory reading the catalog");
 }
 
-/* Products embedded per embed_sync call: bounds the float scratch (1024 x
- * 1536 dims is 6 MB) while giving a remote provider many batches to send
- * concurrently. */
-#define EMBED_CHUNK 1024
+/* Bytes of float vectors embedded per embed_sync call: bounds the scratch
+ * (5,461 products at 1,536 dims; 32,768 at 256) while giving a remote
+ * provider many batches to send concurrently. */
+#define EMBED_SCRATCH_BYTES ((size_t)32 << 20)
 
 /* Embeds every product's text (collected by on_product) into the index. */
 static int embed_all(sift_searcher *s, sift_err *err)
 {
     size_t dims = s->emb->dims;
-    size_t chunk = s->n < EMBED_CHUNK ? s->n : EMBED_CHUNK;
+    size_t chunk = EMBED_SCRATCH_BYTES / (dims * sizeof(float));
+    if (chunk > s->n)
+        chunk = s->n;
     const char **t = sift_malloc((chunk ? chunk : 1) * sizeof *t);
     size_t *tl = sift_malloc((chunk ? chunk : 1) * sizeof *tl);
     float *v = sift_malloc((chunk ? chunk : 1) * dims * sizeof *v);
