@@ -382,6 +382,57 @@ static void test_bad_options(void **state)
     assert_null(e);
 }
 
+/* Every allocation of the provider and of its call may fail: the
+ * constructor and embed refuse cleanly (done never fires), or the call ends
+ * once with SIFT_ENOMEM (or succeeds); nothing leaks (ASan) and no handle is
+ * left (teardown). */
+static void test_out_of_memory(void **state)
+{
+    fixture *f = *state;
+    int ok = 0;
+    for (long k = 0; k < 400 && ok < 3; k++) {
+        sift_openai_embed_opts o = {.base_url = mock_embed_base_url(f->mock),
+                                    .model = "m",
+                                    .api_key = KEY,
+                                    .dims = 8,
+                                    .batch_size = 2,
+                                    .timeout_ms = 300,
+                                    .max_retries = -1};
+        sift_embedder *e = NULL;
+        sift_err err = {0};
+        sift_mem_fail_after(k);
+        int rc = sift_embedder_openai_new(&o, f->cli, &e, &err);
+        if (rc) {
+            sift_mem_fail_after(-1);
+            assert_int_equal(rc, SIFT_ENOMEM);
+            assert_null(e);
+            continue;
+        }
+        float out[5 * 8];
+        outcome oc = {.code = 1};
+        rc = sift_embedder_embed(e, f->root, ten, NULL, 5, out, on_done, &oc, &err);
+        if (rc == 0) {
+            while (!oc.calls)
+                uv_run(&f->loop, UV_RUN_ONCE);
+        }
+        sift_mem_fail_after(-1);
+        if (rc)
+            assert_int_equal(oc.calls, 0);
+        else
+            assert_int_equal(oc.calls, 1);
+        int code = rc ? rc : oc.code;
+        if (code == 0)
+            ok++;
+        /* SIFT_ETIMEDOUT: when the HTTP client cannot allocate a socket
+         * watch (on_curl_socket), curl 7.88 does not abort the transfer, which
+         * then hangs until its timeout; the call still ends once, cleanly */
+        else if (code != SIFT_ENOMEM && code != SIFT_EIO && code != SIFT_ETIMEDOUT)
+            fail_msg("k=%ld: code %d: %s", k, code, rc ? err.msg : oc.msg);
+        sift_embedder_free(e);
+    }
+    assert_int_equal(ok, 3);
+}
+
 /* ---- hybrid search with the remote provider ---- */
 
 static void put(sift_store *st, const char *sku, const char *title, const char *brand,
@@ -672,6 +723,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_and_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fail_fast, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hybrid_search_remote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shop_tool_remote, setup, teardown),
         cmocka_unit_test(test_config),
