@@ -141,6 +141,15 @@ typedef struct sift_openai_embed_opts {
 int sift_embedder_openai_new(const sift_openai_embed_opts *opts, struct sift_http_client *client,
                              sift_embedder **out, sift_err *err);
 
+/* Validates an OpenAI embeddings answer (body, len bytes) to a batch of n
+ * inputs of `dims` numbers each, as described above, and writes the vectors,
+ * unit length, to out[0..n*dims). Pure (no I/O): the provider's parser,
+ * exposed for tests and fuzzing. 0; SIFT_EPROTO with the problem named
+ * ("embeddings: item 2: embedding has 768 numbers, expected 1536 ..."), in
+ * which case `out` is partly written; SIFT_ENOMEM. */
+int sift_embed_openai_parse(const char *body, size_t len, size_t n, size_t dims, float *out,
+                            sift_err *err);
+
 /* ---- configuration: the "embed" section of sift.yaml ----
  *
  *   embed:

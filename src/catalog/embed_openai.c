@@ -137,31 +137,26 @@ static int build_body(const openai_emb *e, const ecall *c, size_t first, size_t 
 
 /* ---- the answer ---------------------------------------------------------- */
 
-/* Validates an answer to a batch of m texts and writes its vectors, unit
- * length, to out[0..m*dims). SIFT_EPROTO with the problem named. */
-static int parse_answer(const openai_emb *e, const char *body, size_t len, size_t m, float *out,
-                        sift_err *err)
+/* embed.h. Messages name the problem; the caller adds the URL. */
+int sift_embed_openai_parse(const char *body, size_t len, size_t m, size_t dims, float *out,
+                            sift_err *err)
 {
-    size_t dims = e->base.dims;
     int rc = 0;
     unsigned char *seen = NULL;
     cJSON *doc = cJSON_ParseWithLength(body, len);
     if (!cJSON_IsObject(doc)) {
-        rc = sift_err_set(err, SIFT_EPROTO, "embeddings: the answer from %s is not a JSON object",
-                          e->url);
+        rc = sift_err_set(err, SIFT_EPROTO, "embeddings: the answer is not a JSON object");
         goto done;
     }
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(doc, "data");
     if (!cJSON_IsArray(data)) {
-        rc = sift_err_set(err, SIFT_EPROTO, "embeddings: the answer from %s has no \"data\" array",
-                          e->url);
+        rc = sift_err_set(err, SIFT_EPROTO, "embeddings: the answer has no \"data\" array");
         goto done;
     }
     size_t nd = (size_t)cJSON_GetArraySize(data);
     if (nd != m) {
-        rc = sift_err_set(err, SIFT_EPROTO,
-                          "embeddings: the answer from %s has %zu items for %zu inputs", e->url, nd,
-                          m);
+        rc = sift_err_set(err, SIFT_EPROTO, "embeddings: the answer has %zu items for %zu inputs",
+                          nd, m);
         goto done;
     }
     seen = sift_calloc(m ? m : 1, 1);
@@ -405,7 +400,13 @@ static void on_http_done(sift_http_request *req, int code, sift_http_response *r
     }
     size_t first = w->batch * e->batch;
     size_t m = c->n - first < e->batch ? c->n - first : e->batch;
-    if (parse_answer(e, resp->body, resp->body_len, m, c->out + first * e->base.dims, &err)) {
+    if (sift_embed_openai_parse(resp->body, resp->body_len, m, e->base.dims,
+                                c->out + first * e->base.dims, &err)) {
+        if (err.code == SIFT_EPROTO) {
+            sift_err with_url;
+            sift_err_set(&with_url, err.code, "%s (from %s)", err.msg, e->url);
+            err = with_url;
+        }
         call_fail(c, &err);
         worker_finish(w);
         return;
