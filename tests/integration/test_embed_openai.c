@@ -242,6 +242,38 @@ static void test_500_then_success(void **state)
     sift_embedder_free(e);
 }
 
+/* Retry-After gives the wait; a refused connection is retried too. */
+static void test_retry_after_and_refused(void **state)
+{
+    fixture *f = *state;
+    sift_embedder *e = make(f, 8, 0, 0, 2, KEY, f->cli);
+    mock_embed_reply r429 = {.status = 429, .retry_after_s = 1};
+    mock_embed_push(f->mock, &r429);
+    float out[8];
+    outcome o;
+    uv_update_time(&f->loop);
+    uint64_t t0 = uv_now(&f->loop);
+    run(f, e, f->root, ten, 1, out, &o);
+    uv_update_time(&f->loop);
+    assert_int_equal(o.code, 0);
+    assert_int_equal(mock_embed_requests(f->mock), 2);
+    assert_true(uv_now(&f->loop) - t0 >= 990); /* not the 10 ms backoff */
+    sift_embedder_free(e);
+
+    /* nothing listens on port 1 */
+    sift_openai_embed_opts oo = {.base_url = "http://127.0.0.1:1/v1",
+                                 .model = "m",
+                                 .dims = 8,
+                                 .max_retries = 1,
+                                 .backoff_ms = 10};
+    assert_int_equal(sift_embedder_openai_new(&oo, f->cli, &e, NULL), 0);
+    run(f, e, f->root, ten, 1, out, &o);
+    assert_int_equal(o.code, SIFT_EIO);
+    assert_non_null(strstr(o.msg, "127.0.0.1:1/v1/embeddings"));
+    assert_non_null(strstr(o.msg, "after 2 attempts"));
+    sift_embedder_free(e);
+}
+
 static void test_401_not_retried(void **state)
 {
     fixture *f = *state;
@@ -718,6 +750,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sync_without_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_500_retried_then_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_500_then_success, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_after_and_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_401_not_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_and_deadline, setup, teardown),
