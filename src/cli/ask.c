@@ -31,7 +31,9 @@ static const char usage[] =
     "  -h, --help       this text\n"
     "\n"
     "The model is llm.provider from the config: offline (the rule-based planner,\n"
-    "no language model) unless SIFT_LLM_BASE_URL or llm.provider says openai.\n";
+    "no language model) unless SIFT_LLM_BASE_URL or llm.provider says openai.\n"
+    "Search vectors come from embed.provider the same way (hashed, built in,\n"
+    "unless SIFT_EMBED_BASE_URL or embed.provider says openai).\n";
 
 struct ask {
     int json;
