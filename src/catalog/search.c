@@ -8,11 +8,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "sift/buf.h"
 #include "sift/catalog.h"
 #include "sift/embed.h"
 #include "sift/fusion.h"
+#include "sift/log.h"
 #include "sift/search.h"
 #include "sift/vecindex.h"
 
@@ -746,8 +748,13 @@ int sift_searcher_open(sift_store *store, const sift_searcher_opts *opts, sift_s
     }
     if ((rc = sift_store_scan_products(store, on_product, s, err)))
         goto fail;
+    uint64_t t0 = uv_hrtime();
     if ((rc = sift_vecindex_reserve(s->ix, s->n, err)) || (rc = embed_all(s, err)))
         goto fail;
+    /* a remote provider can take minutes on a large catalog: say what it did */
+    if (s->emb->remote)
+        sift_log(SIFT_LOG_INFO, NULL, NULL, "search: embedded %zu products with %s in %.1f s", s->n,
+                 s->emb->id, (double)(uv_hrtime() - t0) / 1e9);
     sift_buf_free(&s->alltext);
     sift_free(s->text_end);
     s->text_end = NULL;
