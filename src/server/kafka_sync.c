@@ -27,6 +27,7 @@
 #define LAG_SERIES_MAX 64
 
 struct sift_api_kafka {
+    sift_api *api;
     sift_shop *shop;
     sift_store *store; /* the consumer thread's own connection */
     sift_kafka_consumer *c;
@@ -67,8 +68,13 @@ static void maybe_refresh(sift_api_kafka *k)
     if (!k->dirty || (t - k->last_refresh) * 1000 < k->refresh_ms)
         return;
     sift_searcher *next = NULL;
+    sift_searcher_opts so;
     sift_err e = {0};
-    int rc = sift_searcher_open(k->store, NULL, &next, &e);
+    /* the embedder the server's searcher was built with, so query vectors
+     * stay comparable (a remote one re-embeds the whole catalog) */
+    int rc = sift_api_searcher_opts(k->api, &so, &e);
+    if (!rc)
+        rc = sift_searcher_open(k->store, &so, &next, &e);
     if (!rc)
         rc = sift_shop_swap_searcher(k->shop, next, &e);
     double took = now_s() - t;
@@ -214,6 +220,7 @@ int sift_api_kafka_start(sift_api *api, sift_api_kafka **out, sift_err *err)
         snprintf(k->group, n, "sift-%s", host);
     }
     k->refresh_ms = (int)refresh_ms;
+    k->api = api;
     k->shop = sift_api_shop(api);
     sift_metrics *m = sift_api_metrics(api);
     k->lag = sift_metrics_gauge(m, "sift_kafka_consumer_lag",
