@@ -26,6 +26,14 @@ printf '%s\n' 'OKAPI-7|{"op":"upsert","sku":"OKAPI-7","version":1,"product":{"ti
     2>"$tmp/ingest.log" || fail "sift ingest --kafka: $(tail -2 "$tmp/ingest.log")"
 grep -q 'kafka catalog: 1 events' "$tmp/ingest.log" || fail "ingest summary: $(tail -1 "$tmp/ingest.log")"
 
+# a kafka: block missing its topic is refused with the reason
+printf 'kafka:\n  brokers: "%s"\n' "$brokers" >"$tmp/bad.yaml"
+if "$sift" serve --config "$tmp/bad.yaml" --port 0 >"$tmp/bad.log" 2>&1; then
+    fail "a kafka: block without a topic was accepted"
+fi
+grep -q 'kafka: needs both brokers and topic (topic is missing)' "$tmp/bad.log" ||
+    fail "bad kafka: block: $(tail -1 "$tmp/bad.log")"
+
 cat >"$tmp/sift.yaml" <<YAML
 kafka:
   brokers: "$brokers"
