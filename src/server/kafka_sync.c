@@ -88,8 +88,9 @@ static void maybe_refresh(sift_api_kafka *k)
     k->n_refreshes++;
     sift_metric_set(k->refreshes, NULL, (int64_t)k->n_refreshes);
     sift_metric_observe(k->refresh_s, NULL, took);
-    sift_log(SIFT_LOG_INFO, NULL, NULL, "kafka: search index refreshed (%zu products, %.0f ms)",
-             sift_searcher_count(next), took * 1000);
+    sift_log(SIFT_LOG_INFO, NULL, NULL,
+             "kafka: search index refreshed (%zu products, vectors %s, %.0f ms)",
+             sift_searcher_count(next), sift_searcher_vector_id(next), took * 1000);
 }
 
 static void on_batch(void *ud, const sift_kafka_stats *st)

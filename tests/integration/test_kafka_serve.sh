@@ -18,6 +18,22 @@ for _ in $(seq 50); do [ -s "$tmp/mock.out" ] && break; sleep 0.1; done
 brokers=$(head -1 "$tmp/mock.out")
 [ -n "$brokers" ] || fail "the mock cluster did not start"
 
+# KAFKA_SERVE_EMBED=1 (test_kafka_serve_embed.sh): the same with a remote
+# embedding provider (bench/mock_embed), so every index refresh re-embeds the
+# catalog through HTTP and queries are embedded by the refreshed searcher's
+# provider
+embed_yaml=
+if [ "${KAFKA_SERVE_EMBED:-0}" = 1 ]; then
+    [ -x "$SIFT_BUILD_DIR/mock_embed" ] || { echo "mock_embed not built: skipped"; exit 77; }
+    unset OPENAI_API_KEY SIFT_EMBED_PROVIDER SIFT_EMBED_MODEL
+    "$SIFT_BUILD_DIR/mock_embed" --dims 64 >"$tmp/embed.out" 2>"$tmp/embed.err" &
+    extra_pids+=($!)
+    for _ in $(seq 100); do [ -s "$tmp/embed.out" ] && break; sleep 0.1; done
+    export SIFT_EMBED_BASE_URL="$(head -1 "$tmp/embed.out")" SIFT_EMBED_API_KEY="sk-kafka-test"
+    [ -n "$SIFT_EMBED_BASE_URL" ] || fail "mock_embed did not start"
+    embed_yaml=$'embed:\n  dimensions: 64\n  batch_size: 500\n'
+fi
+
 # a replica's store built from the topic first, then served (docs/deploy.md):
 # the server goes on from the offsets the load committed
 printf '%s\n' 'OKAPI-7|{"op":"upsert","sku":"OKAPI-7","version":1,"product":{"title":"Okapi Stripe Sandal","brand":"Okapi","category":["Footwear","Sandals"]}}' |
@@ -27,7 +43,7 @@ printf '%s\n' 'OKAPI-7|{"op":"upsert","sku":"OKAPI-7","version":1,"product":{"ti
 grep -q 'kafka catalog: 1 events' "$tmp/ingest.log" || fail "ingest summary: $(tail -1 "$tmp/ingest.log")"
 
 # a kafka: block missing its topic is refused with the reason
-printf 'kafka:\n  brokers: "%s"\n' "$brokers" >"$tmp/bad.yaml"
+printf '%s\nkafka:\n  brokers: "%s"\n' "$embed_yaml" "$brokers" >"$tmp/bad.yaml"
 if "$sift" serve --config "$tmp/bad.yaml" --port 0 >"$tmp/bad.log" 2>&1; then
     fail "a kafka: block without a topic was accepted"
 fi
@@ -35,6 +51,7 @@ grep -q 'kafka: needs both brokers and topic (topic is missing)' "$tmp/bad.log" 
     fail "bad kafka: block: $(tail -1 "$tmp/bad.log")"
 
 cat >"$tmp/sift.yaml" <<YAML
+$embed_yaml
 kafka:
   brokers: "$brokers"
   topic: catalog
@@ -75,6 +92,12 @@ grep -Eq '^sift_kafka_consumer_lag\{partition="[01]"\} 0$' "$tmp/metrics" || fai
 grep -Eq '^sift_kafka_index_refreshes_total [1-9]' "$tmp/metrics" || fail "no index refresh counted"
 grep -Eq '^sift_kafka_dlq_total 1$' "$tmp/metrics" || fail "the malformed event was not counted"
 grep -q 'sent to catalog.dlq' "$tmp/serve.log" || fail "no DLQ log line"
+grep -q 'kafka: search index refreshed' "$tmp/serve.log" || fail "no index refresh logged"
+if [ -n "$embed_yaml" ]; then
+    # the refresh embedded the catalog again through the remote provider
+    grep -q 'kafka: search index refreshed (.*vectors openai:' "$tmp/serve.log" ||
+        fail "the refresh did not use the remote embedder: $(grep 'index refreshed' "$tmp/serve.log" | tail -1)"
+fi
 
 printf 'QUOKKA-ZEBRA-42|{"op":"delete","sku":"QUOKKA-ZEBRA-42","version":2}\n' |
   kcat -P -b "$brokers" -t catalog -K '|'
