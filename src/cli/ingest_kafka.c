@@ -29,7 +29,7 @@ static const char usage[] =
     "  --dlq TOPIC         dead-letter topic (default TOPIC.dlq)\n"
     "  --db PATH           store (default: store.url from the config, data/sift.db)\n"
     "  --config FILE       sift.yaml to read (default: none)\n"
-    "  --batch N           events per transaction (default 1000)\n"
+    "  --batch N           events per transaction, at most 100000 (default 1000)\n"
     "  --batch-ms N        longest wait to fill a batch, in ms (default 200)\n"
     "  --assign            read every partition without joining the group (one consumer\n"
     "                      per group; offsets still committed to the group)\n"
@@ -126,10 +126,14 @@ int cli_ingest_kafka(int argc, char **argv)
         case 'b':
         case 'B': {
             unsigned long v = strtoul(optarg, &end, 10);
-            if (*end || !*optarg || v == 0 || v > 1000000) {
-                fprintf(stderr, "sift ingest: --%s must be an integer between 1 and 1000000\n",
-                        c == 'b' ? "batch" : "batch-ms");
-                goto out_usage;
+            /* a batch is held in memory (~200 bytes an event besides the
+             * messages themselves) */
+            unsigned long max = c == 'b' ? 100000 : 60000;
+            if (*end || !*optarg || v == 0 || v > max) {
+                fprintf(stderr, "sift ingest: --%s must be an integer between 1 and %lu\n",
+                        c == 'b' ? "batch" : "batch-ms", max);
+                sift_free(conf);
+                return CLI_USAGE;
             }
             if (c == 'b')
                 ko.batch = v;
@@ -158,8 +162,12 @@ int cli_ingest_kafka(int argc, char **argv)
         }
     }
     if (optind != argc || !ko.brokers || !ko.topic) {
-        if (optind == argc)
-            fprintf(stderr, "sift ingest: --kafka needs BROKERS and --topic\n");
+        if (optind == argc) {
+            fprintf(stderr, "sift ingest: --kafka needs BROKERS and --topic (--help: the "
+                            "options)\n");
+            sift_free(conf);
+            return CLI_USAGE;
+        }
         goto out_usage;
     }
     ko.conf = conf;
