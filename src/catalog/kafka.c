@@ -897,7 +897,7 @@ static int assign_all(sift_kafka_consumer *c, sift_err *err)
     int rc = 0;
     while (!atomic_load(&c->stop)) {
         const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t e = rd_kafka_metadata(c->rk, 0, t, &md, 5000);
+        rd_kafka_resp_err_t e = rd_kafka_metadata(c->rk, 0, t, &md, 2000);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && !md->topics[0].err &&
             md->topics[0].partition_cnt > 0) {
             rd_kafka_topic_partition_list_t *l =
