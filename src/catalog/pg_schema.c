@@ -9,13 +9,15 @@
  * once apply each migration exactly once.
  *
  * Full-text (migration 1): chunks.tsv is a stored generated column, the chunk
- * fields run through the 'english' configuration (Snowball stemming, like the
- * SQLite store's Porter stemmer) and weighted with setweight. PostgreSQL has
+ * fields run through the sift_en configuration and weighted with setweight.
+ * sift_en is 'english' (Snowball stemming, like the SQLite store's Porter
+ * stemmer) with accents removed from non-ASCII words first (the unaccent
+ * extension, shipped with PostgreSQL and trusted since 13, so a database
+ * owner may create it), so "giay" finds "giày" as in the SQLite store. PostgreSQL has
  * four weight classes, so the SQLite store's six BM25 field weights map onto
  * them: title A (3), sku and brand B (2), category and attrs C (1.5),
  * description D (1); the store ranks with ts_rank_cd and the weight array
- * {1/3, 1/2, 2/3, 1}, the same ratios. The sku is also indexed with the
- * 'simple' configuration so a SKU's parts are not stemmed away. */
+ * {1/3, 1/2, 2/3, 1}, the same ratios. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,10 @@
 #define MIGRATE_LOCK_KEY 0x5f1f7d1bLL
 
 static const char migration_1[] =
+    "CREATE EXTENSION IF NOT EXISTS unaccent;"
+    "CREATE TEXT SEARCH CONFIGURATION sift_en (COPY = english);"
+    "ALTER TEXT SEARCH CONFIGURATION sift_en ALTER MAPPING FOR word, hword, hword_part"
+    " WITH unaccent, english_stem;"
     "CREATE TABLE products ("
     " id bigserial PRIMARY KEY,"
     " sku text NOT NULL,"
@@ -46,12 +52,12 @@ static const char migration_1[] =
     " sku text NOT NULL, title text NOT NULL, brand text NOT NULL, category text NOT NULL,"
     " attrs text NOT NULL, description text NOT NULL, text text NOT NULL,"
     " tsv tsvector GENERATED ALWAYS AS ("
-    "  setweight(to_tsvector('english'::regconfig, title), 'A') ||"
-    "  setweight(to_tsvector('simple'::regconfig, sku), 'B') ||"
-    "  setweight(to_tsvector('english'::regconfig, brand), 'B') ||"
-    "  setweight(to_tsvector('english'::regconfig, category), 'C') ||"
-    "  setweight(to_tsvector('english'::regconfig, attrs), 'C') ||"
-    "  setweight(to_tsvector('english'::regconfig, description), 'D')) STORED);"
+    "  setweight(to_tsvector('sift_en'::regconfig, title), 'A') ||"
+    "  setweight(to_tsvector('sift_en'::regconfig, sku), 'B') ||"
+    "  setweight(to_tsvector('sift_en'::regconfig, brand), 'B') ||"
+    "  setweight(to_tsvector('sift_en'::regconfig, category), 'C') ||"
+    "  setweight(to_tsvector('sift_en'::regconfig, attrs), 'C') ||"
+    "  setweight(to_tsvector('sift_en'::regconfig, description), 'D')) STORED);"
     "CREATE INDEX chunks_tsv ON chunks USING gin (tsv);"
     "CREATE TABLE inventory (sku text NOT NULL, warehouse text NOT NULL,"
     " quantity bigint NOT NULL, version bigint NOT NULL, updated_at bigint NOT NULL);"
@@ -204,7 +210,9 @@ int sift_pg_connect(const char *url, PGconn **out, sift_err *err)
     /* UTC and UTF8 are fixed at connect time so no statement depends on the
      * server's defaults. */
     const char *keys[] = {"dbname", "options", "client_encoding", "application_name", NULL};
-    const char *vals[] = {url, "-c TimeZone=UTC", "UTF8", "sift", NULL};
+    /* Notices (e.g. "query contains only stop words") would go to stderr. */
+    const char *vals[] = {url, "-c TimeZone=UTC -c client_min_messages=warning", "UTF8", "sift",
+                          NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (!c)
         return sift_err_set(err, SIFT_ENOMEM, "postgres: out of memory");
