@@ -22,7 +22,7 @@ static const char usage[] =
     "options:\n"
     "  --queries FILE     queries file (required)\n"
     "  --labels FILE      graded labels file (required)\n"
-    "  --db PATH          SQLite store to search (opened read-only)\n"
+    "  --db PATH|URL      SQLite file or postgres:// URL to search (opened read-only)\n"
     "  --products FILE    JSON Lines catalog loaded into a temporary in-memory store instead\n"
     "  --mode MODE        lexical, vector or hybrid (default hybrid)\n"
     "  --k N              depth of the recall figure, R@N (default 100, at most 1000)\n"
@@ -193,9 +193,8 @@ int cli_eval(int argc, char **argv)
         goto out;
     }
     if (db) {
-        sift_store_sqlite_opts ro = {.readonly = 1};
-        if (sift_store_sqlite_open(db, &ro, &store, &err)) {
-            fprintf(stderr, "sift eval: %s: %s\n", db, err.msg);
+        if (sift_store_open(db, 1, &store, &err)) {
+            fprintf(stderr, "sift eval: %s\n", err.msg);
             goto out;
         }
     } else {
