@@ -4,8 +4,8 @@
  * The checkpointer interface is synchronous (graph.h), so each call is one
  * blocking round trip: fine for the CLI, tests and a thread-pool worker, not
  * for a loop serving other runs (an asynchronous checkpointer would go
- * through the pool in pgpool.h). A connection lost between calls is
- * re-established by the next one. */
+ * through the pool in pgpool.h). A connection found dead is re-established
+ * and the call retried once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +63,21 @@ static int prepare(struct pg_cp *s, sift_err *err)
     return 0;
 }
 
+/* Runs a prepared statement; a dead connection (server restarted) is
+ * re-established and the statement tried once more: both are idempotent. */
+static PGresult *exec(struct pg_cp *s, const char *name, int n, const char *const *vals)
+{
+    PGresult *r = PQexecPrepared(s->conn, name, n, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_FATAL_ERROR && PQstatus(s->conn) == CONNECTION_BAD) {
+        sift_err ignored = {0};
+        PQclear(r);
+        if (prepare(s, &ignored))
+            return NULL; /* PQerrorMessage says why */
+        r = PQexecPrepared(s->conn, name, n, vals, NULL, NULL, 0);
+    }
+    return r;
+}
+
 static int cp_put(sift_checkpointer *cp, const char *thread_id, const sift_checkpoint *c,
                   sift_err *err)
 {
@@ -74,7 +89,7 @@ static int cp_put(sift_checkpointer *cp, const char *thread_id, const sift_check
     snprintf(step, sizeof step, "%lld", (long long)c->step);
     snprintf(now, sizeof now, "%lld", (long long)time(NULL));
     const char *vals[5] = {thread_id, step, c->next, c->state, now};
-    PGresult *r = PQexecPrepared(s->conn, "sift_cp_put", 5, vals, NULL, NULL, 0);
+    PGresult *r = exec(s, "sift_cp_put", 5, vals);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         char what[160];
         snprintf(what, sizeof what, "cannot save step %lld of thread \"%s\"", (long long)c->step,
@@ -94,7 +109,7 @@ static int cp_get_latest(sift_checkpointer *cp, const char *thread_id, sift_chec
     if (rc)
         return rc;
     const char *vals[1] = {thread_id};
-    PGresult *r = PQexecPrepared(s->conn, "sift_cp_get", 1, vals, NULL, NULL, 0);
+    PGresult *r = exec(s, "sift_cp_get", 1, vals);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         char what[160];
         snprintf(what, sizeof what, "cannot read thread \"%s\"", thread_id);

@@ -9,8 +9,8 @@
  * behind a load balancer can continue any session.
  *
  * One blocking connection and three prepared statements per store object,
- * no lock: one object per thread, never on an event loop. A connection lost
- * between calls is re-established (PQreset) by the next call. */
+ * no lock: one object per thread, never on an event loop. A connection found
+ * dead is re-established (PQreset) and the call retried once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +95,15 @@ static int run(pg_sessions *q, int which, int n, const char *const *vals, PGresu
     snprintf(name, sizeof name, "sift_q%d", which);
     PGresult *r = PQexecPrepared(q->conn, name, n, vals, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
+    /* A dead connection (server restarted): reconnect and try once more;
+     * every statement here is safe to repeat. */
+    if (st == PGRES_FATAL_ERROR && PQstatus(q->conn) == CONNECTION_BAD) {
+        PQclear(r);
+        if ((rc = prepare(q, err)))
+            return rc;
+        r = PQexecPrepared(q->conn, name, n, vals, NULL, NULL, 0);
+        st = PQresultStatus(r);
+    }
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
         rc = fail(q, what, id, err);
         PQclear(r);

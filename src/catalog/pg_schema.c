@@ -58,7 +58,12 @@ static const char migration_1[] =
     "  setweight(to_tsvector('sift_en'::regconfig, category), 'C') ||"
     "  setweight(to_tsvector('sift_en'::regconfig, attrs), 'C') ||"
     "  setweight(to_tsvector('sift_en'::regconfig, description), 'D')) STORED);"
-    "CREATE INDEX chunks_tsv ON chunks USING gin (tsv);"
+    /* fastupdate off: with the pending list on, every search scans the
+     * entries not yet merged, linearly; right after loading the sample
+     * catalog that made a one-word search 4 ms instead of 0.3 ms, until a
+     * vacuum. Loads pay a little instead (0.94 s against 0.67 s for the
+     * sample catalog, on a busy machine). */
+    "CREATE INDEX chunks_tsv ON chunks USING gin (tsv) WITH (fastupdate = off);"
     "CREATE TABLE inventory (sku text NOT NULL, warehouse text NOT NULL,"
     " quantity bigint NOT NULL, version bigint NOT NULL, updated_at bigint NOT NULL);"
     "CREATE UNIQUE INDEX inventory_key ON inventory (lower(sku), warehouse);"
