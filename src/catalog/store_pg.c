@@ -162,20 +162,7 @@ typedef struct pg_store {
     sift_chunk chunk; /* reused by every upsert */
     sift_buf attrs;   /* attrs JSON, reused */
     sift_buf match;   /* query terms, reused */
-    size_t dirty;     /* products and chunks written since the last ANALYZE */
-    size_t analyzed;  /* ...and before it, through this connection */
 } pg_store;
-
-/* Rows written through one connection after which it refreshes the
- * planner's statistics itself. Measured on the sample catalog (2,230
- * products) just loaded, before autovacuum had analysed it: a SKU search took
- * 36-55 ms instead of 3 ms (the planner guessed wrong about the GIN index),
- * and autovacuum's first analyse can be a minute away. */
-#define ANALYZE_AFTER 1000
-/* During a load, a commit analyses when at least ANALYZE_AFTER rows were
- * written since the last time and as many as before it: a few times per
- * load (the catalog doubling each time), not at every batch. ANALYZE reads
- * a bounded sample (30,000 rows at the default statistics target). */
 
 /* Text parameters for one statement. */
 typedef struct params {
@@ -347,24 +334,11 @@ static int64_t col_i64(const PGresult *r, int row, int col)
     return strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-/* Refreshes the statistics of the catalog tables after a bulk write; a
- * failure only costs speed, so it is not reported. */
-static void analyze(pg_store *s)
-{
-    if (s->dirty && !s->in_txn && PQstatus(s->conn) == CONNECTION_OK)
-        PQclear(PQexec(s->conn, "ANALYZE products, chunks"));
-    s->analyzed += s->dirty;
-    s->dirty = 0;
-}
-
 static void pg_close(sift_store *base)
 {
     pg_store *s = impl(base);
     if (s->in_txn && s->conn && PQstatus(s->conn) == CONNECTION_OK)
         PQclear(PQexec(s->conn, "ROLLBACK"));
-    s->in_txn = 0;
-    if (s->conn && s->dirty >= ANALYZE_AFTER)
-        analyze(s);
     if (s->conn)
         PQfinish(s->conn);
     sift_chunk_free(&s->chunk);
@@ -402,8 +376,6 @@ static int pg_commit(sift_store *base, sift_err *err)
                           "postgres: commit: the transaction had failed and was rolled back");
     PQclear(r);
     s->in_txn = 0;
-    if (!rc && s->dirty >= ANALYZE_AFTER && s->dirty >= s->analyzed)
-        analyze(s);
     return rc;
 }
 
@@ -478,7 +450,6 @@ static int pg_upsert_product(sift_store *base, const sift_product *p, int *appli
     PGresult *r;
     if ((rc = run(s, ST_UPSERT_PRODUCT, &pa, &r, "upsert product", err)))
         return rc;
-    s->dirty += PQntuples(r) > 0;
     if (applied)
         *applied = PQntuples(r) > 0;
     PQclear(r);
@@ -497,7 +468,6 @@ static int pg_delete_product(sift_store *base, const char *sku, int64_t version,
     int rc = run(s, ST_DELETE_PRODUCT, &pa, &r, "delete product", err);
     if (rc)
         return rc;
-    s->dirty += PQntuples(r) > 0;
     if (applied)
         *applied = PQntuples(r) > 0;
     PQclear(r);
