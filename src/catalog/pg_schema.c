@@ -139,25 +139,26 @@ void sift_pg_url_mask(const char *url, char *out, size_t cap)
     }
 }
 
-/* Replaces every occurrence of the non-empty `secret` in msg with ***. */
+/* Replaces every occurrence of the non-empty `secret` in msg with ***, in
+ * one left-to-right pass (a secret made of '*' cannot loop). */
 static void scrub(char *msg, size_t cap, const char *secret)
 {
     size_t n = secret ? strlen(secret) : 0;
-    if (n == 0)
+    if (n == 0 || cap == 0)
         return;
-    char *hit;
-    while ((hit = strstr(msg, secret))) {
-        size_t tail = strlen(hit + n);
-        if (n >= 3) {
-            memcpy(hit, "***", 3);
-            memmove(hit + 3, hit + n, tail + 1);
-        } else if (strlen(msg) + (3 - n) < cap) {
-            memmove(hit + 3, hit + n, tail + 1);
-            memcpy(hit, "***", 3);
+    char out[SIFT_ERR_MSG_MAX * 2];
+    size_t len = 0;
+    const char *p = msg;
+    while (*p) {
+        if (!strncmp(p, secret, n)) {
+            put(out, sizeof out, &len, "***", 3);
+            p += n;
         } else {
-            memset(hit, '*', n);
+            put(out, sizeof out, &len, p, 1);
+            p++;
         }
     }
+    snprintf(msg, cap, "%s", out);
 }
 
 /* libpq's message, first line only, with the password removed in case libpq

@@ -509,6 +509,19 @@ static void test_sessions(void **state)
 
 /* ---- checkpoints ------------------------------------------------------- */
 
+/* A checkpointer on url, or the test fails (abort: for the analyser,
+ * which does not know fail_msg does not return). */
+static sift_checkpointer *open_cp(const char *url)
+{
+    sift_err e = {0};
+    sift_checkpointer *cp = sift_checkpointer_pg_open(url, &e);
+    if (!cp) {
+        fail_msg("open checkpointer: %s", e.msg);
+        abort();
+    }
+    return cp;
+}
+
 static void put(sift_checkpointer *cp, const char *thread, int64_t step, const char *next,
                 const char *state)
 {
@@ -524,9 +537,7 @@ static void test_checkpoints(void **state)
     char url[300];
     new_db(url, sizeof url, 1);
     sift_err e = {0};
-    sift_checkpointer *cp = sift_checkpointer_pg_open(url, &e);
-    if (!cp)
-        fail_msg("open: %s", e.msg);
+    sift_checkpointer *cp = open_cp(url);
     sift_checkpoint got = {0};
     assert_int_equal(cp->ops->get_latest(cp, "t-1", &got, &e), SIFT_ENOTFOUND);
     put(cp, "t-1", 1, "[\"plan\"]", "{\"counter\":1}");
@@ -543,8 +554,7 @@ static void test_checkpoints(void **state)
     sift_checkpointer_close(cp);
 
     /* Another connection (a server that resumes the thread) sees it all. */
-    cp = sift_checkpointer_pg_open(url, &e);
-    assert_non_null(cp);
+    cp = open_cp(url);
     assert_int_equal(cp->ops->get_latest(cp, "t-1", &got, &e), 0);
     assert_int_equal(got.step, 3);
     assert_string_equal(got.next, "[]");
@@ -577,8 +587,7 @@ static void test_server_restart(void **state)
     sift_session_store *ss = NULL;
     assert_int_equal(sift_store_open(url, 0, &s, &e), 0);
     must(sift_session_pg_open(url, NULL, &ss, &e), &e);
-    sift_checkpointer *cp = sift_checkpointer_pg_open(url, &e);
-    assert_non_null(cp);
+    sift_checkpointer *cp = open_cp(url);
     sift_stock st = {.sku = "RS-1", .warehouse = "HAN", .quantity = 5, .version = 1};
     int applied = 0;
     assert_int_equal(sift_store_set_stock(s, &st, &applied, &e), 0);

@@ -290,7 +290,7 @@ static void on_progress(void *ud, const sift_load_summary *s)
 
 void store_contract_load_bad_lines(store_contract *f)
 {
-    size_t cap = 4 * SIFT_CATALOG_LINE_MAX;
+    size_t cap = (size_t)4 * SIFT_CATALOG_LINE_MAX;
     char *in = malloc(cap);
     assert_non_null(in);
     size_t len = 0;
