@@ -13,7 +13,7 @@
 #include "sift/store.h"
 
 static const char usage[] =
-    "usage: sift eval --queries Q --labels L (--db PATH | --products FILE) [options]\n"
+    "usage: sift eval --queries Q --labels L (--db PATH|URL | --products FILE) [options]\n"
     "\n"
     "Runs every query of Q (TSV: query_id<TAB>query, header line) through the search\n"
     "and scores the results against L (TSV: query_id<TAB>sku<TAB>gain, header line);\n"

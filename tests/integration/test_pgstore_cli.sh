@@ -74,6 +74,13 @@ printf 'store:\n  url: "%s"\n' "$url" >"$tmp/sift.yaml"
     fail "ask with sift.yaml"
 grep -q "NIKE-PEG40-42" "$tmp/out3" || fail "sift.yaml answer: $(cat "$tmp/out3")"
 
+# sift eval searches the PostgreSQL store: a SKU query finds its product first.
+printf 'query_id\tquery\nq1\tNIKE-PEG40-42\n' >"$tmp/queries.tsv"
+printf 'query_id\tsku\tgain\nq1\tNIKE-PEG40-42\t2\n' >"$tmp/qrels.tsv"
+"$sift" eval --db "$url" --queries "$tmp/queries.tsv" --labels "$tmp/qrels.tsv" --mode lexical \
+    >"$tmp/eval" 2>&1 || fail "eval: $(cat "$tmp/eval")"
+grep -Eq 'MRR@10 +1\.0+' "$tmp/eval" || fail "eval figures: $(cat "$tmp/eval")"
+
 # sift serve on PostgreSQL answers a search.
 SIFT_DB="$url" SIFT_LOG_LEVEL=info "$sift" serve --port 0 --workers 1 >"$tmp/serve.log" 2>&1 &
 pid=$!
