@@ -45,11 +45,12 @@ int sift_pg_is_url(const char *s);
  * query parameters. Always NUL-terminates (cap > 0); truncates if needed. */
 void sift_pg_url_mask(const char *url, char *out, size_t cap);
 
-/* Connects (blocking) to `url` and returns the connection in *out, with the
- * session set to UTC and client_encoding UTF8. On failure, a message that says
- * what to do: the server is not reachable, the password was refused, the
- * database does not exist (create it), with the URL masked. SIFT_EINVAL for a
- * malformed URL, SIFT_EIO otherwise, SIFT_ENOMEM. */
+/* Connects (blocking) to `url` and returns the connection in *out, with
+ * client_encoding UTF8, a 10 s connect timeout unless the URL sets one, and
+ * server notices discarded. On failure, a message that says what to do: the
+ * server is not reachable, the password was refused, the database does not
+ * exist (create it), with the URL masked. SIFT_EINVAL for a malformed URL,
+ * SIFT_EIO otherwise, SIFT_ENOMEM. */
 int sift_pg_connect(const char *url, PGconn **out, sift_err *err);
 
 /* Applies the migrations `url`'s database lacks, in order, each in its own

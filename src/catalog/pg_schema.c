@@ -196,6 +196,12 @@ static int contains(const char *hay, const char *needle)
     return hay && strcasestr(hay, needle) != NULL;
 }
 
+static void quiet(void *ud, const char *message)
+{
+    (void)ud;
+    (void)message;
+}
+
 int sift_pg_connect(const char *url, PGconn **out, sift_err *err)
 {
     *out = NULL;
@@ -213,16 +219,18 @@ int sift_pg_connect(const char *url, PGconn **out, sift_err *err)
     }
     PQconninfoFree(parsed);
 
-    /* UTC and UTF8 are fixed at connect time so no statement depends on the
-     * server's defaults. */
-    const char *keys[] = {"dbname", "options", "client_encoding", "application_name", NULL};
-    /* Notices (e.g. "query contains only stop words") would go to stderr. */
-    const char *vals[] = {url, "-c TimeZone=UTC -c client_min_messages=warning", "UTF8", "sift",
-                          NULL};
+    /* Parameters before dbname are defaults the URL may override (a
+     * connect timeout, so a silent host cannot hang a command forever; a name
+     * in pg_stat_activity); those after it are fixed: sift's text is UTF-8. */
+    const char *keys[] = {"connect_timeout", "application_name", "dbname", "client_encoding", NULL};
+    const char *vals[] = {"10", "sift", url, "UTF8", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (!c)
         return sift_err_set(err, SIFT_ENOMEM, "postgres: out of memory");
     if (PQstatus(c) == CONNECTION_OK) {
+        /* Notices ("text-search query contains only stop words", "relation
+         * already exists, skipping") are not errors: keep them off stderr. */
+        PQsetNoticeProcessor(c, quiet, NULL);
         *out = c;
         return 0;
     }
@@ -319,7 +327,6 @@ int sift_pg_migrate_ex(const char *url, int *from, int *to, sift_err *err)
                  (long long)MIGRATE_LOCK_KEY);
         if ((rc = exec(c, sql, "migrate", err)) ||
             (rc = exec(c,
-                       "SET LOCAL client_min_messages = warning;"
                        "CREATE TABLE IF NOT EXISTS schema_migrations ("
                        " version integer PRIMARY KEY,"
                        " applied_at timestamptz NOT NULL DEFAULT now())",
