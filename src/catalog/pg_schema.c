@@ -262,7 +262,23 @@ int sift_pg_connect(const char *url, PGconn **out, sift_err *err)
 }
 
 /* Runs `sql` (one or more statements, no parameters). */
-static int exec(PGconn *c, const char *sql, const char *what, sift_err *err)
+/* What to do about a failed statement, for the errors a deployment meets. */
+static const char *hint_for(const PGresult *r)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (state && !strcmp(state, "42501"))
+        return "; run sift migrate as the database's owner (or a role that may create in it "
+               "and in its public schema)";
+    if (msg && strstr(msg, "unaccent"))
+        return "; sift needs the unaccent extension, shipped with PostgreSQL's contrib "
+               "modules: install them on the server";
+    return "";
+}
+
+/* Runs `sql` (one or more statements, no parameters). `where` names the
+ * database (masked URL). */
+static int exec(PGconn *c, const char *where, const char *sql, const char *what, sift_err *err)
 {
     PGresult *r = PQexec(c, sql);
     ExecStatusType st = PQresultStatus(r);
@@ -271,7 +287,7 @@ static int exec(PGconn *c, const char *sql, const char *what, sift_err *err)
         char msg[512];
         snprintf(msg, sizeof msg, "%s", PQerrorMessage(c));
         msg[strcspn(msg, "\n")] = '\0';
-        rc = sift_err_set(err, SIFT_EIO, "postgres: %s: %s", what, msg);
+        rc = sift_err_set(err, SIFT_EIO, "%s: %s: %s%s", where, what, msg, hint_for(r));
     }
     PQclear(r);
     return rc;
@@ -325,8 +341,8 @@ int sift_pg_migrate_ex(const char *url, int *from, int *to, sift_err *err)
     for (int v = 1; v <= SIFT_PG_SCHEMA_VERSION; v++) {
         snprintf(sql, sizeof sql, "BEGIN; SELECT pg_advisory_xact_lock(%lld)",
                  (long long)MIGRATE_LOCK_KEY);
-        if ((rc = exec(c, sql, "migrate", err)) ||
-            (rc = exec(c,
+        if ((rc = exec(c, where, sql, "migrate", err)) ||
+            (rc = exec(c, where,
                        "CREATE TABLE IF NOT EXISTS schema_migrations ("
                        " version integer PRIMARY KEY,"
                        " applied_at timestamptz NOT NULL DEFAULT now())",
@@ -343,11 +359,12 @@ int sift_pg_migrate_ex(const char *url, int *from, int *to, sift_err *err)
             char what[64];
             snprintf(what, sizeof what, "migration %d", v);
             snprintf(sql, sizeof sql, "INSERT INTO schema_migrations (version) VALUES (%d)", v);
-            if ((rc = exec(c, migrations[v - 1], what, err)) || (rc = exec(c, sql, what, err)))
+            if ((rc = exec(c, where, migrations[v - 1], what, err)) ||
+                (rc = exec(c, where, sql, what, err)))
                 goto fail;
             version = v;
         }
-        if ((rc = exec(c, "COMMIT", "migrate", err)))
+        if ((rc = exec(c, where, "COMMIT", "migrate", err)))
             goto fail;
     }
     if (from)

@@ -149,6 +149,14 @@ static void test_migrate(void **state)
     assert_string_equal(sift_store_backend(s), "postgres");
     sift_store_close(s);
 
+    /* A role that may not create tables there is told whom to run as. */
+    sql(g_admin, "CREATE ROLE not_owner LOGIN");
+    char other[300], fresh[300];
+    new_db(fresh, sizeof fresh, 0);
+    snprintf(other, sizeof other, "postgresql://not_owner@%s", strstr(fresh, "@") + 1);
+    assert_int_equal(sift_pg_migrate(other, &e), SIFT_EIO);
+    assert_non_null(strstr(e.msg, "as the database's owner"));
+
     /* A database from a newer sift is refused by migrate and by the store. */
     sql(url, "INSERT INTO schema_migrations (version) VALUES (99)");
     assert_int_equal(sift_pg_migrate(url, &e), SIFT_EINVAL);
