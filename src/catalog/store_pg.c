@@ -416,10 +416,29 @@ static int attrs_json(sift_buf *b, const sift_product *p)
     return rc;
 }
 
+/* PostgreSQL refuses text that is not UTF-8, and a refused statement aborts
+ * the whole transaction (the loader's batch) where SQLite would have stored
+ * the bytes. Checking first turns it into one bad line. */
+static int check_utf8(const sift_product *p, sift_err *err)
+{
+    const char *names[] = {"parent_id", "title", "brand", "category", "description"};
+    const char *vals[] = {p->parent_id, p->title, p->brand, p->category, p->description};
+    for (size_t i = 0; i < 5; i++)
+        if (!sift_utf8_valid(vals[i], strlen(vals[i])))
+            return sift_err_set(err, SIFT_EINVAL, "%s: not valid UTF-8", names[i]);
+    for (size_t i = 0; i < p->n_attrs; i++)
+        if (!sift_utf8_valid(p->attrs[i].key, strlen(p->attrs[i].key)) ||
+            !sift_utf8_valid(p->attrs[i].value, strlen(p->attrs[i].value)))
+            return sift_err_set(err, SIFT_EINVAL, "attributes: not valid UTF-8");
+    return 0;
+}
+
 static int pg_upsert_product(sift_store *base, const sift_product *p, int *applied, sift_err *err)
 {
     pg_store *s = impl(base);
-    int rc = sift_chunk_build(&s->chunk, p, err);
+    int rc = check_utf8(p, err);
+    if (!rc)
+        rc = sift_chunk_build(&s->chunk, p, err);
     if (rc)
         return rc;
     if (attrs_json(&s->attrs, p))

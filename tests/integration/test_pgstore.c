@@ -364,8 +364,10 @@ CONTRACT(stock_and_prices)
 CONTRACT(load_bad_lines)
 CONTRACT(sample_catalog)
 
-/* A statement that fails inside a transaction aborts it; commit then
- * reports that nothing was written, and the store works afterwards. */
+/* Text that is not UTF-8 is refused before it reaches the server (which
+ * would abort the transaction); a statement the server does refuse inside a
+ * transaction aborts it, commit then reports that nothing was written, and
+ * the store works afterwards. */
 static void test_failed_transaction(void **state)
 {
     fixture *f = *state;
@@ -377,19 +379,34 @@ static void test_failed_transaction(void **state)
                       .category = "",
                       .description = "",
                       .version = 1};
-    assert_int_equal(sift_store_begin(f->c.s, &e), 0);
-    assert_int_equal(sift_store_upsert_product(f->c.s, &p, NULL, &e), 0);
-    /* A bad bit of data from the server's point of view: a NUL-free but
-     * invalid UTF-8 title is refused by PostgreSQL. */
     sift_product bad = p;
     bad.sku = "TXF-2";
     bad.title = "bad \xff byte";
-    assert_int_not_equal(sift_store_upsert_product(f->c.s, &bad, NULL, &e), 0);
-    assert_int_not_equal(sift_store_commit(f->c.s, &e), 0);
-    sift_product got;
-    assert_int_equal(sift_store_get_product(f->c.s, "TXF-1", f->c.a, &got, &e), SIFT_ENOTFOUND);
+    assert_int_equal(sift_store_begin(f->c.s, &e), 0);
     assert_int_equal(sift_store_upsert_product(f->c.s, &p, NULL, &e), 0);
+    assert_int_equal(sift_store_upsert_product(f->c.s, &bad, NULL, &e), SIFT_EINVAL);
+    assert_string_equal(e.msg, "title: not valid UTF-8");
+    assert_int_equal(sift_store_commit(f->c.s, &e), 0);
+    sift_product got;
     assert_int_equal(sift_store_get_product(f->c.s, "TXF-1", f->c.a, &got, &e), 0);
+
+    /* A rule only the server knows (a constraint added for the test). */
+    sql(f->url, "ALTER TABLE prices ADD CONSTRAINT test_cap CHECK (amount_minor < 1000000)");
+    sift_price cheap = {.sku = "TXF-1", .currency = "USD", .amount_minor = 100, .version = 1};
+    sift_price dear = cheap;
+    dear.amount_minor = 5000000;
+    dear.valid_from = 10;
+    assert_int_equal(sift_store_begin(f->c.s, &e), 0);
+    assert_int_equal(sift_store_set_price(f->c.s, &cheap, NULL, &e), 0);
+    assert_int_equal(sift_store_set_price(f->c.s, &dear, NULL, &e), SIFT_EINVAL);
+    assert_non_null(strstr(e.msg, "test_cap"));
+    assert_int_not_equal(sift_store_commit(f->c.s, &e), 0);
+    assert_non_null(strstr(e.msg, "rolled back"));
+    sift_price pr;
+    assert_int_equal(sift_store_get_price(f->c.s, "TXF-1", "USD", 0, f->c.a, &pr, &e),
+                     SIFT_ENOTFOUND);
+    assert_int_equal(sift_store_set_price(f->c.s, &cheap, NULL, &e), 0);
+    assert_int_equal(sift_store_get_price(f->c.s, "TXF-1", "USD", 0, f->c.a, &pr, &e), 0);
 }
 
 /* ---- sessions ---------------------------------------------------------- */
