@@ -215,18 +215,7 @@ static int free_port(void)
 static void test_connect_errors(void **state)
 {
     (void)state;
-    char masked[256];
-    sift_pg_url_mask("postgres://shop:s3cr3t@db.example:5432/sift?sslmode=require", masked,
-                     sizeof masked);
-    assert_string_equal(masked, "postgres://shop:***@db.example:5432/sift?sslmode=require");
-    sift_pg_url_mask("postgresql://shop@db/sift?password=s3cr3t&sslmode=disable", masked,
-                     sizeof masked);
-    assert_string_equal(masked, "postgresql://shop@db/sift?password=***&sslmode=disable");
-    sift_pg_url_mask("postgres://db/sift", masked, sizeof masked);
-    assert_string_equal(masked, "postgres://db/sift");
-    assert_true(sift_pg_is_url("POSTGRES://x"));
-    assert_false(sift_pg_is_url("data/sift.db"));
-
+    /* URL masking itself: tests/unit/test_pgstore.c. */
     sift_err e = {0};
     sift_store *s = NULL;
     char url[300];
