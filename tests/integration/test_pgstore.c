@@ -398,6 +398,52 @@ static void test_failed_transaction(void **state)
     assert_int_equal(sift_store_get_price(f->c.s, "TXF-1", "USD", 0, f->c.a, &pr, &e), 0);
 }
 
+typedef struct scan_count {
+    size_t n, stop_at;
+    int has_text;
+} scan_count;
+
+static int count_product(void *ud, const sift_product *p, const char *chunk_text, sift_err *err)
+{
+    scan_count *c = ud;
+    c->n++;
+    c->has_text += strstr(chunk_text, p->sku) != NULL;
+    return c->stop_at && c->n == c->stop_at ? 7 : 0;
+}
+
+/* The start-up scan: every live product once with its chunk, in one
+ * snapshot; a callback that stops it early leaves the connection usable. */
+static void test_scan(void **state)
+{
+    fixture *f = *state;
+    sift_err e = {0};
+    char line[128];
+    for (int i = 0; i < 300; i++) {
+        snprintf(line, sizeof line, "SCAN-%03d", i);
+        sift_product p = {.sku = line,
+                          .parent_id = "",
+                          .title = "Scanned Papa",
+                          .brand = "",
+                          .category = "",
+                          .description = "",
+                          .version = 1};
+        assert_int_equal(sift_store_upsert_product(f->c.s, &p, NULL, &e), 0);
+    }
+    int applied = 0;
+    assert_int_equal(sift_store_delete_product(f->c.s, "SCAN-007", 2, &applied, &e), 0);
+    assert_int_equal(applied, 1);
+    scan_count c = {0};
+    assert_int_equal(sift_store_scan_products(f->c.s, count_product, &c, &e), 0);
+    assert_int_equal(c.n, 299);
+    assert_int_equal(c.has_text, 299);
+    c = (scan_count){.stop_at = 10};
+    assert_int_equal(sift_store_scan_products(f->c.s, count_product, &c, &e), 7);
+    assert_int_equal(c.n, 10);
+    sift_product got;
+    assert_int_equal(sift_store_get_product(f->c.s, "SCAN-299", f->c.a, &got, &e), 0);
+    assert_int_equal(sift_store_scan_products(f->c.s, count_product, &c, &e), 0);
+}
+
 /* ---- sessions ---------------------------------------------------------- */
 
 static void must(int rc, const sift_err *err)
@@ -678,6 +724,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_bad_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sample_catalog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
         cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_checkpoints),
         cmocka_unit_test(test_server_restart),
