@@ -164,19 +164,17 @@ typedef struct pg_store {
     sift_buf match;   /* query terms, reused */
 } pg_store;
 
-/* Text parameters for one statement. */
+/* Text parameters for one statement (NULL is SQL NULL); integers are
+ * formatted into num. */
 typedef struct params {
     const char *v[16];
-    int len[16];
     char num[16][24];
     int n;
 } params;
 
 static void p_str(params *p, const char *s)
 {
-    p->v[p->n] = s;
-    p->len[p->n] = 0;
-    p->n++;
+    p->v[p->n++] = s;
 }
 
 static void p_i64(params *p, int64_t x)
@@ -185,8 +183,9 @@ static void p_i64(params *p, int64_t x)
     p_str(p, p->num[p->n]);
 }
 
-/* A string of known length: text parameters are NUL-terminated, so copy it
- * into the arena-free scratch buffer `b` when it is not. */
+/* A string of known length (not NUL-terminated): copied, terminated, to
+ * scratch at *offs. The parameter is pointed at it once every field is in,
+ * since appending may move the buffer. */
 static int p_text(params *p, sift_buf *scratch, const char *s, size_t n, size_t *offs)
 {
     *offs = scratch->len;
