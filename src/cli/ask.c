@@ -8,10 +8,11 @@
 #include "cli/cli.h"
 #include "sift/agent.h"
 #include "sift/config.h"
-#include "sift/pgstore.h"
+#include "sift/embed.h"
 #include "sift/httptool.h"
 #include "sift/log.h"
 #include "sift/memory.h"
+#include "sift/pgstore.h"
 #include "sift/search.h"
 #include "sift/session.h"
 #include "sift/shoptools.h"
@@ -32,7 +33,9 @@ static const char usage[] =
     "  -h, --help       this text\n"
     "\n"
     "The model is llm.provider from the config: offline (the rule-based planner,\n"
-    "no language model) unless SIFT_LLM_BASE_URL or llm.provider says openai.\n";
+    "no language model) unless SIFT_LLM_BASE_URL or llm.provider says openai.\n"
+    "Search vectors come from embed.provider the same way (hashed, built in,\n"
+    "unless SIFT_EMBED_BASE_URL or embed.provider says openai).\n";
 
 struct ask {
     int json;
@@ -180,7 +183,14 @@ int cli_ask(int argc, char **argv)
     a.http = sift_http_client_new(&loop, NULL, &err);
     if (!arena || !reg || !root || !a.http)
         goto out;
-    if (sift_searcher_open_sqlite(db, NULL, &searcher, &err))
+    /* the embedding provider of sift.yaml's "embed" (docs/vectors.md) */
+    sift_embed_config ec;
+    sift_searcher_opts sopts = {0};
+    if (sift_embed_config_read(cfg.doc, config ? config : "config", &ec, &err))
+        goto out;
+    int erc = sift_embed_config_embedder(&ec, client_of, &a, &sopts.embedder, &err);
+    sift_embed_config_free(&ec);
+    if (erc || sift_searcher_open_sqlite(db, &sopts, &searcher, &err))
         goto out;
     sift_shop_opts so = {.store_path = db, .searcher = searcher};
     sift_httptools_opts ho = {.client = client_of, .udata = &a};
