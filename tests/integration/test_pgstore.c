@@ -145,6 +145,22 @@ static void test_migrate(void **state)
     assert_int_equal(sql_int(url, "SELECT count(*) FROM pg_indexes WHERE indexname IN"
                                   " ('inventory_key', 'prices_key', 'products_sku', 'chunks_tsv')"),
                      4);
+    /* ...and the columns (the pool's queries name them). */
+    static const char *const shapes[][2] = {
+        {"inventory", "sku:text,warehouse:text,quantity:bigint,version:bigint,updated_at:bigint"},
+        {"prices", "sku:text,currency:text,valid_from:bigint,amount_minor:bigint,version:bigint"},
+        {"warehouses", "code:text"},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        char q[400];
+        snprintf(q, sizeof q,
+                 "SELECT (string_agg(column_name || ':' || data_type, ',' ORDER BY"
+                 " ordinal_position) = '%s')::int FROM information_schema.columns"
+                 " WHERE table_name = '%s'",
+                 shapes[i][1], shapes[i][0]);
+        if (sql_int(url, q) != 1)
+            fail_msg("table %s is not %s", shapes[i][0], shapes[i][1]);
+    }
     assert_int_equal(sift_store_pg_open(url, NULL, &s, &e), 0);
     assert_string_equal(sift_store_backend(s), "postgres");
     sift_store_close(s);
