@@ -123,8 +123,9 @@ typedef struct sift_searcher_opts {
 int sift_searcher_open(sift_store *store, const sift_searcher_opts *opts, sift_searcher **out,
                        sift_err *err);
 
-/* sift_searcher_open over the SQLite store at `path`, opened read-only for
- * the scan and closed again: the searcher needs no connection afterwards. */
+/* sift_searcher_open over the SQLite store at `path` (or the PostgreSQL store
+ * when `path` is a postgres:// URL, see sift_store_open), opened read-only
+ * for the scan and closed again: the searcher needs no connection afterwards. */
 int sift_searcher_open_sqlite(const char *path, const sift_searcher_opts *opts, sift_searcher **out,
                               sift_err *err);
 

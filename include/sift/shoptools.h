@@ -80,7 +80,7 @@ typedef struct sift_shop sift_shop;
 
 /* Zero-initialise, then set what you need. */
 typedef struct sift_shop_opts {
-    const char *store_path; /* the SQLite store, opened read-only; required */
+    const char *store_path; /* SQLite path or postgres:// URL, opened read-only; required */
     /* Connections kept open at most; 0: UV_THREADPOOL_SIZE if set, else 4 (one
      * per pool thread, so a query never waits for a connection). */
     size_t max_conns;

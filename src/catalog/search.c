@@ -1124,8 +1124,8 @@ int sift_searcher_open_sqlite(const char *path, const sift_searcher_opts *opts, 
                               sift_err *err)
 {
     sift_store *st = NULL;
-    sift_store_sqlite_opts ro = {.readonly = 1};
-    int rc = sift_store_sqlite_open(path, &ro, &st, err);
+    /* store_open: a postgres:// URL opens the PostgreSQL store. */
+    int rc = sift_store_open(path, 1, &st, err);
     if (rc == 0)
         rc = sift_searcher_open(st, opts, out, err);
     else if (opts)

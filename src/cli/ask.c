@@ -12,6 +12,7 @@
 #include "sift/httptool.h"
 #include "sift/log.h"
 #include "sift/memory.h"
+#include "sift/pgstore.h"
 #include "sift/search.h"
 #include "sift/session.h"
 #include "sift/shoptools.h"
@@ -26,7 +27,8 @@ static const char usage[] =
     "  --json           print the run events as JSON lines on stdout instead\n"
     "  --session ID     continue (and save) the conversation ID\n"
     "  --config FILE    sift.yaml to read (default: sift.yaml if present)\n"
-    "  --db PATH        the SQLite store (default: store.url, data/sift.db)\n"
+    "  --db PATH|URL    SQLite file or postgres:// URL (default: SIFT_DB, then store.url,\n"
+    "                   data/sift.db); sessions are kept there too\n"
     "  --deadline-ms N  whole-run deadline (default: agent.deadline_ms, 30000)\n"
     "  -h, --help       this text\n"
     "\n"
@@ -158,7 +160,7 @@ int cli_ask(int argc, char **argv)
     }
     if (!db)
         db = cfg.store.url;
-    if (access(db, R_OK) != 0) {
+    if (!sift_pg_is_url(db) && access(db, R_OK) != 0) {
         fprintf(stderr,
                 "sift ask: no store at %s: load a catalog first (sift ingest --db %s FILE)\n", db,
                 db);
@@ -209,7 +211,9 @@ int cli_ask(int argc, char **argv)
     sift_conv conv;
     sift_conv_init(&conv, arena);
     bool found = false;
-    if (session && (sift_session_sqlite_open(db, NULL, &sessions, &err) ||
+    sift_session_pg_opts spo = {0};
+    if (session && ((sift_pg_is_url(db) ? sift_session_pg_open(db, &spo, &sessions, &err)
+                                        : sift_session_sqlite_open(db, NULL, &sessions, &err)) ||
                     sift_session_load(sessions, session, &conv, &found, &err)))
         goto out;
     if (!found && sift_conv_add_system(&conv, SIFT_AGENT_SHOP_PROMPT, &err))

@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "sift/config.h"
 #include "sift/kafka.h"
+#include "sift/pgstore.h"
 #include "sift/store.h"
 
 static const char usage[] =
@@ -27,7 +28,8 @@ static const char usage[] =
     "  --topic TOPIC       the catalog topic\n"
     "  --group GROUP       consumer group id (default sift)\n"
     "  --dlq TOPIC         dead-letter topic (default TOPIC.dlq)\n"
-    "  --db PATH           store (default: store.url from the config, data/sift.db)\n"
+    "  --db PATH|URL       SQLite path or postgres:// URL (default: store.url from the\n"
+    "                      config, data/sift.db)\n"
     "  --config FILE       sift.yaml to read (default: none)\n"
     "  --batch N           events per transaction, at most 100000 (default 1000)\n"
     "  --batch-ms N        longest wait to fill a batch, in ms (default 200)\n"
@@ -183,18 +185,14 @@ int cli_ingest_kafka(int argc, char **argv)
         db = cfg.store.url;
     sift_store *store = NULL;
     sift_kafka_consumer *kc = NULL;
-    if (!strncmp(db, "postgres://", 11) || !strncmp(db, "postgresql://", 13)) {
-        sift_err_set(&err, SIFT_EINVAL,
-                     "the PostgreSQL store is not available in this build; use a SQLite path");
-        goto out;
-    }
-    char *slash = strrchr(db, '/');
+    /* create the directory of a SQLite path (a PostgreSQL URL has none) */
+    char *slash = sift_pg_is_url(db) ? NULL : strrchr(db, '/');
     if (slash && slash != db) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - db), db);
         mkdir(dir, 0755);
     }
-    if (sift_store_sqlite_open(db, NULL, &store, &err))
+    if (sift_store_open(db, 0, &store, &err))
         goto out;
     ko.store = store;
     ko.on_batch = on_batch;
@@ -210,6 +208,8 @@ int cli_ingest_kafka(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     prog.start = prog.last = now_s();
     int run_rc = sift_kafka_consumer_run(kc, &err);
+    char where[512];
+    sift_pg_url_mask(db, where, sizeof where); /* no password in the summary */
     double secs = now_s() - prog.start;
     sift_kafka_stats st;
     sift_kafka_consumer_stats(kc, &st);
@@ -221,7 +221,7 @@ int cli_ingest_kafka(int argc, char **argv)
             secs > 0 ? (double)st.events / secs : 0.0, (unsigned long long)st.applied,
             (unsigned long long)st.deleted, (unsigned long long)st.stale,
             (unsigned long long)st.dlq, (unsigned long long)st.batches,
-            (unsigned long long)st.commits, db);
+            (unsigned long long)st.commits, where);
     if (run_rc)
         goto out;
     rc = CLI_OK;

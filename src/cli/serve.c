@@ -9,6 +9,7 @@
 #include "sift/api.h"
 #include "sift/config.h"
 #include "sift/log.h"
+#include "sift/pgstore.h"
 #include "sift/server.h"
 
 static const char usage[] =
@@ -33,7 +34,8 @@ static const char usage[] =
     "  GET /healthz     200 while the process runs\n"
     "  GET /readyz      200 once every worker accepts requests\n"
     "\n"
-    "The store is store.url (SIFT_DB); the model is llm.provider: offline "
+    "The store is store.url (SIFT_DB): a SQLite file or a postgres:// URL\n"
+    "(migrated with sift migrate); the model is llm.provider: offline "
     "(rule-based,\nno language model) unless SIFT_LLM_BASE_URL is set.\n"
     "Search vectors come from embed.provider: hashed (built in, the default) or\n"
     "openai (an OpenAI-compatible /v1/embeddings, also chosen by setting\n"
@@ -115,7 +117,7 @@ int cli_serve(int argc, char **argv)
     sift_server *srv = NULL;
     sift_api *api = NULL;
     sift_api_kafka *kafka = NULL;
-    if (access(cfg.store.url, R_OK) != 0) {
+    if (!sift_pg_is_url(cfg.store.url) && access(cfg.store.url, R_OK) != 0) {
         sift_err_set(&err, SIFT_ENOTFOUND,
                      "no store at %s: load a catalog first (sift ingest --db %s FILE)",
                      cfg.store.url, cfg.store.url);
@@ -131,8 +133,10 @@ int cli_serve(int argc, char **argv)
         goto out;
     if (sift_server_start(srv, &err))
         goto out;
+    char store_shown[512]; /* a password in a postgres:// URL is never logged */
+    sift_pg_url_mask(cfg.store.url, store_shown, sizeof store_shown);
     sift_log(SIFT_LOG_INFO, NULL, NULL, "sift serving on http://%s:%d/ (model %s, store %s)",
-             opts.host, sift_server_port(srv), cfg.llm.model, cfg.store.url);
+             opts.host, sift_server_port(srv), cfg.llm.model, store_shown);
     int sig = sift_server_run_until_signal(srv);
     sift_log(SIFT_LOG_INFO, NULL, NULL, "sift stopped (signal %d)", sig);
     rc = CLI_OK;

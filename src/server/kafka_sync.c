@@ -20,6 +20,7 @@
 #include "sift/kafka.h"
 #include "sift/log.h"
 #include "sift/metrics.h"
+#include "sift/pgstore.h"
 #include "sift/search.h"
 #include "sift/shoptools.h"
 #include "sift/store.h"
@@ -244,7 +245,7 @@ int sift_api_kafka_start(sift_api *api, sift_api_kafka **out, sift_err *err)
         rc = sift_err_set(err, SIFT_ENOMEM, "kafka: cannot register the metrics");
         goto fail;
     }
-    if ((rc = sift_store_sqlite_open(cfg->store.url, NULL, &k->store, err)))
+    if ((rc = sift_store_open(cfg->store.url, 0, &k->store, err)))
         goto fail;
     sift_kafka_opts ko = {.brokers = k->brokers,
                           .topic = k->topic,
@@ -265,9 +266,11 @@ int sift_api_kafka_start(sift_api *api, sift_api_kafka **out, sift_err *err)
         goto fail;
     }
     k->started = 1;
+    char where[512];
+    sift_pg_url_mask(cfg->store.url, where, sizeof where);
     sift_log(SIFT_LOG_INFO, NULL, NULL,
              "kafka: consuming %s from %s as group %s into %s (index refresh every %d ms)",
-             k->topic, k->brokers, k->group, cfg->store.url, k->refresh_ms);
+             k->topic, k->brokers, k->group, where, k->refresh_ms);
     *out = k;
     return 0;
 fail:

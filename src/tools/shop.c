@@ -27,6 +27,7 @@
 #include "sift/catalog.h"
 #include "sift/ctx.h"
 #include "sift/log.h"
+#include "sift/pgstore.h"
 #include "sift/query.h"
 #include "sift/store.h"
 
@@ -316,7 +317,9 @@ static int conn_acquire(sift_shop *s, sift_store **out, sift_err *err)
     uv_mutex_unlock(&s->mu);
 
     sift_store_sqlite_opts so = {.readonly = 1, .busy_timeout_ms = s->busy_timeout_ms};
-    int rc = sift_store_sqlite_open(s->path, &so, out, err);
+    /* A postgres:// URL: the PostgreSQL store (pgstore.h), read-only. */
+    int rc = sift_pg_is_url(s->path) ? sift_store_open(s->path, 1, out, err)
+                                     : sift_store_sqlite_open(s->path, &so, out, err);
     if (rc < 0) {
         uv_mutex_lock(&s->mu);
         s->opened--;
