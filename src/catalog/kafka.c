@@ -675,7 +675,7 @@ static int parse_batch(sift_kafka_consumer *c, sift_err *err)
 }
 
 struct counts {
-    uint64_t applied, deleted, products, stale, dlq;
+    uint64_t applied, deleted, products, product_events, stale, dlq;
 };
 
 /* One store transaction for the good events. The store refusing an event's
@@ -708,6 +708,8 @@ static int apply_batch(sift_kafka_consumer *c, struct counts *n, sift_err *err)
             sift_err_copy(err, &e);
             goto fail;
         }
+        if (it->ev.op == SIFT_KAFKA_UPSERT || it->ev.op == SIFT_KAFKA_DELETE)
+            n->product_events++;
         if (applied) {
             n->applied++;
             if (it->ev.op == SIFT_KAFKA_DELETE)
@@ -874,6 +876,7 @@ static int flush_batch(sift_kafka_consumer *c, sift_err *err)
     c->st.applied += n.applied;
     c->st.deleted += n.deleted;
     c->st.products += n.products;
+    c->st.product_events += n.product_events;
     c->st.stale += n.stale;
     c->st.dlq += n.dlq;
     c->st.batches++;
