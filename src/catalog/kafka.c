@@ -44,22 +44,32 @@ static int parse_upsert(sift_arena *a, const cJSON *root, sift_kafka_event *ev, 
         return sift_err_set(err, SIFT_EINVAL, "product: missing (an upsert carries the product)");
     if (!cJSON_IsObject(prod))
         return sift_err_set(err, SIFT_EINVAL, "product: must be an object");
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(prod, "sku");
-    if (v && !cJSON_IsNull(v) && (!cJSON_IsString(v) || strcasecmp(v->valuestring, ev->sku) != 0))
-        return sift_err_set(err, SIFT_EINVAL, "product.sku: differs from the event's sku \"%s\"",
-                            ev->sku);
-    v = cJSON_GetObjectItemCaseSensitive(prod, "version");
-    if (v && !cJSON_IsNull(v) && (!cJSON_IsNumber(v) || v->valuedouble != (double)ev->version))
-        return sift_err_set(err, SIFT_EINVAL, "product.version: differs from the event's version");
-    v = cJSON_GetObjectItemCaseSensitive(prod, "op");
-    if (v && !cJSON_IsNull(v))
-        return sift_err_set(err, SIFT_EINVAL,
-                            "product.op: not allowed (the event's op says what to do)");
+    /* every member is looked at, not the first of a name: a product that
+     * repeats "sku" must not smuggle in a second one */
+    for (const cJSON *v = prod->child; v; v = v->next) {
+        if (!v->string || cJSON_IsNull(v))
+            continue;
+        if (!strcmp(v->string, "sku") &&
+            (!cJSON_IsString(v) || strcasecmp(v->valuestring, ev->sku) != 0))
+            return sift_err_set(err, SIFT_EINVAL,
+                                "product.sku: differs from the event's sku \"%s\"", ev->sku);
+        if (!strcmp(v->string, "version") &&
+            (!cJSON_IsNumber(v) || v->valuedouble != (double)ev->version))
+            return sift_err_set(err, SIFT_EINVAL,
+                                "product.version: differs from the event's version");
+        if (!strcmp(v->string, "op"))
+            return sift_err_set(err, SIFT_EINVAL,
+                                "product.op: not allowed (the event's op says what to do)");
+    }
     cJSON *copy = cJSON_Duplicate(prod, 1);
     if (!copy)
         return sift_err_set(err, SIFT_ENOMEM, "out of memory");
-    cJSON_DeleteItemFromObjectCaseSensitive(copy, "sku");
-    cJSON_DeleteItemFromObjectCaseSensitive(copy, "version");
+    while (cJSON_GetObjectItemCaseSensitive(copy, "sku"))
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "sku");
+    while (cJSON_GetObjectItemCaseSensitive(copy, "version"))
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "version");
+    while (cJSON_GetObjectItemCaseSensitive(copy, "op"))
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "op");
     char *line = NULL;
     /* the version is set after parsing, not printed: cJSON prints large
      * doubles with 15 significant digits when they compare "close enough",
