@@ -60,6 +60,9 @@ struct sift_api {
     uint64_t rate_burst_ns;     /* bucket size, as time */
     _Atomic uint64_t *rate_tat; /* per key (+1 for "anonymous"): when the bucket is full again */
     int64_t created;            /* time(NULL) at sift_api_new */
+
+    /* GET /v1/products/{sku} in flight (products.c) */
+    _Atomic int product_lookups;
 };
 
 static const char *const finish_reasons[] = {
@@ -256,6 +259,16 @@ void sift_api_server_opts(sift_api *api, sift_server_opts *opts)
     opts->on_worker_start = worker_start;
     opts->on_worker_stop = worker_stop;
     opts->worker_udata = api;
+}
+
+struct sift_shop *sift_api_shop(sift_api *api)
+{
+    return api->shop;
+}
+
+_Atomic int *sift_api_product_lookups(sift_api *api)
+{
+    return &api->product_lookups;
 }
 
 /* ---- Admission and protection ---- */
@@ -710,6 +723,9 @@ int sift_api_mount(sift_api *api, sift_server *srv, sift_err *err)
         sift_server_route(srv, "GET", "/metrics", metrics, api) ||
         sift_server_route(srv, "GET", "/readyz", healthz, api) ||
         sift_server_route(srv, "POST", "/v1/search", search, api))
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory adding routes");
+    /* the product lookups (products.c) and the search page (page.c) */
+    if (sift_api_products_mount(api, srv) || sift_api_page_mount(api, srv))
         return sift_err_set(err, SIFT_ENOMEM, "out of memory adding routes");
     /* the OpenAI-compatible routes (chat.c) */
     if (sift_api_chat_mount(api, srv))

@@ -95,4 +95,21 @@ int sift_api_chat_mount(sift_api *api, sift_server *srv);
  * exchange; gives the run slot back. */
 void sift_api_run_abandon(sift_api_run *r);
 
+/* ---- GET /v1/products/{sku} and the search page (products.c, page.c) ---- */
+
+struct sift_shop;
+
+/* The shop whose pooled store connections the product lookups use. */
+struct sift_shop *sift_api_shop(sift_api *api);
+
+/* Product lookups in flight (products.c bounds them). */
+_Atomic int *sift_api_product_lookups(sift_api *api);
+
+/* Adds GET /v1/products/{sku} (products.c). Returns 0 or SIFT_ENOMEM. */
+int sift_api_products_mount(sift_api *api, sift_server *srv);
+
+/* Adds GET / and the page's files, embedded at build time (page.c). Returns
+ * 0 or SIFT_ENOMEM. */
+int sift_api_page_mount(sift_api *api, sift_server *srv);
+
 #endif
