@@ -89,6 +89,13 @@ for f in index.html:text/html app.css:text/css app.js:text/javascript; do
     [ "$code" = 200 ] || fail "/$name with another ETag: $code"
 done
 
+# sift serve --help lists every route
+"$sift" serve --help >"$tmp/help"
+for r in "GET /  " "POST /v1/search" "GET /v1/products/{sku}" "POST /v1/chat/completions" \
+    "GET /v1/models" "GET /metrics" "GET /healthz" "GET /readyz"; do
+    grep -qF "  $r" "$tmp/help" || fail "sift serve --help does not list $r"
+done
+
 kill -TERM "$pid"
 wait "$pid" || fail "sift serve exited with $? after SIGTERM"
 pid=
