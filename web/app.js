@@ -157,6 +157,7 @@
 
   let running = null; // the AbortController of the run in progress
   let runStart = 0;
+  let runFailed = false; // the run sent an error event
   const cards = new Map(); // sku -> card element
 
   function setRunning(ctrl) {
@@ -344,10 +345,13 @@
         break;
       case "run.finished": {
         const t = ev.timings || {};
-        setStatus("Answered in " + Math.round(t.total_ms || 0) + " ms, " + ev.steps + " steps.");
+        const ms = Math.round(t.total_ms || 0);
+        if (runFailed) setStatus("Stopped after " + ms + " ms, " + ev.steps + " steps.");
+        else setStatus("Answered in " + ms + " ms, " + ev.steps + " steps.");
         return "finished";
       }
       case "error":
+        runFailed = true;
         showError("The run stopped: " + ev.message + " (" + ev.code + ")");
         break;
     }
@@ -365,6 +369,7 @@
     setStatus("Sending…");
     setRunning(ctrl);
     runStart = performance.now();
+    runFailed = false;
     let finished = false;
     try {
       const res = await fetch("/v1/search", {

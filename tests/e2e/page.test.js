@@ -2,18 +2,18 @@
 // chromium, headless, against `sift serve` with the sample catalog and the
 // offline planner. Run by tests/integration/test_page.sh:
 //
-//     node page.test.js <open server URL> <server-with-a-key URL> <its API key>
+//     node page.test.js <open server URL> <server-with-a-key URL> <its API key> <slow URL>
 //
 // The open server writes the answer at 40 ms a word, so the streaming can be
-// watched. Exits 0 when every check passed, 1 otherwise (each failure
+// watched. The slow server's runs all miss their deadline. Exits 0 when every check passed, 1 otherwise (each failure
 // printed).
 'use strict';
 const assert = require('assert/strict');
 const { chromium } = require('playwright-core');
 
-const [url, keyedUrl, apiKey] = process.argv.slice(2);
-if (!url || !keyedUrl || !apiKey) {
-    console.error('usage: node page.test.js <url> <keyed url> <api key>');
+const [url, keyedUrl, apiKey, slowUrl] = process.argv.slice(2);
+if (!url || !keyedUrl || !apiKey || !slowUrl) {
+    console.error('usage: node page.test.js <url> <keyed url> <api key> <slow url>');
     process.exit(2);
 }
 const QUESTION = 'Nike running shoes size 42, in stock in Hanoi, Da Nang or Ho Chi Minh City?';
@@ -270,6 +270,21 @@ check('errors are shown: a question over the limit (413)', async () => {
     await page.press('#q', 'Enter');
     await page.waitForSelector('#error:not([hidden])', { timeout: TIMEOUT });
     assert.match(await page.textContent('#error'), /longer than 2048 bytes \(too_large\)/);
+    await ctx.close();
+});
+
+check('errors are shown: a run that misses its deadline', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(slowUrl + '/');
+    await page.keyboard.type(QUESTION);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#error:not([hidden])', { timeout: TIMEOUT });
+    assert.match(await page.textContent('#error'),
+        /^The run stopped: deadline of 300 ms exceeded \(deadline_exceeded\)$/);
+    await page.waitForFunction(() => /^Stopped after/.test(document.getElementById('status').textContent),
+        null, { timeout: TIMEOUT });
+    assert.equal(await page.getAttribute('#answer', 'aria-busy'), 'false');
     await ctx.close();
 });
 
