@@ -237,6 +237,23 @@
     return parts.join(" · ");
   }
 
+  // "Also in sizes 39, 40; colours white" from the product's variants: the
+  // other sizes in its colour and the other colours in its size.
+  function variantsText(p) {
+    const a = p.attributes || {};
+    const sizes = [], colours = [];
+    for (const v of p.variants || []) {
+      const b = v.attributes || {};
+      if (v.sku === p.sku) continue;
+      if (b.size && b.size !== a.size && b.colour === a.colour && !sizes.includes(b.size)) sizes.push(b.size);
+      if (b.colour && b.colour !== a.colour && b.size === a.size && !colours.includes(b.colour)) colours.push(b.colour);
+    }
+    const parts = [];
+    if (sizes.length) parts.push("sizes " + sizes.join(", "));
+    if (colours.length) parts.push("colours " + colours.join(", "));
+    return parts.length ? "Also in " + parts.join("; ") : "";
+  }
+
   // A card for a product the run returned or named; filled from /v1/products.
   function ensureCard(p) {
     if (!p || !p.sku) return;
@@ -247,7 +264,7 @@
       card.dataset.sku = p.sku;
       card.append(el("h3", "title", p.title || p.sku), el("div", "sku", p.sku),
         el("p", "attrs", attrsText(p.attributes)), el("p", "price", "Price: loading…"),
-        el("ul", "stock"), el("p", "live", "Stock: loading…"));
+        el("ul", "stock"), el("p", "variants"), el("p", "live", "Stock: loading…"));
       products.append(card);
       cards.set(p.sku, card);
       loadProduct(card, p.sku);
@@ -299,6 +316,9 @@
         (s.quantity > 0 ? s.quantity + " in stock" : "out of stock"));
       list.append(li);
     }
+    const other = variantsText(p);
+    card.querySelector(".variants").textContent = other;
+    card.querySelector(".variants").hidden = !other;
     live.textContent = "Live stock, read at " + new Date().toLocaleTimeString();
     card.dataset.state = "loaded";
   }

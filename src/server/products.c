@@ -93,6 +93,18 @@ static int put_member(sift_buf *b, const char *name, const char *value)
     return rc ? rc : sift_buf_json_string(b, value, strlen(value));
 }
 
+static int put_attrs(sift_buf *b, const sift_product *p)
+{
+    int rc = sift_buf_puts(b, "\"attributes\":{");
+    for (size_t i = 0; i < p->n_attrs; i++) {
+        rc |= sift_buf_puts(b, i ? "," : "");
+        rc |= sift_buf_json_string(b, p->attrs[i].key, strlen(p->attrs[i].key));
+        rc |= sift_buf_putc(b, ':');
+        rc |= sift_buf_json_string(b, p->attrs[i].value, strlen(p->attrs[i].value));
+    }
+    return rc | sift_buf_putc(b, '}');
+}
+
 static int put_product(sift_buf *b, const sift_product *p)
 {
     int rc = sift_buf_puts(b, "{\"sku\":");
@@ -105,15 +117,38 @@ static int put_product(sift_buf *b, const sift_product *p)
     rc |= put_member(b, "brand", p->brand);
     rc |= put_member(b, "category", p->category);
     rc |= put_member(b, "description", p->description);
-    rc |= sift_buf_puts(b, ",\"attributes\":{");
-    for (size_t i = 0; i < p->n_attrs; i++) {
-        rc |= sift_buf_puts(b, i ? "," : "");
-        rc |= sift_buf_json_string(b, p->attrs[i].key, strlen(p->attrs[i].key));
-        rc |= sift_buf_putc(b, ':');
-        rc |= sift_buf_json_string(b, p->attrs[i].value, strlen(p->attrs[i].value));
-    }
-    rc |= sift_buf_printf(b, "},\"version\":%lld", (long long)p->version);
+    rc |= sift_buf_putc(b, ',');
+    rc |= put_attrs(b, p);
+    rc |= sift_buf_printf(b, ",\"version\":%lld", (long long)p->version);
     return rc;
+}
+
+/* The other products of the same model (the same parent_id; for a product
+ * without one, those whose parent it is), this one included, so a client can
+ * offer the other sizes and colours; null when the store cannot list them. */
+static int put_variants(sift_buf *b, sift_store *st, sift_arena *a, const sift_product *p,
+                        sift_err *err)
+{
+    sift_product *v = NULL;
+    size_t n = 0;
+    int rc = sift_store_list_variants(st, p->parent_id[0] ? p->parent_id : p->sku,
+                                      SIFT_VARIANTS_MAX, a, &v, &n, err);
+    if (rc == SIFT_ESTATE) {
+        sift_err_clear(err);
+        return sift_buf_puts(b, ",\"variants\":null");
+    }
+    if (rc)
+        return rc;
+    rc = sift_buf_puts(b, ",\"variants\":[");
+    for (size_t i = 0; i < n; i++) {
+        rc |= sift_buf_puts(b, i ? ",{\"sku\":" : "{\"sku\":");
+        rc |= sift_buf_json_string(b, v[i].sku, strlen(v[i].sku));
+        rc |= put_member(b, "title", v[i].title);
+        rc |= sift_buf_putc(b, ',');
+        rc |= put_attrs(b, &v[i]);
+        rc |= sift_buf_putc(b, '}');
+    }
+    return rc | sift_buf_putc(b, ']');
 }
 
 /* Every known warehouse, 0 where the SKU has no stock row (as
@@ -190,7 +225,8 @@ static int lookup_run(sift_store *st, void *ud, sift_err *err)
     }
     if (rc)
         goto out;
-    if (!(rc = put_product(&l->out, &p)) && !(rc = put_stock(&l->out, st, a, l->sku, err)))
+    if (!(rc = put_product(&l->out, &p)) && !(rc = put_variants(&l->out, st, a, &p, err)) &&
+        !(rc = put_stock(&l->out, st, a, l->sku, err)))
         rc = put_prices(&l->out, st, a, l->sku, l->now, err);
     /* the writers OR the buffer's codes together; a store error has set err */
     if (rc && !err->code)

@@ -84,6 +84,7 @@ function readCards(page) {
         title: c.querySelector('.title').textContent,
         price: c.querySelector('.price').textContent,
         mentioned: c.classList.contains('mentioned'),
+        variants: c.querySelector('.variants').textContent,
         stock: Object.fromEntries(Array.from(c.querySelectorAll('.stock li'),
             (li) => [li.dataset.warehouse, Number(li.dataset.quantity)])),
     })));
@@ -158,6 +159,11 @@ check('desktop: streaming answer, tool timeline, product cards', async () => {
         const vnd = p.prices.find((x) => x.currency === 'VND');
         const digits = String(vnd.amount).replace(/\B(?=(\d{3})+(?!\d))/g, '.');
         assert.ok(c.price.includes(digits), `price "${c.price}" lacks ${digits}`);
+        // the other sizes of its colour, from the product's variants
+        const mine = p.attributes;
+        const sizes = p.variants.filter((v) => v.sku !== p.sku && v.attributes.colour === mine.colour)
+            .map((v) => v.attributes.size);
+        if (sizes.length) assert.ok(c.variants.includes('sizes ' + sizes.join(', ')), c.variants);
     }
 
     // a follow-up continues the conversation (the session id is kept)

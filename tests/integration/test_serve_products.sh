@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# GET /v1/products/{sku}: the product with its live stock per warehouse and
+# GET /v1/products/{sku}: the product and its variants, its live stock per warehouse and
 # its prices (read on the thread pool from the store, so a stock update loaded
 # while the server runs shows at once), 404 for an unknown SKU, 400 for an
 # invalid one, percent-decoding of the path segment, the API key when keys
 # are set. Also the search page's files: GET /, content types, ETag and 304.
 set -euo pipefail
 source "$SIFT_SOURCE_DIR/tests/integration/serve_lib.sh"
+sift_sample_products="$sample/products.jsonl"
 load_sample products inventory prices
+# a model with two sizes (one later deleted) and a product without variants
+printf '%s\n' '{"sku":"TEE-1","title":"Tee","category":["Apparel"]}' \
+    '{"sku":"TEE-1-S","parent_id":"TEE-1","title":"Tee S","attributes":{"size":"S"}}' \
+    '{"sku":"TEE-1-M","parent_id":"TEE-1","title":"Tee M","attributes":{"size":"M"}}' \
+    '{"sku":"TEE-1-L","parent_id":"TEE-1","title":"Tee L","attributes":{"size":"L"}}' \
+    '{"sku":"SOLO-1","title":"Solo"}' >"$tmp/extra.jsonl"
+printf '%s\n' '{"op":"delete","sku":"TEE-1-L","version":2}' >>"$tmp/extra.jsonl"
+"$sift" ingest --quiet --kind products "$tmp/extra.jsonl" 2>/dev/null
 
 key=products-test-key-4242
 SIFT_API_KEYS=$key SIFT_LOG_LEVEL=info "$sift" serve --port 0 --workers 2 >"$tmp/serve.log" 2>&1 &
@@ -35,6 +44,20 @@ check '{s["code"]: s["quantity"] for s in j["stock"]} == {"HAN": 3, "DAD": 4, "S
 check '[s["name"] for s in j["stock"]] == ["Da Nang", "Hanoi", "Ho Chi Minh City"] and j["in_stock"]'
 check '{p["currency"]: p["amount"] for p in j["prices"]} == {"VND": 3250000, "USD": 130.0}'
 grep -q '"amount":130.00}' "$tmp/body" || fail "USD is not in major units with 2 decimals"
+# the variants: every product of model NIKE-PEG40 (sizes and colours), in catalog order
+want=$(grep -o '"sku":"[^"]*","version":1,"parent_id":"NIKE-PEG40"' "$sift_sample_products" |
+    cut -d'"' -f4 | paste -sd, -)
+check '",".join(v["sku"] for v in j["variants"]) == "'"$want"'" and len(j["variants"]) == 40'
+check 'all(v["title"].startswith("Nike Pegasus 40") and "size" in v["attributes"] for v in j["variants"])'
+# a model's own page lists its children; a deleted child is not one; no family: []
+[ "$(get /v1/products/TEE-1)" = 200 ] || fail "TEE-1"
+check '[v["sku"] for v in j["variants"]] == ["TEE-1-S", "TEE-1-M"] and j["parent_id"] is None'
+check 'j["variants"][1]["attributes"] == {"size": "M"} and j["prices"] == [] and not j["in_stock"]'
+[ "$(get /v1/products/TEE-1-M)" = 200 ] || fail "TEE-1-M"
+check '[v["sku"] for v in j["variants"]] == ["TEE-1-S", "TEE-1-M"]'
+[ "$(get /v1/products/SOLO-1)" = 200 ] || fail "SOLO-1"
+check 'j["variants"] == [] and j["brand"] == "" and j["attributes"] == {}'
+[ "$(get /v1/products/TEE-1-L)" = 404 ] || fail "a deleted product is not found"
 
 # stock is live: an update loaded while the server runs is seen at once
 printf '%s\n' '{"sku":"NIKE-PEG40-42","warehouse":"HAN","quantity":0,"version":2}' \
