@@ -261,11 +261,6 @@ void sift_api_server_opts(sift_api *api, sift_server_opts *opts)
     opts->worker_udata = api;
 }
 
-struct sift_shop *sift_api_shop(sift_api *api)
-{
-    return api->shop;
-}
-
 _Atomic int *sift_api_product_lookups(sift_api *api)
 {
     return &api->product_lookups;
@@ -287,6 +282,16 @@ static void reject(sift_api *api, sift_http_exchange *x, sift_api_error_fn error
 const sift_config *sift_api_config(const sift_api *api)
 {
     return api->cfg;
+}
+
+sift_shop *sift_api_shop(sift_api *api)
+{
+    return api->shop;
+}
+
+sift_metrics *sift_api_metrics(sift_api *api)
+{
+    return api->metrics;
 }
 
 int64_t sift_api_created(const sift_api *api)

@@ -19,6 +19,12 @@
 typedef int (*sift_api_error_fn)(sift_http_exchange *x, int status, const char *code,
                                  const char *message);
 
+/* The shop and the metrics registry (for the Kafka sync, kafka_sync.c). */
+struct sift_shop;
+struct sift_metrics;
+struct sift_shop *sift_api_shop(sift_api *api);
+struct sift_metrics *sift_api_metrics(sift_api *api);
+
 /* The configuration the api was built with. */
 const sift_config *sift_api_config(const sift_api *api);
 
@@ -96,11 +102,6 @@ int sift_api_chat_mount(sift_api *api, sift_server *srv);
 void sift_api_run_abandon(sift_api_run *r);
 
 /* ---- GET /v1/products/{sku} and the search page (products.c, page.c) ---- */
-
-struct sift_shop;
-
-/* The shop whose pooled store connections the product lookups use. */
-struct sift_shop *sift_api_shop(sift_api *api);
 
 /* Product lookups in flight (products.c bounds them). */
 _Atomic int *sift_api_product_lookups(sift_api *api);
