@@ -63,6 +63,8 @@ struct sift_api {
 
     /* GET /v1/products/{sku} in flight (products.c) */
     _Atomic int product_lookups;
+    /* each model request, measured by model_metrics.c */
+    sift_metric *llm_req_s, *llm_first_s;
 };
 
 static const char *const finish_reasons[] = {
@@ -106,7 +108,15 @@ static int metrics_init(sift_api *api)
     if (!m->started || !m->finished || !m->run_s || !m->ttft_s || !m->model_s || !m->tool_s ||
         !m->active || !m->requests || !m->rejected || !m->lag_s)
         return SIFT_ENOMEM;
-    return 0;
+    /* one model request each (model_metrics.c), beside the per-run figures */
+    static const char *const outcomes[] = {"ok", "deadline_exceeded", "cancelled", "error", NULL};
+    api->llm_req_s = sift_metrics_histogram(r, "sift_llm_request_seconds",
+                                            "One model request, start to end, by outcome.",
+                                            "outcome", outcomes, 0, run_b, nrun);
+    api->llm_first_s = sift_metrics_histogram(
+        r, "sift_llm_first_token_seconds",
+        "One model request, start to its first token or tool call.", NULL, NULL, 0, tool_b, ntool);
+    return api->llm_req_s && api->llm_first_s ? 0 : SIFT_ENOMEM;
 }
 
 static int limits_init(sift_api *api)
@@ -223,6 +233,10 @@ static int worker_start(sift_server_worker *w, uv_loop_t *loop, void *udata)
             sift_offline_opts oo = {.token_delay_ms = api->token_delay_ms};
             wr->model = sift_offline_new(loop, &oo, &err);
         }
+        /* every model request measured for /metrics (model_metrics.c) */
+        if (wr->model &&
+            !(wr->model = sift_api_model_measured(wr->model, api->llm_req_s, api->llm_first_s)))
+            sift_err_set(&err, SIFT_ENOMEM, "out of memory");
     }
     if (!wr->model) {
         sift_log(SIFT_LOG_ERROR, NULL, NULL, "worker %d: %s", i, err.msg);
