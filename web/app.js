@@ -9,7 +9,7 @@
 
 (function () {
   const $ = (id) => document.getElementById(id);
-  const form = $("search"), q = $("q"), go = $("go"), stop = $("stop");
+  const form = $("search"), q = $("q"), stop = $("stop");
   const keybox = $("keybox"), keyInput = $("key"), keySave = $("key-save");
   const errorBox = $("error"), statusLine = $("status");
   const answer = $("answer"), timeline = $("timeline"), products = $("products");
@@ -87,7 +87,10 @@
     return id;
   }
   newConv.addEventListener("click", () => {
-    if (running) running.abort();
+    if (running) {
+      running.abort();
+      setRunning(null); // the aborted search leaves the page alone
+    }
     store.setItem("sift.session", newSessionId());
     answer.textContent = "";
     timeline.replaceChildren();
@@ -162,7 +165,8 @@
 
   function setRunning(ctrl) {
     running = ctrl;
-    go.disabled = !!ctrl;
+    // Search stays enabled: a new question replaces the one being answered
+    // (a disabled default button would also block Enter in the box).
     stop.hidden = !ctrl;
     answer.setAttribute("aria-busy", ctrl ? "true" : "false");
   }
@@ -417,17 +421,22 @@
       }
       if (!finished) showError("The answer stopped early: the connection was closed.");
     } catch (e) {
-      if (e.name === "AbortError") {
+      if (running !== ctrl) {
+        // replaced by a newer search, which owns the status now
+      } else if (e.name === "AbortError") {
         setStatus("Stopped. Ask again when you are ready.");
       } else {
         showError("Could not reach sift: " + e.message);
         setStatus("");
       }
     } finally {
-      if (running === ctrl) setRunning(null);
-      for (const li of timeline.querySelectorAll('li[data-state="running"]')) {
-        li.dataset.state = "error";
-        li.querySelector(".state").textContent = "stopped";
+      // A newer search may have replaced this one: then the page is its.
+      if (running === ctrl) {
+        setRunning(null);
+        for (const li of timeline.querySelectorAll('li[data-state="running"]')) {
+          li.dataset.state = "error";
+          li.querySelector(".state").textContent = "stopped";
+        }
       }
     }
   }

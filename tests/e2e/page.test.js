@@ -206,6 +206,27 @@ check('Esc stops the answer and the server cancels the run', async () => {
     await ctx.close();
 });
 
+check('a new question while one is answered replaces it cleanly', async () => {
+    const ctx = await browser.newContext();
+    const page = await ctx.newPage();
+    await page.goto(url + '/');
+    await watch(page);
+    await page.keyboard.type(QUESTION);
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.getElementById('answer').textContent.length > 10,
+        null, { timeout: TIMEOUT });
+    await page.fill('#q', 'Is NIKE-PEG40-43 in stock in Da Nang?');
+    await page.press('#q', 'Enter');
+    await waitAnswered(page);
+    assert.match(await page.textContent('#answer'), /NIKE-PEG40-43/);
+    assert.equal(await page.isHidden('#error'), true);
+    const states = await page.$$eval('#timeline li', (lis) => lis.map((li) => li.dataset.state));
+    assert.ok(states.length > 0 && states.every((s) => s === 'ok'), states.join(','));
+    const skus = (await readCards(page)).map((c) => c.sku);
+    assert.ok(skus.includes('NIKE-PEG40-43'), skus.join(','));
+    await ctx.close();
+});
+
 check('phone: no horizontal scroll, everything inside the screen', async () => {
     const ctx = await browser.newContext({
         viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
