@@ -95,6 +95,11 @@ let browser;
 check('desktop: streaming answer, tool timeline, product cards', async () => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await ctx.newPage();
+    // no script error, no CSP violation, no failed request on the way
+    const problems = [];
+    page.on('pageerror', (e) => problems.push('pageerror: ' + e.message));
+    page.on('console', (m) => { if (m.type() === 'error') problems.push('console: ' + m.text()); });
+    page.on('requestfailed', (r) => problems.push('failed: ' + r.url()));
     await page.goto(url + '/');
     assert.equal(await page.title(), 'sift: product search');
     await watch(page);
@@ -175,6 +180,7 @@ check('desktop: streaming answer, tool timeline, product cards', async () => {
         null, { timeout: TIMEOUT });
     await waitAnswered(page);
     assert.equal(await page.evaluate(() => sessionStorage.getItem('sift.session')), sid);
+    assert.deepEqual(problems, []);
     await ctx.close();
 });
 
