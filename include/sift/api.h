@@ -19,7 +19,7 @@
  *                     /index.html, /app.css, /app.js)
  *   GET  /metrics     Prometheus text
  *   GET  /healthz     200 while the process runs
- *   GET  /readyz      200 once the workers accept requests
+ *   GET  /readyz      200 when the store can be read, 503 not_ready when not
  *
  * Every error is a JSON body {"error": {"code", "message"}}; on the
  * OpenAI-compatible routes with OpenAI's "type" and "param" as well. */

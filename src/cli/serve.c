@@ -36,7 +36,7 @@ static const char usage[] = "usage: sift serve [options]\n"
                             "  GET /metrics     Prometheus text: runs, latencies, tools, loop "
                             "lag\n"
                             "  GET /healthz     200 while the process runs\n"
-                            "  GET /readyz      200 once every worker accepts requests\n"
+                            "  GET /readyz      200 when the store can be read (else 503)\n"
                             "\n"
                             "The store is store.url (SIFT_DB); the model is llm.provider: offline "
                             "(rule-based,\nno language model) unless SIFT_LLM_BASE_URL is set.\n";

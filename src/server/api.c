@@ -740,10 +740,9 @@ int sift_api_mount(sift_api *api, sift_server *srv, sift_err *err)
     api->srv = srv;
     if (sift_server_route(srv, "GET", "/healthz", healthz, api) ||
         sift_server_route(srv, "GET", "/metrics", metrics, api) ||
-        sift_server_route(srv, "GET", "/readyz", healthz, api) ||
         sift_server_route(srv, "POST", "/v1/search", search, api))
         return sift_err_set(err, SIFT_ENOMEM, "out of memory adding routes");
-    /* the product lookups (products.c) and the search page (page.c) */
+    /* the product lookups and /readyz (products.c), the search page (page.c) */
     if (sift_api_products_mount(api, srv) || sift_api_page_mount(api, srv))
         return sift_err_set(err, SIFT_ENOMEM, "out of memory adding routes");
     /* the OpenAI-compatible routes (chat.c) */

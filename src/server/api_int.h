@@ -106,7 +106,8 @@ void sift_api_run_abandon(sift_api_run *r);
 /* Product lookups in flight (products.c bounds them). */
 _Atomic int *sift_api_product_lookups(sift_api *api);
 
-/* Adds GET /v1/products/{sku} (products.c). Returns 0 or SIFT_ENOMEM. */
+/* Adds GET /v1/products/{sku} and GET /readyz (products.c). Returns 0 or
+ * SIFT_ENOMEM. */
 int sift_api_products_mount(sift_api *api, sift_server *srv);
 
 /* Wraps `inner` in a model that observes each request in req_s (seconds,

@@ -7,7 +7,9 @@
  * rows, the warehouse list, one price per currency). Lookups are not runs:
  * they need the API key when keys are set but take no run slot and no rate
  * token (the page fetches one per product card); what bounds them is
- * PRODUCT_LOOKUPS_MAX in flight per process, past which they get 503. */
+ * PRODUCT_LOOKUPS_MAX in flight per process, past which they get 503.
+ *
+ * GET /readyz is here too: it is one more store read on the same pool. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -314,7 +316,77 @@ static void product_get(sift_http_exchange *x, void *udata)
     }
 }
 
+/* ---- GET /readyz: ready when the store answers ---- */
+
+struct ready {
+    sift_http_exchange *x;
+    sift_api *api;
+};
+
+/* Pool thread: the cheapest read that needs a working connection. */
+static int ready_run(sift_store *st, void *ud, sift_err *err)
+{
+    (void)ud;
+    sift_arena *a = sift_arena_new(1024);
+    const char **codes = NULL;
+    size_t n = 0;
+    if (!a)
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    int rc = sift_store_list_warehouses(st, a, &codes, &n, err);
+    sift_arena_free(a);
+    return rc;
+}
+
+static void ready_done(void *ud, int code, const sift_err *err)
+{
+    static const char ok[] = "{\"status\":\"ok\"}";
+    struct ready *r = ud;
+    char msg[SIFT_ERR_MSG_MAX + 32];
+    sift_http_set_header(r->x, "cache-control", "no-store");
+    if (code == 0) {
+        sift_http_respond(r->x, 200, "application/json", ok, sizeof ok - 1);
+    } else {
+        snprintf(msg, sizeof msg, "the store cannot be read: %s",
+                 err->msg[0] ? err->msg : sift_err_name(code));
+        sift_http_respond_error(r->x, 503, "not_ready", msg);
+    }
+    atomic_fetch_sub(sift_api_product_lookups(r->api), 1);
+    sift_free(r);
+}
+
+/* Open, like /healthz, but it reads the store through the same pool as the
+ * tools, so an instance whose store is gone or broken (a PostgreSQL server
+ * down, a replaced file) is taken out of rotation. Shares the lookups'
+ * bound, since it queues pool work for anyone who asks. */
+static void readyz(sift_http_exchange *x, void *udata)
+{
+    sift_api *api = udata;
+    _Atomic int *inflight = sift_api_product_lookups(api);
+    sift_err err = {0};
+    if (atomic_fetch_add(inflight, 1) >= PRODUCT_LOOKUPS_MAX) {
+        atomic_fetch_sub(inflight, 1);
+        sift_http_set_header(x, "retry-after", "1");
+        sift_http_respond_error(x, 503, "busy", "too many store reads in flight; retry shortly");
+        return;
+    }
+    struct ready *r = sift_calloc(1, sizeof *r);
+    if (!r) {
+        atomic_fetch_sub(inflight, 1);
+        sift_http_respond_error(x, 503, "busy", "out of memory");
+        return;
+    }
+    r->x = x;
+    r->api = api;
+    if (sift_shop_query(sift_api_shop(api), sift_http_loop(x), ready_run, ready_done, r, &err)) {
+        atomic_fetch_sub(inflight, 1);
+        sift_free(r);
+        sift_http_respond_error(x, 503, "not_ready", err.msg);
+    }
+}
+
 int sift_api_products_mount(sift_api *api, sift_server *srv)
 {
+    if (sift_server_route(srv, "GET", "/readyz", readyz, api))
+        return SIFT_ENOMEM;
     return sift_server_route(srv, "GET", "/v1/products/*", product_get, api);
 }

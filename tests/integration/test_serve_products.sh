@@ -3,7 +3,8 @@
 # its prices (read on the thread pool from the store, so a stock update loaded
 # while the server runs shows at once), 404 for an unknown SKU, 400 for an
 # invalid one, percent-decoding of the path segment, the API key when keys
-# are set. Also the search page's files: GET /, content types, ETag and 304.
+# are set; GET /readyz, which reads the store. Also the search page's files:
+# GET /, content types, ETag and 304.
 set -euo pipefail
 source "$SIFT_SOURCE_DIR/tests/integration/serve_lib.sh"
 sift_sample_products="$sample/products.jsonl"
@@ -119,6 +120,26 @@ for r in "GET /  " "POST /v1/search" "GET /v1/products/{sku}" "POST /v1/chat/com
     grep -qF "  $r" "$tmp/help" || fail "sift serve --help does not list $r"
 done
 
+# /readyz reads the store: 200 here (and open, without the key)
+code=$(curl -s -D "$tmp/h" -o "$tmp/body" -w '%{http_code}' "$url/readyz")
+[ "$code" = 200 ] && grep -q '"status":"ok"' "$tmp/body" || fail "readyz: $code $(cat "$tmp/body")"
+
+kill -TERM "$pid"
+wait "$pid" || fail "sift serve exited with $? after SIGTERM"
+
+# a store that breaks after the start: /healthz stays 200, /readyz says 503
+cp "$SIFT_DB" "$tmp/broken.db"
+SIFT_DB="$tmp/broken.db" SIFT_LOG_LEVEL=info "$sift" serve --port 0 --workers 1 \
+    >"$tmp/broken.log" 2>&1 &
+pid=$!
+bport=$(wait_for_port "$tmp/broken.log") || fail "the second server did not start"
+head -c 8192 /dev/urandom >"$tmp/broken.db"
+rm -f "$tmp/broken.db-wal" "$tmp/broken.db-shm"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$bport/healthz")" = 200 ] ||
+    fail "healthz with a broken store"
+code=$(curl -s -o "$tmp/body" -w '%{http_code}' "http://127.0.0.1:$bport/readyz")
+[ "$code" = 503 ] || fail "readyz with a broken store: $code $(cat "$tmp/body")"
+check 'j["error"]["code"] == "not_ready" and j["error"]["message"].startswith("the store cannot be read: ")'
 kill -TERM "$pid"
 wait "$pid" || fail "sift serve exited with $? after SIGTERM"
 pid=
