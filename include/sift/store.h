@@ -60,6 +60,9 @@ typedef struct sift_store_ops {
                           sift_err *err);
     int (*get_product)(sift_store *s, const char *sku, sift_arena *a, sift_product *out,
                        sift_err *err);
+    /* May be NULL (SIFT_ESTATE): a backend without a variants query. */
+    int (*list_variants)(sift_store *s, const char *parent_id, size_t max, sift_arena *a,
+                         sift_product **out, size_t *n, sift_err *err);
     int (*set_stock)(sift_store *s, const sift_stock *st, int *applied, sift_err *err);
     int (*get_stock)(sift_store *s, const char *sku, const char *warehouse, sift_arena *a,
                      sift_stock **rows, size_t *n, sift_err *err);
@@ -72,9 +75,6 @@ typedef struct sift_store_ops {
                       size_t *n, sift_err *err);
     /* Added later (may be NULL in a backend without it: SIFT_ESTATE). */
     int (*scan_products)(sift_store *s, sift_store_scan_fn fn, void *ud, sift_err *err);
-    /* Added for GET /v1/products/{sku} (may be NULL: SIFT_ESTATE). */
-    int (*list_variants)(sift_store *s, const char *parent_id, size_t max, sift_arena *a,
-                         sift_product **out, size_t *n, sift_err *err);
 } sift_store_ops;
 
 /* Every backend embeds this as its first member. */
