@@ -7,7 +7,43 @@
 // through textContent, never as HTML.
 "use strict";
 
-(function () {
+// ---- Server-Sent Events over fetch: a pure parser, no DOM ----
+
+// Returns feed(text): give it the decoded text of the stream in pieces of any
+// size; it calls onEvent(name, data) once per complete event, the same
+// events whatever the split (tests/e2e/sse_parser.test.js checks every
+// split). Lines end with \n, \r\n or \r; ":" lines are comments; data lines
+// are joined with \n; an event with no data line is not dispatched, nor is
+// an unfinished one at the end of the stream (as EventSource does).
+function siftSseParser(onEvent) {
+  let buf = "", event = "", data = [];
+  return function feed(text) {
+    buf += text;
+    // A lone \r at the end may be half of a \r\n: keep it for the next piece.
+    let end = buf.length;
+    if (buf.endsWith("\r")) end--;
+    const lines = buf.slice(0, end).split(/\r\n|\r|\n/);
+    buf = lines.pop() + buf.slice(end);
+    for (const line of lines) {
+      if (line === "") {
+        if (data.length) onEvent(event || "message", data.join("\n"));
+        event = "";
+        data = [];
+      } else if (!line.startsWith(":")) {
+        const i = line.indexOf(":");
+        const field = i < 0 ? line : line.slice(0, i);
+        let value = i < 0 ? "" : line.slice(i + 1);
+        if (value.startsWith(" ")) value = value.slice(1);
+        if (field === "event") event = value;
+        else if (field === "data") data.push(value);
+      }
+    }
+  };
+}
+
+if (typeof module === "object" && module.exports) module.exports = { siftSseParser };
+
+(typeof document === "undefined") || (function () {
   const $ = (id) => document.getElementById(id);
   const form = $("search"), q = $("q"), stop = $("stop");
   const keybox = $("keybox"), keyInput = $("key"), keySave = $("key-save");
@@ -126,34 +162,6 @@
     const retry = res.headers.get("Retry-After");
     if (retry) msg += "; try again in " + retry + " s";
     return msg;
-  }
-
-  // ---- Server-Sent Events over fetch ----
-
-  // Feeds text to the parser state and calls onEvent(name, data) per event.
-  function sseFeed(st, text, onEvent) {
-    st.buf += text;
-    // A lone \r at the end may be half of a \r\n: keep it for the next piece.
-    let end = st.buf.length;
-    if (st.buf.endsWith("\r")) end--;
-    const lines = st.buf.slice(0, end).split(/\r\n|\r|\n/);
-    st.buf = lines.pop() + st.buf.slice(end);
-    for (const line of lines) {
-      if (line === "") {
-        if (st.data.length) onEvent(st.event || "message", st.data.join("\n"));
-        st.event = "";
-        st.data = [];
-      } else if (line.startsWith(":")) {
-        // a comment (keep-alive)
-      } else {
-        const i = line.indexOf(":");
-        const field = i < 0 ? line : line.slice(0, i);
-        let value = i < 0 ? "" : line.slice(i + 1);
-        if (value.startsWith(" ")) value = value.slice(1);
-        if (field === "event") st.event = value;
-        else if (field === "data") st.data.push(value);
-      }
-    }
   }
 
   // ---- the run ----
@@ -411,13 +419,13 @@
       }
       const reader = res.body.getReader();
       const dec = new TextDecoder();
-      const st = { buf: "", event: "", data: [] };
+      const feed = siftSseParser((n, d) => {
+        if (onEvent(n, d) === "finished") finished = true;
+      });
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        sseFeed(st, dec.decode(value, { stream: true }), (n, d) => {
-          if (onEvent(n, d) === "finished") finished = true;
-        });
+        feed(dec.decode(value, { stream: true }));
       }
       if (!finished) showError("The answer stopped early: the connection was closed.");
     } catch (e) {
