@@ -15,6 +15,13 @@
  * loop: a mutex-protected free list, opened lazily, at most max_conns, each
  * used by one pool thread at a time. One sift_shop may serve many loops.
  *
+ * With a searcher whose embedder is remote (search.h), search_products first
+ * fetches the query's vector on the job's loop (the curl-on-uv client, under
+ * the job's ctx), then queues the search with it, so no pool thread waits on
+ * the network. When the provider fails (and the ctx is still live) the search
+ * runs lexical-only and a warning is logged; a cancelled or expired ctx ends
+ * the job with its code.
+ *
  * Cancellation. When the job's ctx is cancelled while the query is still
  * queued, the work is uv_cancel'led; when it is already running it finishes
  * and its result is dropped. Either way the job ends at once, from the cancel
@@ -73,7 +80,7 @@ typedef struct sift_shop sift_shop;
 
 /* Zero-initialise, then set what you need. */
 typedef struct sift_shop_opts {
-    const char *store_path; /* the SQLite store, opened read-only; required */
+    const char *store_path; /* SQLite path or postgres:// URL, opened read-only; required */
     /* Connections kept open at most; 0: UV_THREADPOOL_SIZE if set, else 4 (one
      * per pool thread, so a query never waits for a connection). */
     size_t max_conns;
@@ -102,7 +109,8 @@ int sift_shop_tools_register(sift_tool_registry *r, sift_shop *shop, sift_err *e
 /* The shop's tool called `name` ("search_products", ...), or NULL. */
 const sift_tool *sift_shop_tool(const sift_shop *shop, const char *name);
 
-/* Tool calls whose work item has not come back to its loop yet (any loop). */
+/* Tool calls whose work item (or query embedding) has not come back to its
+ * loop yet (any loop). */
 size_t sift_shop_inflight(const sift_shop *shop);
 
 /* Closes the connections and frees the shop. Every loop that ran its tools
