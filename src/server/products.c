@@ -18,6 +18,7 @@
 #include "sift/arena.h"
 #include "sift/buf.h"
 #include "sift/catalog.h"
+#include "sift/log.h"
 #include "sift/query.h"
 #include "sift/shoptools.h"
 #include "sift/store.h"
@@ -341,14 +342,16 @@ static void ready_done(void *ud, int code, const sift_err *err)
 {
     static const char ok[] = "{\"status\":\"ok\"}";
     struct ready *r = ud;
-    char msg[SIFT_ERR_MSG_MAX + 32];
     sift_http_set_header(r->x, "cache-control", "no-store");
     if (code == 0) {
         sift_http_respond(r->x, 200, "application/json", ok, sizeof ok - 1);
     } else {
-        snprintf(msg, sizeof msg, "the store cannot be read: %s",
+        /* /readyz is open: the store's own words (host, port, user, path)
+         * go to the log, not to whoever asks */
+        sift_log(SIFT_LOG_WARN, NULL, NULL, "readyz: the store cannot be read: %s",
                  err->msg[0] ? err->msg : sift_err_name(code));
-        sift_http_respond_error(r->x, 503, "not_ready", msg);
+        sift_http_respond_error(r->x, 503, "not_ready",
+                                "the store cannot be read (the server log says why)");
     }
     atomic_fetch_sub(sift_api_product_lookups(r->api), 1);
     sift_free(r);

@@ -139,7 +139,10 @@ rm -f "$tmp/broken.db-wal" "$tmp/broken.db-shm"
     fail "healthz with a broken store"
 code=$(curl -s -o "$tmp/body" -w '%{http_code}' "http://127.0.0.1:$bport/readyz")
 [ "$code" = 503 ] || fail "readyz with a broken store: $code $(cat "$tmp/body")"
-check 'j["error"]["code"] == "not_ready" and j["error"]["message"].startswith("the store cannot be read: ")'
+check 'j["error"]["code"] == "not_ready" and j["error"]["message"].startswith("the store cannot be read")'
+grep -q 'readyz: the store cannot be read: .*file is not a database' "$tmp/broken.log" ||
+    fail "readyz: the reason is not in the log"
+grep -q 'broken.db' "$tmp/body" && fail "readyz tells the store's path to anyone"
 kill -TERM "$pid"
 wait "$pid" || fail "sift serve exited with $? after SIGTERM"
 pid=
