@@ -146,6 +146,18 @@ static sift_http_client *client_of(uv_loop_t *loop, void *udata)
     return NULL;
 }
 
+int sift_api_searcher_opts(sift_api *api, sift_searcher_opts *out, sift_err *err)
+{
+    sift_embed_config ec;
+    memset(out, 0, sizeof *out);
+    int rc = sift_embed_config_read(api->cfg->doc, "config", &ec, err);
+    if (rc)
+        return rc;
+    rc = sift_embed_config_embedder(&ec, client_of, api, &out->embedder, err);
+    sift_embed_config_free(&ec);
+    return rc;
+}
+
 int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
 {
     int rc;
@@ -166,12 +178,8 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
      * catalog here, before the server starts, and each worker's queries
      * through that worker's HTTP client (client_of). */
     sift_searcher_opts sopts = {0};
-    sift_embed_config ec;
-    if ((rc = sift_embed_config_read(cfg->doc, "config", &ec, err)))
-        goto fail;
-    rc = sift_embed_config_embedder(&ec, client_of, api, &sopts.embedder, err);
-    sift_embed_config_free(&ec);
-    if (rc || (rc = sift_searcher_open_sqlite(cfg->store.url, &sopts, &api->searcher, err)))
+    if ((rc = sift_api_searcher_opts(api, &sopts, err)) ||
+        (rc = sift_searcher_open_sqlite(cfg->store.url, &sopts, &api->searcher, err)))
         goto fail;
     so.searcher = api->searcher;
     sift_httptools_opts ho = {.client = client_of, .udata = api};
