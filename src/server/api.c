@@ -124,6 +124,43 @@ static int limits_init(sift_api *api)
     return 0;
 }
 
+/* ---- embedding: metrics and the query cache ---- */
+
+/* Registers the embedding families and wraps the provider in the per-loop
+ * query cache and the measurements (sift_embedder_wrap_new, which takes
+ * *emb over: on failure it is freed and *emb is NULL). */
+static int embed_wrap(sift_api *api, size_t query_cache, sift_embedder **emb, sift_err *err)
+{
+    static const double b[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+    static const char *const outcomes[] = {"ok", "deadline_exceeded", "cancelled", "error", NULL};
+    static const char *const results[] = {"hit", "miss", NULL};
+    sift_metrics *r = api->metrics;
+    sift_embed_wrap_opts o = {
+        .query_cache = query_cache,
+        .seconds = sift_metrics_histogram(r, "sift_embed_request_seconds",
+                                          "Embedding calls (query or catalog batch), start to end, "
+                                          "by outcome.",
+                                          "outcome", outcomes, 0, b, sizeof b / sizeof b[0]),
+        .texts = sift_metrics_counter(r, "sift_embed_texts_total",
+                                      "Texts embedded by the provider (cache hits excluded).", NULL,
+                                      NULL, 0),
+        .retries = sift_metrics_counter(r, "sift_embed_retries_total",
+                                        "Embedding requests retried (429, 5xx, failed connection).",
+                                        NULL, NULL, 0),
+        .cache =
+            sift_metrics_counter(r, "sift_embed_query_cache_total",
+                                 "Query-vector cache lookups, by result.", "result", results, 0),
+    };
+    if (!o.seconds || !o.texts || !o.retries || !o.cache) {
+        sift_embedder_free(*emb);
+        *emb = NULL;
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    }
+    sift_embedder *inner = *emb;
+    *emb = NULL;
+    return sift_embedder_wrap_new(inner, &o, emb, err);
+}
+
 static sift_http_client *client_of(uv_loop_t *loop, void *udata)
 {
     sift_api *api = udata;
@@ -154,9 +191,16 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
      * through that worker's HTTP client (client_of). */
     sift_searcher_opts sopts = {0};
     sift_embed_config ec;
+    /* the metrics first: the embedding provider reports to them */
+    if (metrics_init(api)) {
+        rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
+        goto fail;
+    }
     if ((rc = sift_embed_config_read(cfg->doc, "config", &ec, err)))
         goto fail;
     rc = sift_embed_config_embedder(&ec, client_of, api, &sopts.embedder, err);
+    if (!rc)
+        rc = embed_wrap(api, (size_t)ec.query_cache, &sopts.embedder, err);
     sift_embed_config_free(&ec);
     if (rc || (rc = sift_searcher_open_sqlite(cfg->store.url, &sopts, &api->searcher, err)))
         goto fail;
@@ -164,7 +208,7 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
     sift_httptools_opts ho = {.client = client_of, .udata = api};
     sift_session_mem_opts mo = {0};
     api->tools = sift_tool_registry_new();
-    if (!api->tools || metrics_init(api) || limits_init(api)) {
+    if (!api->tools || limits_init(api)) {
         rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
         goto fail;
     }
