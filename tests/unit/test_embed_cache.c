@@ -124,8 +124,9 @@ static void test_churn(void **state)
         put(c, "m", t, (float)i);
         assert_true(has(c, "m", t, (float)i));
         if (i % 3 == 0) { /* re-ask an older one, if it is still there */
-            snprintf(t, sizeof t, "query %d", i / 2);
-            (void)has(c, "m", t, (float)(i / 2));
+            int old = i / 2;
+            snprintf(t, sizeof t, "query %d", old);
+            (void)has(c, "m", t, (float)old);
         }
     }
     assert_int_equal(sift_embed_cache_count(c), 16);
