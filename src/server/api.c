@@ -61,6 +61,10 @@ struct sift_api {
     uint64_t rate_burst_ns;     /* bucket size, as time */
     _Atomic uint64_t *rate_tat; /* per key (+1 for "anonymous"): when the bucket is full again */
     int64_t created;            /* time(NULL) at sift_api_new */
+
+    /* the embedding families (registered once) every provider made here
+     * reports to, through the wrapper that also holds the query cache */
+    sift_embed_wrap_opts embed_wrap;
 };
 
 static const char *const finish_reasons[] = {
@@ -126,36 +130,37 @@ static int limits_init(sift_api *api)
 
 /* ---- embedding: metrics and the query cache ---- */
 
-/* Registers the embedding families and wraps the provider in the per-loop
- * query cache and the measurements (sift_embedder_wrap_new, which takes
- * *emb over: on failure it is freed and *emb is NULL). */
-static int embed_wrap(sift_api *api, size_t query_cache, sift_embedder **emb, sift_err *err)
+/* Registers the embedding families, once, before any provider is made. */
+static int embed_metrics_init(sift_api *api)
 {
     static const double b[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
     static const char *const outcomes[] = {"ok", "deadline_exceeded", "cancelled", "error", NULL};
     static const char *const results[] = {"hit", "miss", NULL};
     sift_metrics *r = api->metrics;
-    sift_embed_wrap_opts o = {
-        .query_cache = query_cache,
-        .seconds = sift_metrics_histogram(r, "sift_embed_request_seconds",
-                                          "Embedding calls (query or catalog batch), start to end, "
-                                          "by outcome.",
-                                          "outcome", outcomes, 0, b, sizeof b / sizeof b[0]),
-        .texts = sift_metrics_counter(r, "sift_embed_texts_total",
-                                      "Texts embedded by the provider (cache hits excluded).", NULL,
-                                      NULL, 0),
-        .retries = sift_metrics_counter(r, "sift_embed_retries_total",
-                                        "Embedding requests retried (429, 5xx, failed connection).",
-                                        NULL, NULL, 0),
-        .cache =
-            sift_metrics_counter(r, "sift_embed_query_cache_total",
-                                 "Query-vector cache lookups, by result.", "result", results, 0),
-    };
-    if (!o.seconds || !o.texts || !o.retries || !o.cache) {
-        sift_embedder_free(*emb);
-        *emb = NULL;
-        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
-    }
+    sift_embed_wrap_opts *o = &api->embed_wrap;
+    o->seconds = sift_metrics_histogram(r, "sift_embed_request_seconds",
+                                        "Embedding calls (query or catalog batch), start to end, "
+                                        "by outcome.",
+                                        "outcome", outcomes, 0, b, sizeof b / sizeof b[0]);
+    o->texts = sift_metrics_counter(r, "sift_embed_texts_total",
+                                    "Texts embedded by the provider (cache hits excluded).", NULL,
+                                    NULL, 0);
+    o->retries = sift_metrics_counter(r, "sift_embed_retries_total",
+                                      "Embedding requests retried (429, 5xx, failed connection).",
+                                      NULL, NULL, 0);
+    o->cache = sift_metrics_counter(r, "sift_embed_query_cache_total",
+                                    "Query-vector cache lookups, by result.", "result", results, 0);
+    return o->seconds && o->texts && o->retries && o->cache ? 0 : SIFT_ENOMEM;
+}
+
+/* Wraps the provider *emb in the per-loop query cache (query_cache entries)
+ * and the measurements (sift_embedder_wrap_new, which takes *emb over: on
+ * failure it is freed and *emb is NULL). Registers nothing, so it may run
+ * for every provider the api makes. */
+static int embed_wrap(sift_api *api, size_t query_cache, sift_embedder **emb, sift_err *err)
+{
+    sift_embed_wrap_opts o = api->embed_wrap;
+    o.query_cache = query_cache;
     sift_embedder *inner = *emb;
     *emb = NULL;
     return sift_embedder_wrap_new(inner, &o, emb, err);
@@ -192,7 +197,7 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
     sift_searcher_opts sopts = {0};
     sift_embed_config ec;
     /* the metrics first: the embedding provider reports to them */
-    if (metrics_init(api)) {
+    if (metrics_init(api) || embed_metrics_init(api)) {
         rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
         goto fail;
     }
