@@ -88,6 +88,12 @@ grep -q 'query_embed_s' <<<"$lex" && fail "lexical mode embedded the queries"
 # the built-in embedder without a configuration, named too
 hashed=$("$bin" eval "${Q[@]}" --config /dev/null --mode vector)
 grep -q '^embedder   hashed:' <<<"$hashed" || fail "the hashed embedder is not named"
+# and its figures are its own: "product 7" finds "product 7 shoe" by its words,
+# the mock's vectors (a hash of the whole text) do not
+h=$(sed -n 's/^NDCG@10 *//p' <<<"$hashed")
+m=$(sed -n 's/^NDCG@10 *//p' <<<"$out")
+awk -v h="$h" -v m="$m" 'BEGIN { exit !(h > m + 0.3) }' ||
+    fail "hashed NDCG@10 $h is not well above the mock's $m: the same vectors?"
 [ "$(requests)" = 5 ] || fail "the hashed run reached the mock"
 
 # a provider that is gone: exit 1 and the cause
