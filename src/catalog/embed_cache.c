@@ -240,6 +240,8 @@ static void observe(wrapper *w, int code, size_t n, uint64_t t0)
  * nothing, all slots belong to other loops, or there is no memory. */
 static sift_embed_cache *cache_of(wrapper *w, uv_loop_t *loop)
 {
+    if (!loop)
+        return NULL; /* NULL marks a free slot */
     for (int i = 0; i < SIFT_EMBED_WRAP_LOOPS; i++) {
         struct loop_cache *lc = &w->loops[i];
         uv_loop_t *l = atomic_load(&lc->loop);
