@@ -345,6 +345,23 @@ static void test_wrapper(void **state)
     assert_null(w);
     assert_int_equal(frees, 3);
 
+    /* out of memory: making the wrapper (the inner provider is freed), and
+     * a forwarded call (refused, `done` never fires) */
+    sift_mem_fail_after(0);
+    assert_int_equal(sift_embedder_wrap_new(&f.base, &none, &w, &err), SIFT_ENOMEM);
+    sift_mem_fail_after(-1);
+    assert_null(w);
+    assert_int_equal(frees, 4);
+    assert_int_equal(sift_embedder_wrap_new(&f.base, &none, &w, &err), 0);
+    d.calls = 0;
+    f.calls = 0;
+    sift_mem_fail_after(0);
+    assert_int_equal(sift_embedder_embed(w, ctx, &q, NULL, 1, v, on_done, &d, &err), SIFT_ENOMEM);
+    sift_mem_fail_after(-1);
+    assert_int_equal(d.calls, 0);
+    assert_int_equal(f.calls, 0);
+    sift_embedder_free(w);
+
     sift_ctx_release(ctx);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
