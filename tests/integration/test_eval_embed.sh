@@ -12,7 +12,7 @@ mock="${SIFT_BUILD_DIR:-build}/mock_embed"
 tmp=$(mktemp -d)
 mock_pid=
 cleanup() {
-    [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null
+    [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
