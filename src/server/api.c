@@ -132,6 +132,20 @@ static sift_http_client *client_of(uv_loop_t *loop, void *udata)
     return NULL;
 }
 
+/* The built-in shop tools whose names no HTTP tool has taken. */
+static int shop_tools_register(sift_tool_registry *r, sift_shop *shop, sift_err *err)
+{
+    static const char *const names[] = {"search_products", "check_inventory", "get_price",
+                                        "list_warehouses"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const sift_tool *t = sift_shop_tool(shop, names[i]);
+        int rc;
+        if (t && !sift_tool_registry_find(r, names[i]) && (rc = sift_tool_registry_add(r, t, err)))
+            return rc;
+    }
+    return 0;
+}
+
 int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
 {
     int rc;
@@ -158,10 +172,12 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
         rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
         goto fail;
     }
+    /* HTTP tools first: one named like a built-in shop tool replaces it (a
+     * shop's own inventory service instead of the store's table) */
     if ((rc = sift_shop_new(&so, &api->shop, err)) ||
-        (rc = sift_shop_tools_register(api->tools, api->shop, err)) ||
         (rc = sift_httptools_load(cfg->tools, &ho, &api->htools, err)) ||
         (rc = sift_httptools_register(api->htools, api->tools, err)) ||
+        (rc = shop_tools_register(api->tools, api->shop, err)) ||
         (rc = sift_session_mem_new(&mo, &api->sessions, err)))
         goto fail;
     *out = api;
