@@ -490,6 +490,7 @@ int main(int argc, char **argv)
         FIG("overhead p50 over floor", num(r, "lat_ms.p50") - floor_ms, "ms");
         FIG("overhead p99 over floor", num(r, "lat_ms.p99") - floor_ms, "ms");
         FIG("sift CPU per run (utime+stime)", num(r, "sift.cpu_us") / per, "us");
+        FIG("sift CPU per run, kernel part (stime)", num(r, "sift.cpu_sys_us") / per, "us");
         FIG("sift CPU per run (schedstat)", num(r, "sift.cpu_ns_sched") / 1000 / per, "us");
         FIG("sift RSS max", num(r, "sift.rss_kb_max") / 1024, "MB");
         FIG("sift RSS per in-flight run", (num(r, "sift.rss_kb_max") - (double)rss_base) / c, "KB");

@@ -26,7 +26,7 @@
  * Prints one JSON object on stdout (the driver bench_seed reads it):
  * {"concurrency","window_s","completed","runs_per_s","lat_ms":{"p50","p90",
  *  "p99","max"},"errors":{"total","http_status","truncated","run_error",
- *  "timeout","connect"},"drained","sift":{"cpu_us","cpu_ns_sched","rss_kb_max",
+ *  "timeout","connect"},"drained","sift":{"cpu_us","cpu_sys_us","cpu_ns_sched","rss_kb_max",
  *  "rss_kb_start"},"llm_cpu_us","inv_cpu_us","lag_p99_ms","lag_samples"} */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -104,8 +104,9 @@ static double now_s(void)
 
 /* ---- /proc readings ---- */
 
-/* utime + stime of a process, in µs (clock-tick resolution); -1 if gone. */
-static long long proc_cpu_us(int pid)
+/* utime + stime of a process, in µs (clock-tick resolution); -1 if gone.
+ * *sys_us (may be NULL) gets stime alone. */
+static long long proc_cpu_us(int pid, long long *sys_us)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -124,6 +125,8 @@ static long long proc_cpu_us(int pid)
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
     long hz = sysconf(_SC_CLK_TCK);
+    if (sys_us)
+        *sys_us = (long long)(st * 1000000ull / (unsigned long long)(hz > 0 ? hz : 100));
     return (long long)((ut + st) * 1000000ull / (unsigned long long)(hz > 0 ? hz : 100));
 }
 
@@ -756,18 +759,19 @@ int main(int argc, char **argv)
     struct lag_hist lag0, lag1;
     int have_lag = fetch_lag(&lag0) == 0;
     long rss_start = sift_pid > 0 ? proc_rss_kb(sift_pid) : -1;
-    long long cpu0 = sift_pid > 0 ? proc_cpu_us(sift_pid) : -1;
+    long long sys0 = 0, sys1 = 0;
+    long long cpu0 = sift_pid > 0 ? proc_cpu_us(sift_pid, &sys0) : -1;
     long long sched0 = sift_pid > 0 ? proc_sched_ns(sift_pid) : -1;
-    long long llm0 = llm_pid > 0 ? proc_cpu_us(llm_pid) : -1;
-    long long inv0 = inv_pid > 0 ? proc_cpu_us(inv_pid) : -1;
+    long long llm0 = llm_pid > 0 ? proc_cpu_us(llm_pid, NULL) : -1;
+    long long inv0 = inv_pid > 0 ? proc_cpu_us(inv_pid, NULL) : -1;
     G.t0 = now_s();
     G.measuring = 1;
     loop_until(G.t0 + duration, sample_rss);
     G.t1 = now_s();
-    long long cpu1 = sift_pid > 0 ? proc_cpu_us(sift_pid) : -1;
+    long long cpu1 = sift_pid > 0 ? proc_cpu_us(sift_pid, &sys1) : -1;
     long long sched1 = sift_pid > 0 ? proc_sched_ns(sift_pid) : -1;
-    long long llm1 = llm_pid > 0 ? proc_cpu_us(llm_pid) : -1;
-    long long inv1 = inv_pid > 0 ? proc_cpu_us(inv_pid) : -1;
+    long long llm1 = llm_pid > 0 ? proc_cpu_us(llm_pid, NULL) : -1;
+    long long inv1 = inv_pid > 0 ? proc_cpu_us(inv_pid, NULL) : -1;
     G.measuring = 0;
     have_lag = have_lag && fetch_lag(&lag1) == 0;
     G.stopping = 1;
@@ -795,10 +799,10 @@ int main(int argc, char **argv)
            pct(90), pct(99), G.nlat ? G.lat[G.nlat - 1] : 0, etotal);
     for (int i = 0; i < E_COUNT; i++)
         printf(",\"%s\":%ld", err_names[i], G.errors[i]);
-    printf("},\"drained\":%ld,\"sift\":{\"cpu_us\":%lld,\"cpu_ns_sched\":%lld,\"rss_kb_max\":%ld,"
+    printf("},\"drained\":%ld,\"sift\":{\"cpu_us\":%lld,\"cpu_sys_us\":%lld,\"cpu_ns_sched\":%lld,\"rss_kb_max\":%ld,"
            "\"rss_kb_mean\":%.0f,\"rss_kb_start\":%ld},\"llm_cpu_us\":%lld,\"inv_cpu_us\":%lld,"
            "\"lag_p99_ms\":%.3f,\"lag_samples\":%.0f}\n",
-           G.drained, cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1,
+           G.drained, cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1, sys1 - sys0,
            sched0 >= 0 && sched1 >= 0 ? sched1 - sched0 : -1, rss_max,
            rss_samples ? rss_sum / (double)rss_samples : 0, rss_start,
            llm0 >= 0 && llm1 >= 0 ? llm1 - llm0 : -1, inv0 >= 0 && inv1 >= 0 ? inv1 - inv0 : -1,
