@@ -2,6 +2,7 @@
  * one assembled assistant message out. Pure: no I/O, no globals. */
 #include "sift/model.h"
 
+#include "llm/fastchunk.h"
 #include "llm/wire.h"
 
 #include <cjson/cJSON.h>
@@ -398,6 +399,15 @@ int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err
     if (is_done(data, len)) {
         s->state = SIFT_STREAM_DONE;
         return 0;
+    }
+    /* most chunks are one piece of text: read those without building a tree */
+    const char *text;
+    size_t n;
+    if (s->state != SIFT_STREAM_FINISHED && sift_fastchunk_content(data, len, &text, &n)) {
+        if (n == 0)
+            return 0;
+        int rc = append(s, &s->content, text, n, "content", err);
+        return rc ? rc : emit_content(s, false, err);
     }
     size_t at;
     cJSON *j = sift_wire_parse(data, len, &at);
