@@ -15,8 +15,10 @@ typedef struct scan {
 
 static void ws(scan *s)
 {
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
-        s->p++;
+    const char *p = s->p;
+    while (p < s->end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    s->p = p;
 }
 
 static bool eat(scan *s, char c)
@@ -28,6 +30,16 @@ static bool eat(scan *s, char c)
     }
     return false;
 }
+
+/* Bytes that end a run of plain string bytes: control characters, '"' and
+ * the backslash. */
+static const bool stop[256] = {
+    [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1,
+    [0x07] = 1, [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1,
+    [0x0e] = 1, [0x0f] = 1, [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1,
+    [0x15] = 1, [0x16] = 1, [0x17] = 1, [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1,
+    [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, ['"'] = 1,  ['\\'] = 1,
+};
 
 static int hexval(char c)
 {
@@ -52,9 +64,12 @@ static bool string(scan *s, const char **start, size_t *n, bool *escaped)
     const char *b = ++s->p;
     *escaped = false;
     for (;;) {
-        /* the bytes up to the next quote, backslash or control character */
-        while (s->p < s->end && *s->p != '"' && *s->p != '\\' && (unsigned char)*s->p >= 0x20)
-            s->p++;
+        /* the bytes up to the next quote, backslash or control character
+         * (a local pointer: through s->p the compiler reloads every byte) */
+        const char *p = s->p, *end = s->end;
+        while (p < end && !stop[(unsigned char)*p])
+            p++;
+        s->p = p;
         if (s->p >= s->end || (unsigned char)*s->p < 0x20)
             return false;
         if (*s->p == '"')
