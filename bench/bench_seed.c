@@ -425,8 +425,9 @@ int main(int argc, char **argv)
     double until = bench_now_s() + 10;
     while (http_get_ok(port, "/readyz") && bench_now_s() < until)
         usleep(50000);
-    printf("bench_seed: sift pid %d on port %d, mock_llm %d, mock_inventory %d, fd limit %lld\n",
-           (int)sift.pid, port, llm_port, inv_port, fd_limit);
+    printf("bench_seed: sift pid %d on port %d, mock_llm pid %d on %d, mock_inventory pid %d on "
+           "%d, fd limit %lld, files in %s\n",
+           (int)sift.pid, port, (int)llm.pid, llm_port, (int)inv.pid, inv_port, fd_limit, tmpdir);
 
     /* sift holds one socket per run from the client, up to the client's pool
      * of model and tool connections per worker, and a few dozen of its own;
