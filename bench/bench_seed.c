@@ -190,6 +190,8 @@ static int sift_port(const char *log)
     return -1;
 }
 
+static long upstream = 64; /* server.upstream_connections read from seed.yaml */
+
 /* Writes <tmpdir>/seed.yaml: bench/seed.yaml with the inventory port. */
 static int write_config(const char *path, int inv_port)
 {
@@ -201,6 +203,7 @@ static int write_config(const char *path, int inv_port)
     int found = 0;
     while (in && out && fgets(line, sizeof line, in)) {
         char *p = strstr(line, "INVENTORY_PORT");
+        sscanf(line, " upstream_connections: %ld", &upstream);
         if (p) {
             *p = 0;
             fprintf(out, "%s%s%s", line, port, p + strlen("INVENTORY_PORT"));
@@ -429,16 +432,16 @@ int main(int argc, char **argv)
            "%d, fd limit %lld, files in %s\n",
            (int)sift.pid, port, (int)llm.pid, llm_port, (int)inv.pid, inv_port, fd_limit, tmpdir);
 
-    /* sift holds one socket per run from the client, up to the client's pool
-     * of model and tool connections per worker, and a few dozen of its own;
-     * load_seed holds one per run */
+    /* sift holds one socket per run from the client, up to
+     * upstream_connections per worker to each of the two mocks, and a few
+     * dozen of its own; load_seed holds one per run */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     long sift_workers = workers > 0 ? workers : ncpu;
     int all_ok = 1;
     double floor_ms = 2.0 * ttft + tool;
     long rss_base = -1;
     for (int i = 0; i < nlv; i++) {
-        long long need = (long long)lv[i].conc + 2L * 64 * sift_workers + 64;
+        long long need = (long long)lv[i].conc + 2LL * upstream * sift_workers + 64;
         if (need > fd_limit) {
             snprintf(lv[i].note, sizeof lv[i].note,
                      "not reachable here: %d concurrent runs need about %lld open files in sift "

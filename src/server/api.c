@@ -226,7 +226,13 @@ static int worker_start(sift_server_worker *w, uv_loop_t *loop, void *udata)
     if (!wr)
         return SIFT_ENOMEM;
     wr->loop = loop;
-    wr->http = sift_http_client_new(loop, NULL, &err);
+    /* every upstream host may use upstream_connections; the total bound
+     * leaves room for the model and a few tool hosts */
+    sift_http_client_opts co = {
+        .max_host_connections = api->cfg->server.upstream_connections,
+        .max_total_connections = 4L * api->cfg->server.upstream_connections,
+    };
+    wr->http = sift_http_client_new(loop, &co, &err);
     if (wr->http) {
         if (!strcmp(api->cfg->llm.provider, "openai")) {
             sift_openai_opts oo;
