@@ -499,7 +499,7 @@ int main(int argc, char **argv)
         FIG("sift RSS max", num(r, "sift.rss_kb_max") / 1024, "MB");
         FIG("sift RSS per in-flight run", (num(r, "sift.rss_kb_max") - (double)rss_base) / c, "KB");
         FIG("errors", num(r, "errors.total"), "runs");
-        FIG("event-loop lag p99", num(r, "lag_p99_ms"), "ms");
+        FIG("event-loop lag p99 (histogram bucket bound)", num(r, "lag_p99_ms"), "ms");
         FIG("mock_llm CPU per run", num(r, "llm_cpu_us") / per, "us");
         FIG("mock_inventory CPU per run", num(r, "inv_cpu_us") / per, "us");
         FIG("runs measured", done, "runs");
@@ -516,11 +516,14 @@ int main(int argc, char **argv)
         snprintf(md, sizeof md, "%s/bench/results/%s.md", SIFT_SOURCE_DIR, name);
     FILE *f = fopen(md, "a");
     if (f) {
-        fprintf(f,
-                "\n## Per concurrency level\n\nFloor %.0f ms (2 x TTFT %d ms + TOOL %d ms, no "
-                "delay between tokens); warm-up %g s, measured window %g s; RSS per in-flight "
-                "run = (peak RSS - RSS at c=%d after its warm-up) / concurrency.\n\n",
-                floor_ms, ttft, tool, warmup, duration, lv[0].conc);
+        fprintf(
+            f,
+            "\n## Per concurrency level\n\nFloor %.0f ms (2 x TTFT %d ms + TOOL %d ms, no "
+            "delay between tokens); warm-up %g s, measured window %g s; RSS per in-flight "
+            "run = (peak RSS - RSS at c=%d after its warm-up) / concurrency; loop lag p99 is the "
+            "upper bound of the sift_loop_lag_seconds bucket it falls in (1, 5, 10, 50, 100, "
+            "500, 1000 ms; 10000: over 1 s).\n\n",
+            floor_ms, ttft, tool, warmup, duration, lv[0].conc);
         fprintf(f, "| concurrency | runs/s | p50 ms | p90 ms | p99 ms | p99 overhead ms | sift CPU "
                    "µs/run | sift RSS MB | KB per in-flight run | errors | loop lag p99 ms | "
                    "mock_llm µs/run | mock_inventory µs/run |\n"

@@ -233,7 +233,8 @@ out:
 }
 
 /* p99 of the observations between two snapshots, as the upper bound of the
- * bucket it falls in (ms); -1 without observations. */
+ * bucket it falls in (ms); -1 without observations. Past the last finite
+ * bucket it is that bound times 10 (the figure then reads "over it"). */
 static double lag_p99_ms(const struct lag_hist *a, const struct lag_hist *b, double *samples)
 {
     *samples = 0;
@@ -245,7 +246,7 @@ static double lag_p99_ms(const struct lag_hist *a, const struct lag_hist *b, dou
         return -1;
     for (int i = 0; i < b->n; i++)
         if (b->count[i] - a->count[i] >= 0.99 * total)
-            return b->le[i] >= 1e300 ? 1e9 : b->le[i] * 1000;
+            return b->le[i] >= 1e300 ? (i ? b->le[i - 1] * 10000 : -1) : b->le[i] * 1000;
     return -1;
 }
 
@@ -799,7 +800,8 @@ int main(int argc, char **argv)
            pct(90), pct(99), G.nlat ? G.lat[G.nlat - 1] : 0, etotal);
     for (int i = 0; i < E_COUNT; i++)
         printf(",\"%s\":%ld", err_names[i], G.errors[i]);
-    printf("},\"drained\":%ld,\"sift\":{\"cpu_us\":%lld,\"cpu_sys_us\":%lld,\"cpu_ns_sched\":%lld,\"rss_kb_max\":%ld,"
+    printf("},\"drained\":%ld,\"sift\":{\"cpu_us\":%lld,\"cpu_sys_us\":%lld,\"cpu_ns_sched\":%lld,"
+           "\"rss_kb_max\":%ld,"
            "\"rss_kb_mean\":%.0f,\"rss_kb_start\":%ld},\"llm_cpu_us\":%lld,\"inv_cpu_us\":%lld,"
            "\"lag_p99_ms\":%.3f,\"lag_samples\":%.0f}\n",
            G.drained, cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1, sys1 - sys0,
