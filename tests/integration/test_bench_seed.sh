@@ -34,7 +34,7 @@ for f in doc["figures"]:
 assert figs["c=10 errors"] == 0, figs["c=10 errors"]
 assert figs["c=10 runs measured"] > 0, figs["c=10 runs measured"]
 for k in ("runs/s", "latency p50", "latency p99", "sift CPU per run (utime+stime)",
-          "sift RSS max", "event-loop lag p99", "mock_llm CPU per run",
+          "sift RSS max", "event-loop lag p99 (histogram bucket bound)", "mock_llm CPU per run",
           "mock_inventory CPU per run"):
     assert figs["c=10 " + k] >= 0, k
 PY
