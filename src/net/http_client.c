@@ -108,11 +108,14 @@ struct sift_http_request {
     sift_err err;
     sift_http_response resp;
     char errbuf[CURL_ERROR_SIZE];
-    qlink node;  /* in c->reqs until DONE */
-    qlink qnode; /* in c->aborting (ABORTING) or c->done (FINISHING) */
-    int host;    /* index in c->hosts, or -1 (not counted per host) */
-    int counted; /* holds one of its host's slots (added to curl) */
-    int queued;  /* waiting in its host's queue, not yet given to curl */
+    qlink node;       /* in c->reqs until DONE */
+    qlink qnode;      /* in c->aborting (ABORTING) or c->done (FINISHING) */
+    int host;         /* index in c->hosts, or -1 (not counted per host) */
+    int counted;      /* holds one of its host's slots (added to curl) */
+    int queued;       /* waiting in its host's queue, not yet given to curl (and
+                         without an easy handle: thousands may wait) */
+    const char *body; /* what setup_easy sends: body_copy or the caller's */
+    size_t body_len;
     qlink wnode; /* in c->hosts[host].wait while queued */
 };
 
@@ -250,9 +253,21 @@ static int host_of(sift_http_client *c, const char *url)
     return c->nhosts++;
 }
 
-/* Gives the request to curl and takes a slot of its host. */
+static CURLcode setup_easy(sift_http_client *c, sift_http_request *req, const char *body,
+                           size_t body_len);
+
+/* Gives the request an easy handle and to curl, and takes a slot of its
+ * host. */
 static CURLMcode add_to_curl(sift_http_client *c, sift_http_request *req)
 {
+    if (!req->easy) {
+        req->easy = easy_get(c);
+        if (!req->easy)
+            return CURLM_OUT_OF_MEMORY;
+        CURLcode crc = setup_easy(c, req, req->body, req->body_len);
+        if (crc != CURLE_OK)
+            return crc == CURLE_OUT_OF_MEMORY ? CURLM_OUT_OF_MEMORY : CURLM_INTERNAL_ERROR;
+    }
     CURLMcode mrc = curl_multi_add_handle(c->multi, req->easy);
     if (mrc != CURLM_OK)
         return mrc;
@@ -860,8 +875,8 @@ static int scheme_ok(const char *url)
 }
 
 /* The curl options of one request. Returns 0 or a CURLcode. */
-static CURLcode setup_easy(sift_http_client *c, sift_http_request *req, const sift_http_req_opts *o,
-                           const char *body, size_t body_len)
+static CURLcode setup_easy(sift_http_client *c, sift_http_request *req, const char *body,
+                           size_t body_len)
 {
     CURL *e = req->easy;
     CURLcode rc = CURLE_OK;
@@ -994,15 +1009,8 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
         hook_ctx = req->own_ctx;
     }
 
-    req->easy = easy_get(c);
-    if (!req->easy)
-        goto nomem;
-    CURLcode crc = setup_easy(c, req, o, body, o->body_len);
-    if (crc != CURLE_OK) {
-        sift_err_set(err, crc == CURLE_OUT_OF_MEMORY ? SIFT_ENOMEM : SIFT_EINVAL, "%s %s: %s",
-                     req->method, req->url, curl_easy_strerror(crc));
-        goto fail;
-    }
+    req->body = body;
+    req->body_len = o->body_len;
     if (hook_ctx && sift_ctx_add_hook(hook_ctx, &req->hook, on_ctx_done) != 0) {
         sift_err_copy(err, sift_ctx_cause(hook_ctx));
         goto fail;
