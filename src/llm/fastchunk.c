@@ -52,17 +52,20 @@ static int hexval(char c)
     return -1;
 }
 
+#define ESC_ANY 1 /* the string has escapes */
+#define ESC_U 2   /* ... and one of them is \uXXXX */
+
 /* A string at s->p (after whitespace). Sets its raw bytes and whether it has
  * escapes. Raw control characters are refused (cJSON takes them; refusing
  * only sends the chunk to cJSON), and so is any \u escape of a surrogate
  * (cJSON refuses unpaired ones; paired ones are rare enough for cJSON). */
-static bool string(scan *s, const char **start, size_t *n, bool *escaped)
+static bool string(scan *s, const char **start, size_t *n, int *escaped)
 {
     ws(s);
     if (s->p >= s->end || *s->p != '"')
         return false;
     const char *b = ++s->p;
-    *escaped = false;
+    *escaped = 0;
     for (;;) {
         /* the bytes up to the next quote, backslash or control character
          * (a local pointer: through s->p the compiler reloads every byte) */
@@ -74,7 +77,7 @@ static bool string(scan *s, const char **start, size_t *n, bool *escaped)
             return false;
         if (*s->p == '"')
             break;
-        *escaped = true;
+        *escaped |= ESC_ANY;
         if (s->end - s->p < 2)
             return false;
         char e = s->p[1];
@@ -90,6 +93,7 @@ static bool string(scan *s, const char **start, size_t *n, bool *escaped)
             }
             if (v >= 0xD800 && v <= 0xDFFF)
                 return false;
+            *escaped |= ESC_U;
             s->p += 6;
         } else if (e && strchr("\"\\/bfnrt", e)) {
             s->p += 2;
@@ -101,6 +105,25 @@ static bool string(scan *s, const char **start, size_t *n, bool *escaped)
     *n = (size_t)(s->p - b);
     s->p++;
     return true;
+}
+
+size_t sift_fastchunk_unescape(const char *raw, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (raw[i] != '\\' || i + 1 == n) {
+            out[o++] = raw[i];
+            continue;
+        }
+        char e = raw[++i];
+        out[o++] = e == 'b'   ? '\b'
+                   : e == 'f' ? '\f'
+                   : e == 'n' ? '\n'
+                   : e == 'r' ? '\r'
+                   : e == 't' ? '\t'
+                              : e;
+    }
+    return o;
 }
 
 static bool digits(scan *s)
@@ -164,7 +187,7 @@ static bool skip_object(scan *s)
     do {
         const char *k;
         size_t kn;
-        bool esc;
+        int esc;
         if (!string(s, &k, &kn, &esc) || !eat(s, ':') || !value(s))
             return false;
     } while (eat(s, ','));
@@ -190,7 +213,8 @@ static bool value(scan *s)
         return false;
     const char *b;
     size_t n;
-    bool esc, ok;
+    int esc;
+    bool ok;
     switch (*s->p) {
     case '{':
     case '[':
@@ -222,18 +246,92 @@ static bool key_is(const char *k, size_t n, const char *want)
  * could spell one of the names that matter. */
 static bool key(scan *s, const char **k, size_t *n)
 {
-    bool esc;
+    int esc;
     return string(s, k, n, &esc) && !esc && eat(s, ':');
 }
 
-struct found {
-    const char *content;
-    size_t clen;
-};
+/* A non-negative integer written as digits only, at most 9 of them. */
+static bool small_count(scan *s, long *v)
+{
+    const char *num;
+    size_t nn;
+    if (!number(s, &num, &nn) || nn > 9)
+        return false;
+    *v = 0;
+    for (size_t i = 0; i < nn; i++) {
+        if (num[i] < '0' || num[i] > '9')
+            return false;
+        *v = *v * 10 + (num[i] - '0');
+    }
+    return true;
+}
+
+/* "function": {"arguments": string with no \u escape, "name": null, ...} */
+static bool function(scan *s, sift_fastchunk *f)
+{
+    if (!eat(s, '{'))
+        return false;
+    bool seen_args = false, seen_name = false;
+    if (eat(s, '}'))
+        return false;
+    do {
+        const char *k;
+        size_t kn;
+        if (!key(s, &k, &kn))
+            return false;
+        if (key_is(k, kn, "arguments")) {
+            int esc;
+            if (seen_args || !string(s, &f->args, &f->args_len, &esc) || (esc & ESC_U))
+                return false;
+            seen_args = true;
+        } else if (key_is(k, kn, "name")) {
+            if (seen_name || !literal(s, "null"))
+                return false;
+            seen_name = true;
+        } else if (!value(s)) {
+            return false;
+        }
+    } while (eat(s, ','));
+    return eat(s, '}') && seen_args;
+}
+
+/* "tool_calls": [ {"index": n, "function": {...}, "id": null, ...} ]: a
+ * further fragment of the arguments of a call already started. */
+static bool tool_calls(scan *s, sift_fastchunk *f)
+{
+    if (!eat(s, '[') || !eat(s, '{'))
+        return false;
+    bool seen_index = false, seen_fn = false, seen_id = false;
+    do {
+        const char *k;
+        size_t kn;
+        if (!key(s, &k, &kn))
+            return false;
+        if (key_is(k, kn, "index")) {
+            if (seen_index || !small_count(s, &f->args_index))
+                return false;
+            seen_index = true;
+        } else if (key_is(k, kn, "function")) {
+            if (seen_fn || !function(s, f))
+                return false;
+            seen_fn = true;
+        } else if (key_is(k, kn, "id")) {
+            if (seen_id || !literal(s, "null"))
+                return false;
+            seen_id = true;
+        } else if (!value(s)) {
+            return false;
+        }
+    } while (eat(s, ','));
+    if (!eat(s, '}') || !eat(s, ']') || !seen_index || !seen_fn)
+        return false;
+    f->has_args = 1;
+    return true;
+}
 
 /* "delta": null or {"content": string without escapes | null,
- * "tool_calls": null, ...} */
-static bool delta(scan *s, struct found *f)
+ * "tool_calls": null | one fragment of arguments, ...}; not both */
+static bool delta(scan *s, sift_fastchunk *f)
 {
     if (literal(s, "null"))
         return true;
@@ -248,29 +346,31 @@ static bool delta(scan *s, struct found *f)
         if (!key(s, &k, &kn))
             return false;
         if (key_is(k, kn, "content")) {
-            bool esc;
+            int esc;
             if (seen_content)
                 return false;
             seen_content = true;
             if (peek(s, 'n')) {
                 if (!literal(s, "null"))
                     return false;
-            } else if (!string(s, &f->content, &f->clen, &esc) || esc) {
+            } else if (!string(s, &f->content, &f->content_len, &esc) || esc) {
                 return false;
             }
         } else if (key_is(k, kn, "tool_calls")) {
-            if (seen_tools || !literal(s, "null"))
+            if (seen_tools)
                 return false;
             seen_tools = true;
+            if (peek(s, 'n') ? !literal(s, "null") : !tool_calls(s, f))
+                return false;
         } else if (!value(s)) {
             return false;
         }
     } while (eat(s, ','));
-    return eat(s, '}');
+    return eat(s, '}') && !(f->has_args && f->content);
 }
 
 /* "choices": [ {"index": 0, "delta": ..., "finish_reason": null, ...} ] */
-static bool choices(scan *s, struct found *f)
+static bool choices(scan *s, sift_fastchunk *f)
 {
     if (!eat(s, '[') || !eat(s, '{'))
         return false;
@@ -303,10 +403,10 @@ static bool choices(scan *s, struct found *f)
     return eat(s, ']');
 }
 
-int sift_fastchunk_content(const char *data, size_t len, const char **content, size_t *clen)
+int sift_fastchunk_read(const char *data, size_t len, sift_fastchunk *out)
 {
     scan s = {.p = data, .end = data + len, .depth = 1};
-    struct found f = {0};
+    sift_fastchunk f = {0};
     bool seen_choices = false, seen_error = false, seen_usage = false;
     if (!eat(&s, '{') || eat(&s, '}'))
         return 0;
@@ -336,7 +436,16 @@ int sift_fastchunk_content(const char *data, size_t len, const char **content, s
     ws(&s);
     if (s.p != s.end)
         return 0;
+    *out = f;
+    return 1;
+}
+
+int sift_fastchunk_content(const char *data, size_t len, const char **content, size_t *clen)
+{
+    sift_fastchunk f;
+    if (!sift_fastchunk_read(data, len, &f) || f.has_args)
+        return 0;
     *content = f.content;
-    *clen = f.clen;
+    *clen = f.content_len;
     return 1;
 }
