@@ -162,13 +162,19 @@ static void cancel_tree(sift_ctx *ctx, const sift_err *cause)
         h->fn(h, &ctx->cause);
     }
     /* A child stays linked while we hold a reference on it, so its `next`
-     * is valid when we come back from its subtree. */
+     * is valid when we come back from its subtree. A child without
+     * references is already going (its timer closing, it unlinks in the
+     * close callback): taking a reference on it would close it twice. */
     sift_ctx *c = ctx->children;
+    while (c && c->refs == 0)
+        c = c->next;
     if (c)
         c->refs++;
     while (c) {
         cancel_tree(c, &ctx->cause);
         sift_ctx *next = c->next;
+        while (next && next->refs == 0)
+            next = next->next;
         if (next)
             next->refs++;
         ctx_unref(c);
