@@ -515,12 +515,18 @@ static void watch_close(sock_watch *w)
 }
 
 /* Curl closes a socket: its idle watcher goes first, while the fd is still
- * this socket's (closing a watcher removes its fd from epoll). */
+ * this socket's (closing a watcher removes its fd from epoll). A watcher
+ * curl has not removed may still be handed back to us by curl (as socketp,
+ * with CURL_POLL_REMOVE among others): it is only forgotten here, and
+ * closed when curl removes it or the client closes, as before. */
 static int on_close_socket(void *clientp, curl_socket_t s)
 {
     sift_http_client *c = clientp;
-    if (s >= 0 && s < c->nbyfd && c->byfd[s])
-        watch_close(c->byfd[s]);
+    sock_watch *w = s >= 0 && s < c->nbyfd ? c->byfd[s] : NULL;
+    if (w && w->idle)
+        watch_close(w);
+    else if (w)
+        c->byfd[s] = NULL;
     return close(s);
 }
 
