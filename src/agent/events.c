@@ -242,6 +242,31 @@ int sift_event_queue_push(sift_event_queue *q, const sift_event *ev)
             q->peak = q->held;
         return 0;
     }
+    if (ev->type == SIFT_EV_TOKEN && !q->head) {
+        /* the usual token: nothing queued, so the consumer takes it now;
+         * no queue item, no copy of the text (one token per word of every
+         * answer: the allocations were a tenth of sift's CPU per token) */
+        sift_buf json;
+        sift_buf_init(&json, 0);
+        int rc = sift_buf_reserve(&json, 96 + sizeof q->run_id + 2 * ev->text_len);
+        if (rc == 0)
+            rc = sift_event_json(ev, q->run_id, q->seq + 1, &json);
+        if (rc) { /* no memory: the queue is still good */
+            sift_buf_free(&json);
+            return rc;
+        }
+        rc = q->write(q->ud, "token", json.data, json.len);
+        sift_buf_free(&json);
+        if (rc == 0) {
+            q->seq++;
+            return 0;
+        }
+        if (rc != SIFT_EBUSY) {
+            q->failed = rc;
+            return rc;
+        }
+        /* the consumer is busy: queue it as any other event */
+    }
     sift_event_item *it = sift_calloc(1, sizeof *it);
     if (!it)
         return SIFT_ENOMEM;
