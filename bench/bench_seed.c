@@ -502,6 +502,7 @@ int main(int argc, char **argv)
         FIG("event-loop lag p99 (histogram bucket bound)", num(r, "lag_p99_ms"), "ms");
         FIG("mock_llm CPU per run", num(r, "llm_cpu_us") / per, "us");
         FIG("mock_inventory CPU per run", num(r, "inv_cpu_us") / per, "us");
+        FIG("load_seed CPU per run", num(r, "self_cpu_us") / per, "us");
         FIG("runs measured", done, "runs");
 #undef FIG
     }
@@ -526,24 +527,24 @@ int main(int argc, char **argv)
             floor_ms, ttft, tool, warmup, duration, lv[0].conc);
         fprintf(f, "| concurrency | runs/s | p50 ms | p90 ms | p99 ms | p99 overhead ms | sift CPU "
                    "µs/run | sift RSS MB | KB per in-flight run | errors | loop lag p99 ms | "
-                   "mock_llm µs/run | mock_inventory µs/run |\n"
-                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+                   "mock_llm µs/run | mock_inventory µs/run | load_seed µs/run |\n"
+                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (int i = 0; i < nlv; i++) {
             const cJSON *r = lv[i].res;
             if (!lv[i].ran) {
-                fprintf(f, "| %d | not run: %s ||||||||||||\n", lv[i].conc, lv[i].note);
+                fprintf(f, "| %d | not run: %s |||||||||||||\n", lv[i].conc, lv[i].note);
                 continue;
             }
             double per = num(r, "completed") > 0 ? num(r, "completed") : 1;
             fprintf(f,
                     "| %d | %.0f | %.1f | %.1f | %.1f | %.1f | %.0f | %.1f | %.1f | %.0f | %.0f | "
-                    "%.0f | %.0f |\n",
+                    "%.0f | %.0f | %.0f |\n",
                     lv[i].conc, num(r, "runs_per_s"), num(r, "lat_ms.p50"), num(r, "lat_ms.p90"),
                     num(r, "lat_ms.p99"), num(r, "lat_ms.p99") - floor_ms,
                     num(r, "sift.cpu_us") / per, num(r, "sift.rss_kb_max") / 1024,
                     (num(r, "sift.rss_kb_max") - (double)rss_base) / lv[i].conc,
                     num(r, "errors.total"), num(r, "lag_p99_ms"), num(r, "llm_cpu_us") / per,
-                    num(r, "inv_cpu_us") / per);
+                    num(r, "inv_cpu_us") / per, num(r, "self_cpu_us") / per);
         }
         fprintf(f, "\nErrors by kind (http_status, truncated, run_error, timeout, connect):");
         for (int i = 0; i < nlv; i++)

@@ -27,7 +27,9 @@
  * {"concurrency","window_s","completed","runs_per_s","lat_ms":{"p50","p90",
  *  "p99","max"},"errors":{"total","http_status","truncated","run_error",
  *  "timeout","connect"},"drained","sift":{"cpu_us","cpu_sys_us","cpu_ns_sched","rss_kb_max",
- *  "rss_kb_start"},"llm_cpu_us","inv_cpu_us","lag_p99_ms","lag_samples"} */
+ *  "rss_kb_start"},"llm_cpu_us","inv_cpu_us","lag_p99_ms","lag_samples","self_cpu_us"}
+ * (self_cpu_us: load_seed's own CPU over the window, to show it is not the
+ * bottleneck) */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -641,6 +643,15 @@ static void sample_rss(void)
     }
 }
 
+/* This process's CPU (user + system), in µs. */
+static double self_cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec +
+           (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -765,10 +776,12 @@ int main(int argc, char **argv)
     long long sched0 = sift_pid > 0 ? proc_sched_ns(sift_pid) : -1;
     long long llm0 = llm_pid > 0 ? proc_cpu_us(llm_pid, NULL) : -1;
     long long inv0 = inv_pid > 0 ? proc_cpu_us(inv_pid, NULL) : -1;
+    double self0 = self_cpu_us();
     G.t0 = now_s();
     G.measuring = 1;
     loop_until(G.t0 + duration, sample_rss);
     G.t1 = now_s();
+    double self1 = self_cpu_us();
     long long cpu1 = sift_pid > 0 ? proc_cpu_us(sift_pid, &sys1) : -1;
     long long sched1 = sift_pid > 0 ? proc_sched_ns(sift_pid) : -1;
     long long llm1 = llm_pid > 0 ? proc_cpu_us(llm_pid, NULL) : -1;
@@ -803,12 +816,12 @@ int main(int argc, char **argv)
     printf("},\"drained\":%ld,\"sift\":{\"cpu_us\":%lld,\"cpu_sys_us\":%lld,\"cpu_ns_sched\":%lld,"
            "\"rss_kb_max\":%ld,"
            "\"rss_kb_mean\":%.0f,\"rss_kb_start\":%ld},\"llm_cpu_us\":%lld,\"inv_cpu_us\":%lld,"
-           "\"lag_p99_ms\":%.3f,\"lag_samples\":%.0f}\n",
+           "\"lag_p99_ms\":%.3f,\"lag_samples\":%.0f,\"self_cpu_us\":%.0f}\n",
            G.drained, cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1, sys1 - sys0,
            sched0 >= 0 && sched1 >= 0 ? sched1 - sched0 : -1, rss_max,
            rss_samples ? rss_sum / (double)rss_samples : 0, rss_start,
            llm0 >= 0 && llm1 >= 0 ? llm1 - llm0 : -1, inv0 >= 0 && inv1 >= 0 ? inv1 - inv0 : -1,
-           lag, samples);
+           lag, samples, self1 - self0);
     fflush(stdout);
     free(G.conns);
     free(G.lat);

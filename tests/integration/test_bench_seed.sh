@@ -35,7 +35,7 @@ assert figs["c=10 errors"] == 0, figs["c=10 errors"]
 assert figs["c=10 runs measured"] > 0, figs["c=10 runs measured"]
 for k in ("runs/s", "latency p50", "latency p99", "sift CPU per run (utime+stime)",
           "sift RSS max", "event-loop lag p99 (histogram bucket bound)", "mock_llm CPU per run",
-          "mock_inventory CPU per run"):
+          "mock_inventory CPU per run", "load_seed CPU per run"):
     assert figs["c=10 " + k] >= 0, k
 PY
 md=$tmp/seed-smoke.md
