@@ -441,7 +441,9 @@ int main(int argc, char **argv)
     double floor_ms = 2.0 * ttft + tool;
     long rss_base = -1;
     for (int i = 0; i < nlv; i++) {
-        long long need = (long long)lv[i].conc + 2LL * upstream * sift_workers + 64;
+        /* a run holds at most 4 upstream connections (the model, 3 tools) */
+        long long up = 2LL * upstream * sift_workers, four = 4LL * lv[i].conc;
+        long long need = (long long)lv[i].conc + (up < four ? up : four) + 64;
         if (need > fd_limit) {
             snprintf(lv[i].note, sizeof lv[i].note,
                      "not reachable here: %d concurrent runs need about %lld open files in sift "

@@ -43,4 +43,13 @@ grep -q '^# seed-smoke' "$md" || fail "md title"
 grep -q '^## Per concurrency level' "$md" || fail "md per-level section"
 grep -Eq '^\| 10 \| [0-9]+ \|' "$md" || fail "md row for concurrency 10"
 grep -q 'c=10: 0, 0, 0, 0, 0;' "$md" || fail "md errors by kind"
+# a level the open-file limit cannot hold is reported as such, not run
+(
+    ulimit -Sn 600 && ulimit -Hn 600 || exit 77
+    SIFT_BENCH_RESULTS=$tmp "$build/bench_seed" --levels 5,1000 --warmup 0.3 --duration 1 \
+        --name seed-fd >"$tmp/out-fd" 2>&1
+) && fail "bench_seed should fail when a level cannot run"
+grep -q '^| 1000 | not run: not reachable here: .*open-file limit is 600' "$tmp/seed-fd.md" ||
+    fail "no note for the level over the open-file limit: $(cat "$tmp/out-fd")"
+grep -Eq '^\| 5 \| [0-9]+ \|' "$tmp/seed-fd.md" || fail "the level under the limit did not run"
 echo "ok"
