@@ -202,6 +202,20 @@ int sift_api_searcher_opts(sift_api *api, sift_searcher_opts *out, sift_err *err
     return rc;
 }
 
+/* The built-in shop tools whose names no HTTP tool has taken. */
+static int shop_tools_register(sift_tool_registry *r, sift_shop *shop, sift_err *err)
+{
+    static const char *const names[] = {"search_products", "check_inventory", "get_price",
+                                        "list_warehouses"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const sift_tool *t = sift_shop_tool(shop, names[i]);
+        int rc;
+        if (t && !sift_tool_registry_find(r, names[i]) && (rc = sift_tool_registry_add(r, t, err)))
+            return rc;
+    }
+    return 0;
+}
+
 int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
 {
     int rc;
@@ -238,10 +252,12 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
         rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
         goto fail;
     }
+    /* HTTP tools first: one named like a built-in shop tool replaces it (a
+     * shop's own inventory service instead of the store's table) */
     if ((rc = sift_shop_new(&so, &api->shop, err)) ||
-        (rc = sift_shop_tools_register(api->tools, api->shop, err)) ||
         (rc = sift_httptools_load(cfg->tools, &ho, &api->htools, err)) ||
         (rc = sift_httptools_register(api->htools, api->tools, err)) ||
+        (rc = shop_tools_register(api->tools, api->shop, err)) ||
         (rc = sift_session_mem_new(&mo, &api->sessions, err)))
         goto fail;
     *out = api;
@@ -290,7 +306,13 @@ static int worker_start(sift_server_worker *w, uv_loop_t *loop, void *udata)
     if (!wr)
         return SIFT_ENOMEM;
     wr->loop = loop;
-    wr->http = sift_http_client_new(loop, NULL, &err);
+    /* every upstream host may use upstream_connections; the total bound
+     * leaves room for the model and a few tool hosts */
+    sift_http_client_opts co = {
+        .max_host_connections = api->cfg->server.upstream_connections,
+        .max_total_connections = 4L * api->cfg->server.upstream_connections,
+    };
+    wr->http = sift_http_client_new(loop, &co, &err);
     if (wr->http) {
         if (!strcmp(api->cfg->llm.provider, "openai")) {
             sift_openai_opts oo;
@@ -591,7 +613,9 @@ sift_api_run *sift_api_run_new(sift_api *api, sift_http_exchange *x, const sift_
                                int json_mode, const char *session)
 {
     sift_api_run *r = sift_calloc(1, sizeof *r);
-    if (!r || !(r->arena = sift_arena_new(8192))) {
+    /* a seed-workload run uses ~3.5 KB of its arena; the first block is held
+     * for the whole run, so its size is memory per concurrent run */
+    if (!r || !(r->arena = sift_arena_new(4096))) {
         sift_free(r);
         atomic_fetch_sub(&api->active, 1);
         fe->error(x, 503, "busy", "out of memory");
