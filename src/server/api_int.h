@@ -108,4 +108,27 @@ int sift_api_chat_mount(sift_api *api, sift_server *srv);
  * exchange; gives the run slot back. */
 void sift_api_run_abandon(sift_api_run *r);
 
+/* ---- GET /v1/products/{sku} and the search page (products.c, page.c) ---- */
+
+/* Product lookups in flight (products.c bounds them). */
+_Atomic int *sift_api_product_lookups(sift_api *api);
+
+/* Adds GET /v1/products/{sku} and GET /readyz (products.c). Returns 0 or
+ * SIFT_ENOMEM. */
+int sift_api_products_mount(sift_api *api, sift_server *srv);
+
+/* Wraps `inner` in a model that observes each request in req_s (seconds,
+ * label outcome: ok, deadline_exceeded, cancelled, error) and first_s (to
+ * the first token or tool call) and otherwise forwards everything
+ * (model_metrics.c). Freeing it frees `inner`. NULL when out of memory, with
+ * `inner` freed. */
+struct sift_model;
+struct sift_metric;
+struct sift_model *sift_api_model_measured(struct sift_model *inner, struct sift_metric *req_s,
+                                           struct sift_metric *first_s);
+
+/* Adds GET / and the page's files, embedded at build time (page.c). Returns
+ * 0 or SIFT_ENOMEM. */
+int sift_api_page_mount(sift_api *api, sift_server *srv);
+
 #endif
