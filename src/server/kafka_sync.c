@@ -157,10 +157,12 @@ static int get_num(const cJSON *sec, const char *key, long lo, long hi, long *ou
         *out = cJSON_IsTrue(v);
         return 0;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble ||
-        v->valuedouble < lo || v->valuedouble > hi)
-        return sift_err_set(err, SIFT_EINVAL, "kafka.%s: must be %s", key,
-                            lo == 0 && hi == 1 ? "true or false" : "an integer in range");
+    if (lo == 0 && hi == 1 && !cJSON_IsBool(v))
+        return sift_err_set(err, SIFT_EINVAL, "kafka.%s: must be true or false", key);
+    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi ||
+        v->valuedouble != (double)(long)v->valuedouble)
+        return sift_err_set(err, SIFT_EINVAL, "kafka.%s: must be an integer between %ld and %ld",
+                            key, lo, hi);
     *out = (long)v->valuedouble;
     return 0;
 }
