@@ -246,6 +246,7 @@ struct sift_kafka_consumer {
     size_t n_items;
     int fatal;
     char fatal_msg[SIFT_ERR_MSG_MAX];
+    int commit_pending; /* offsets stored whose commit failed: retried at the next */
     int last_err;
     double last_err_at;
     double last_lag_at;
@@ -827,6 +828,7 @@ static void commit_offsets(sift_kafka_consumer *c)
         sift_log(SIFT_LOG_WARN, NULL, NULL, "kafka: storing offsets: %s", rd_kafka_err2str(e));
     rd_kafka_topic_partition_list_destroy(l);
     e = rd_kafka_commit(c->rk, NULL, 0);
+    c->commit_pending = e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET;
     pthread_mutex_lock(&c->mu);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
         c->st.commits++;
@@ -984,8 +986,19 @@ int sift_kafka_consumer_run(sift_kafka_consumer *c, sift_err *err)
             break;
     }
     /* A batch collected when stop came has been applied too (it is short);
-     * one that could not be made durable is left for the replay. */
+     * one that could not be made durable is left for the replay. Offsets
+     * whose commit failed get one more try (closing does not commit). */
     release_batch(c);
+    if (c->commit_pending) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, NULL, 0);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            sift_log(SIFT_LOG_INFO, NULL, NULL, "kafka: offsets committed at stop");
+        else
+            sift_log(SIFT_LOG_WARN, NULL, NULL,
+                     "kafka: offsets not committed at stop: %s; the last batches are replayed "
+                     "next time (harmless: versions)",
+                     rd_kafka_err2str(e));
+    }
     return rc == SIFT_ECANCELED && atomic_load(&c->stop) ? 0 : rc;
 }
 
