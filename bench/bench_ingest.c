@@ -4,8 +4,9 @@
  *
  * Generates N products in memory (deterministic, the sample catalog's
  * shape: brands, models, colours, sizes, ~150-byte descriptions), then
- * measures, each the median of 3 runs into a fresh store file:
- *   - JSON Lines load (split + parse + validate + chunk + SQL + FTS), products/s
+ * measures, each the median of 5 runs into a fresh store file:
+ *   - JSON Lines load (split + parse + validate + chunk + SQL + FTS), products/s,
+ *     with the parser on its own thread (the default) and on the writing thread
  *   - store only (pre-parsed products: chunk + SQL + FTS), products/s
  *   - replaying the same versions (all stale), products/s
  * and search latency (sift_store_search_fts, k = 10) over the loaded store
@@ -149,13 +150,15 @@ static double thread_cpu_s(void)
  * neighbours' load. */
 static double last_cpu;
 
-static double load_jsonl(sift_store *s, const sift_buf *text, size_t n, size_t *applied)
+static double load_jsonl(sift_store *s, const sift_buf *text, size_t n, int no_thread,
+                         size_t *applied)
 {
     FILE *f = fmemopen(text->data, text->len, "r");
     sift_load_summary sum;
     sift_err e = {0};
+    sift_load_opts o = {.no_thread = no_thread};
     double t0 = bench_now_s(), c0 = bench_cpu_s();
-    if (sift_catalog_load_jsonl(s, f, SIFT_CATALOG_PRODUCTS, NULL, &sum, &e)) {
+    if (sift_catalog_load_jsonl(s, f, SIFT_CATALOG_PRODUCTS, &o, &sum, &e)) {
         fprintf(stderr, "load: %s\n", e.msg);
         exit(1);
     }
@@ -201,30 +204,41 @@ int main(int argc, char **argv)
         }
     }
 
-    double jsonl[3], direct[3], stale[3], jsonl_cpu[3], direct_cpu[3];
+    enum { REPS = 5 };
+    double jsonl[REPS], jsonl_cpu[REPS], jsonl1[REPS], jsonl1_cpu[REPS], direct[REPS],
+        direct_cpu[REPS], stale[REPS];
     char dir[64], path[128];
     long long db_bytes = 0;
-    for (int rep = 0; rep < 3; rep++) {
+    for (int rep = 0; rep < REPS; rep++) {
         size_t applied = 0;
         tmp_path(dir, sizeof dir, path, sizeof path);
         sift_store *s = open_store(path);
-        jsonl[rep] = load_jsonl(s, &text, n, &applied);
+        jsonl[rep] = load_jsonl(s, &text, n, 0, &applied);
         jsonl_cpu[rep] = (double)n / last_cpu;
         if (applied != n) {
             fprintf(stderr, "load: applied %zu of %zu\n", applied, n);
             return 1;
         }
-        stale[rep] = load_jsonl(s, &text, n, &applied);
+        stale[rep] = load_jsonl(s, &text, n, 0, &applied);
         sift_store_close(s);
         struct stat st;
         if (stat(path, &st) == 0)
             db_bytes = st.st_size;
         rm_store(dir, path);
 
+        /* The same load with parsing on the writing thread. */
+        tmp_path(dir, sizeof dir, path, sizeof path);
+        s = open_store(path);
+        jsonl1[rep] = load_jsonl(s, &text, n, 1, &applied);
+        jsonl1_cpu[rep] = (double)n / last_cpu;
+        sift_store_close(s);
+        rm_store(dir, path);
+
         tmp_path(dir, sizeof dir, path, sizeof path);
         s = open_store(path);
         sift_err e = {0};
         double t0 = bench_now_s(), c0 = bench_cpu_s();
+        sift_store_bulk(s, 1, &e); /* as the loader does */
         for (size_t i = 0; i < n; i += 5000) {
             sift_store_begin(s, &e);
             for (size_t j = i; j < n && j < i + 5000; j++)
@@ -237,19 +251,28 @@ int main(int argc, char **argv)
                 return 1;
             }
         }
+        if (sift_store_bulk(s, 0, &e)) {
+            fprintf(stderr, "bulk: %s\n", e.msg);
+            return 1;
+        }
         direct[rep] = (double)n / (bench_now_s() - t0);
         direct_cpu[rep] = (double)n / (bench_cpu_s() - c0);
         sift_store_close(s);
-        if (rep < 2)
+        if (rep < REPS - 1)
             rm_store(dir, path);
     }
-    bench_add(&r, "JSONL load (parse+store+FTS)", bench_median(jsonl, 3), "products/s");
-    bench_add(&r, "JSONL load per CPU second (user+sys)", bench_median(jsonl_cpu, 3),
+    bench_add(&r, "JSONL load (parse+store+FTS)", bench_median(jsonl, REPS), "products/s");
+    bench_add(&r, "JSONL load per CPU second (user+sys)", bench_median(jsonl_cpu, REPS),
               "products/cpu-s");
-    bench_add(&r, "store only (pre-parsed, chunk+SQL+FTS)", bench_median(direct, 3), "products/s");
-    bench_add(&r, "store only per CPU second (user+sys)", bench_median(direct_cpu, 3),
+    bench_add(&r, "JSONL load, parsing on the writing thread", bench_median(jsonl1, REPS),
+              "products/s");
+    bench_add(&r, "JSONL load, parsing on the writing thread, per CPU second",
+              bench_median(jsonl1_cpu, REPS), "products/cpu-s");
+    bench_add(&r, "store only (pre-parsed, chunk+SQL+FTS)", bench_median(direct, REPS),
+              "products/s");
+    bench_add(&r, "store only per CPU second (user+sys)", bench_median(direct_cpu, REPS),
               "products/cpu-s");
-    bench_add(&r, "replay of same versions (all stale)", bench_median(stale, 3), "products/s");
+    bench_add(&r, "replay of same versions (all stale)", bench_median(stale, REPS), "products/s");
     bench_add(&r, "store file size per product (after WAL checkpoint)",
               (double)db_bytes / (double)n, "bytes");
 

@@ -218,6 +218,7 @@ typedef struct sqlite_store {
     sqlite3_stmt *st[ST_COUNT];
     int readonly;
     int in_txn;
+    int bulk;         /* sift_store_bulk depth */
     sift_chunk chunk; /* reused by every upsert */
     sift_buf attrs;   /* attrs JSON, reused */
     sift_buf match;   /* FTS query text, reused */
@@ -1120,6 +1121,36 @@ out:
     return rc;
 }
 
+/* WAL checkpoints: SQLite's default of every 1000 pages (4 MB), and during a
+ * bulk load every 16384 pages (64 MB) plus once at the end. Each checkpoint
+ * fsyncs the WAL and the database: 35 fdatasyncs for a 50,000-product load
+ * with the default, 11 in bulk mode. The WAL stays bounded (about 64 MB plus
+ * one batch) whatever the size of the load. */
+#define WAL_AUTOCHECKPOINT 1000
+#define BULK_AUTOCHECKPOINT 16384
+static int sq_bulk(sift_store *base, int on, sift_err *err)
+{
+    sqlite_store *s = impl(base);
+    if (s->readonly)
+        return 0;
+    if (on) {
+        if (s->bulk++ == 0)
+            sqlite3_wal_autocheckpoint(s->db, BULK_AUTOCHECKPOINT);
+        return 0;
+    }
+    if (s->bulk == 0 || --s->bulk > 0)
+        return 0;
+    sqlite3_wal_autocheckpoint(s->db, WAL_AUTOCHECKPOINT);
+    if (s->in_txn)
+        return 0; /* the commit will checkpoint, as usual */
+    /* PASSIVE: readers (a running server) are never waited for; what they
+     * still hold is copied by a later checkpoint. */
+    int src = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (src != SQLITE_OK && src != SQLITE_BUSY)
+        return db_err(s, src, "checkpoint", err);
+    return 0;
+}
+
 static const sift_store_ops sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -1136,6 +1167,7 @@ static const sift_store_ops sqlite_ops = {
     .list_warehouses = sq_list_warehouses,
     .search_fts = sq_search_fts,
     .scan_products = sq_scan_products,
+    .bulk = sq_bulk,
 };
 
 /* The FTS5 API of this connection, through the documented fts5(?) pointer
