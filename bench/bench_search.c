@@ -54,7 +54,7 @@ static uint32_t next(void)
     return (uint32_t)(rng >> 16);
 }
 
-#define PICK(a) (a[next() % NELEM(a)])
+#define PICK(a) ((a)[next() % NELEM(a)])
 
 static double thread_cpu_s(void)
 {
