@@ -1275,8 +1275,15 @@ int sift_store_sqlite_open(const char *path, const sift_store_sqlite_opts *opts,
     }
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, opts && opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000);
+    /* 16 KB pages for a new store (an existing one keeps its own: the pragma
+     * is a no-op once the file has pages). Measured on 50,000 products
+     * against the 4 KB default: 10% less CPU on the writing thread (9.1 ->
+     * 8.2 us a product: fewer pages to split, copy and write to the WAL), 3%
+     * smaller file, search CPU p99 unchanged or lower (1.14 -> 1.03 ms on
+     * bench_ingest's query mix). */
     if (!s->readonly &&
-        (rc = exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", "open", err)))
+        (rc = exec(s, "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                   "open", err)))
         goto fail;
     if ((rc = exec(s, "PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;", "open", err)) ||
         (rc = schema(s, path, err)))

@@ -985,6 +985,45 @@ static void test_unused_index_dropped(void **state)
     assert_string_equal(title_of(f, "IDX-1"), "Road Running Shoe");
 }
 
+static int page_size_of(const char *path)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* New stores get 16 KB pages; a store made with 4 KB pages keeps them and
+ * keeps working. */
+static void test_page_size(void **state)
+{
+    fixture *f = *state;
+    sift_err e = {0};
+    sift_product p = product("PG-1", "Road Running Shoe", 1);
+    assert_int_equal(sift_store_upsert_product(f->s, &p, NULL, &e), 0);
+    assert_int_equal(page_size_of(f->path), 16384);
+
+    char path[sizeof f->path];
+    snprintf(path, sizeof path, "%s/v1.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "PRAGMA page_size=4096; CREATE TABLE t(x);", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    sift_store *s = NULL;
+    assert_int_equal(sift_store_sqlite_open(path, NULL, &s, &e), 0);
+    assert_int_equal(sift_store_upsert_product(s, &p, NULL, &e), 0);
+    sift_product got;
+    assert_int_equal(sift_store_get_product(s, "PG-1", f->a, &got, &e), 0);
+    sift_store_close(s);
+    assert_int_equal(page_size_of(path), 4096);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -999,6 +1038,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_out_of_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_upgrade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unused_index_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_page_size, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
