@@ -238,6 +238,8 @@ int main(int argc, char **argv)
         tmp_path(dir, sizeof dir, path, sizeof path);
         s = open_store(path);
         jsonl1[rep] = load_jsonl(s, &text, n, 1, &applied);
+        printf("    run %d: JSONL load %.0f/s, on one thread %.0f/s\n", rep + 1, jsonl[rep],
+               jsonl1[rep]);
         jsonl1_cpu[rep] = (double)n / last_cpu;
         sift_store_close(s);
         rm_store(dir, path);

@@ -23,7 +23,12 @@
 /* Lines per block: enough that the hand-over (a mutex and a condition
  * variable) is rare, few enough that a block of maximal lines stays small. */
 #define BLOCK_LINES 128
-#define QUEUE_BLOCKS 4
+/* Blocks in flight: 4096 parsed lines, ~40 ms of writing. On a shared
+ * machine the parser is sometimes descheduled for a few ms; with 4 blocks
+ * (5 ms) the writer then starved, and 5 runs of 50,000 products ranged from
+ * 53k to 109k products/s; with 32 they ranged from 99k to 109k. Memory:
+ * about 4 MB of arenas, the same whatever the input size. */
+#define QUEUE_BLOCKS 32
 
 enum item_state {
     IT_RECORD, /* parsed: apply it */
