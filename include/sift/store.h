@@ -109,8 +109,8 @@ int sift_store_rollback(sift_store *s, sift_err *err);
 /* Brackets a bulk load: on = 1 before its first transaction, on = 0 after
  * its last (whether it succeeded or not), outside any transaction. A
  * backend may put off its housekeeping until the end: the SQLite store
- * checkpoints its WAL once at the end instead of every ~4 MB, since a
- * checkpoint is an fsync of the WAL and the database. Durability and
+ * checkpoints its WAL every 256 MB and once at the end instead of every
+ * 4 MB, since a checkpoint is an fsync of the WAL and the database. Durability and
  * consistency do not change: each committed transaction is in the WAL, and a
  * process killed mid-load leaves a store holding exactly the committed
  * batches. Returns 0, or the backend's error from the final housekeeping. */
