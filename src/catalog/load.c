@@ -465,7 +465,10 @@ int sift_catalog_load_jsonl(struct sift_store *store, FILE *f, int kind, const s
     if (!l.o.no_thread && pthread_mutex_init(&l.mu, NULL) == 0) {
         if (pthread_cond_init(&l.cv, NULL) == 0) {
             sync_init = 1;
-            l.threaded = pthread_create(&th, NULL, parser_main, &l) == 0;
+            /* Set before the thread starts: the parser reads it. */
+            l.threaded = 1;
+            if (pthread_create(&th, NULL, parser_main, &l) != 0)
+                l.threaded = 0; /* no thread: nobody else reads it */
         } else {
             pthread_mutex_destroy(&l.mu);
         }

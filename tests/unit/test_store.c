@@ -638,6 +638,20 @@ static void test_load_parser_thread(void **state)
     same_products(f->s, s2, f->a);
     sift_store_close(s2);
     free(in);
+
+    /* Tiny inputs, parsed before the thread that starts the parser has
+     * gone on: each load still ends, on the calling thread. */
+    static const char two[] = "{\"sku\":\"TINY-1\",\"title\":\"t\"}\n\n";
+    for (int i = 0; i < 300; i++) {
+        FILE *fp = fmemopen((void *)two, sizeof two - 1, "r");
+        assert_non_null(fp);
+        sift_load_summary sum;
+        assert_int_equal(sift_catalog_load_jsonl(f->s, fp, SIFT_CATALOG_PRODUCTS, NULL, &sum, &e),
+                         0);
+        fclose(fp);
+        assert_int_equal(sum.lines, 2);
+        assert_int_equal(sum.applied + sum.stale, 1);
+    }
 }
 
 /* `n` product lines, for the kill test. */
