@@ -189,6 +189,49 @@ static size_t search(fixture *f, const char *q, const char *sku, int *found)
     return n;
 }
 
+/* A newer version that indexes the same text skips the full-text work but
+ * still replaces the product; one that changes the text is re-indexed. The
+ * index matches the chunks after each step. */
+static void test_upsert_same_text(void **state)
+{
+    fixture *f = *state;
+    sift_err e = {0};
+    int applied = 0, found = 0;
+    sift_product p = product("SAME-1", "Trail Runner Xeno", 1);
+    assert_int_equal(sift_store_upsert_product(f->s, &p, &applied, &e), 0);
+    assert_int_equal(applied, 1);
+
+    p.version = 2;
+    p.parent_id = "SAME"; /* not in the chunk */
+    assert_int_equal(sift_store_upsert_product(f->s, &p, &applied, &e), 0);
+    assert_int_equal(applied, 1);
+    sift_product got;
+    assert_int_equal(sift_store_get_product(f->s, "SAME-1", f->a, &got, &e), 0);
+    assert_int_equal(got.version, 2);
+    assert_string_equal(got.parent_id, "SAME");
+    assert_int_equal(search(f, "xeno", "SAME-1", &found), 1);
+    assert_true(found);
+    fts_consistent(f);
+
+    p.version = 3;
+    p.title = "Road Racer Yotta";
+    assert_int_equal(sift_store_upsert_product(f->s, &p, &applied, &e), 0);
+    assert_int_equal(applied, 1);
+    assert_int_equal(search(f, "xeno", "SAME-1", &found), 0);
+    assert_int_equal(search(f, "yotta", "SAME-1", &found), 1);
+    assert_true(found);
+    fts_consistent(f);
+
+    /* The SKU's case is part of the chunk: a change re-indexes it. */
+    p.version = 4;
+    p.sku = "same-1";
+    assert_int_equal(sift_store_upsert_product(f->s, &p, &applied, &e), 0);
+    assert_int_equal(applied, 1);
+    assert_int_equal(search(f, "yotta", "same-1", &found), 1);
+    assert_true(found);
+    fts_consistent(f);
+}
+
 static void test_upsert_versions(void **state)
 {
     fixture *f = *state;
@@ -1042,6 +1085,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_upsert_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upsert_same_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_tombstones, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stock_and_prices, setup, teardown),
