@@ -233,7 +233,7 @@ int main(int argc, char **argv)
     for (char *p = text3.data; (p = strstr(p, "\"version\":2,")) != NULL; p += 11)
         p[10] = '3';
     for (char *p = text3.data; (p = strstr(p, "hot weather")) != NULL; p += 11)
-        memcpy(p, "wet", 3);
+        p[0] = 'w', p[1] = 'e', p[2] = 't'; /* same length: in place */
     double jsonl[REPS], jsonl_cpu[REPS], jsonl1[REPS], jsonl1_cpu[REPS], direct[REPS],
         direct_cpu[REPS], stale[REPS];
     char dir[64], path[128];
