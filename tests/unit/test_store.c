@@ -989,59 +989,6 @@ static void test_schema_upgrade(void **state)
     assert_int_equal(n, 2);
 }
 
-static int has_index(const char *path, const char *name)
-{
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
-                                        " AND name = ?1",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
-}
-
-/* The unused products_parent index of earlier version-2 stores: a read-only
- * open leaves it (and works), a read-write open drops it, and the products
- * stay. New stores never get it. */
-static void test_unused_index_dropped(void **state)
-{
-    fixture *f = *state;
-    sift_err e = {0};
-    sift_product p = product("IDX-1", "Road Running Shoe", 1);
-    p.parent_id = "IDX";
-    assert_int_equal(sift_store_upsert_product(f->s, &p, NULL, &e), 0);
-    sift_store_close(f->s);
-    f->s = NULL;
-    assert_int_equal(has_index(f->path, "products_parent"), 0);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db,
-                                  "CREATE INDEX products_parent ON products(parent_id)"
-                                  " WHERE parent_id <> ''",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
-
-    sift_store_sqlite_opts ro = {.readonly = 1};
-    sift_store *s = NULL;
-    assert_int_equal(sift_store_sqlite_open(f->path, &ro, &s, &e), 0);
-    sift_product got;
-    assert_int_equal(sift_store_get_product(s, "IDX-1", f->a, &got, &e), 0);
-    sift_store_close(s);
-    assert_int_equal(has_index(f->path, "products_parent"), 1);
-
-    assert_int_equal(sift_store_sqlite_open(f->path, NULL, &f->s, &e), 0);
-    assert_int_equal(has_index(f->path, "products_parent"), 0);
-    assert_string_equal(title_of(f, "IDX-1"), "Road Running Shoe");
-}
-
 static int page_size_of(const char *path)
 {
     sqlite3 *db = NULL;
@@ -1095,7 +1042,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sample_catalog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_out_of_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_upgrade, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unused_index_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_size, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
