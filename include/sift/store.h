@@ -50,7 +50,7 @@ typedef int (*sift_store_scan_fn)(void *ud, const sift_product *p, const char *c
  * changed the store and 0 when a stored version was newer or equal. Results
  * are allocated from the caller's arena. */
 typedef struct sift_store_ops {
-    const char *name; /* "sqlite" */
+    const char *name; /* "sqlite", "postgres" */
     void (*close)(sift_store *s);
     int (*begin)(sift_store *s, sift_err *err);
     int (*commit)(sift_store *s, sift_err *err);
@@ -60,6 +60,9 @@ typedef struct sift_store_ops {
                           sift_err *err);
     int (*get_product)(sift_store *s, const char *sku, sift_arena *a, sift_product *out,
                        sift_err *err);
+    /* May be NULL (SIFT_ESTATE): a backend without a variants query. */
+    int (*list_variants)(sift_store *s, const char *parent_id, size_t max, sift_arena *a,
+                         sift_product **out, size_t *n, sift_err *err);
     int (*set_stock)(sift_store *s, const sift_stock *st, int *applied, sift_err *err);
     int (*get_stock)(sift_store *s, const char *sku, const char *warehouse, sift_arena *a,
                      sift_stock **rows, size_t *n, sift_err *err);
@@ -94,6 +97,13 @@ typedef struct sift_store_sqlite_opts {
  * schema from a newer sift or is not a sift store. */
 int sift_store_sqlite_open(const char *path, const sift_store_sqlite_opts *opts, sift_store **out,
                            sift_err *err);
+
+/* Opens the store named by `where`: a postgres:// or postgresql:// URL opens
+ * the PostgreSQL store (sift_store_pg_open, pgstore.h; the database must have
+ * been migrated with `sift migrate`), anything else is a SQLite path
+ * (sift_store_sqlite_open). `readonly` opens it without write access.
+ * Errors are the backend's; messages never show a password from a URL. */
+int sift_store_open(const char *where, int readonly, sift_store **out, sift_err *err);
 
 /* Closes the store and frees it. NULL is a no-op. An open transaction is
  * rolled back. */
@@ -132,6 +142,14 @@ int sift_store_delete_product(sift_store *s, const char *sku, int64_t version, i
 /* The stored product; SIFT_ENOTFOUND when unknown or deleted. */
 int sift_store_get_product(sift_store *s, const char *sku, sift_arena *a, sift_product *out,
                            sift_err *err);
+
+/* The live products whose parent_id is `parent_id` (the variants of one
+ * model: its sizes and colours), in catalog order, at most `max` (capped at
+ * SIFT_VARIANTS_MAX), attributes included. One indexed read. An unknown
+ * parent gives *n = 0. SIFT_ESTATE when the backend has no such query. */
+#define SIFT_VARIANTS_MAX 100
+int sift_store_list_variants(sift_store *s, const char *parent_id, size_t max, sift_arena *a,
+                             sift_product **out, size_t *n, sift_err *err);
 
 /* Sets the quantity of one SKU in one warehouse (versioned per row). A SKU
  * need not exist yet: stock may arrive before its product. */
@@ -172,7 +190,7 @@ int sift_store_search_fts(sift_store *s, const char *query, size_t k, sift_arena
  * Returns 0, fn's non-zero value, or a store error. */
 int sift_store_scan_products(sift_store *s, sift_store_scan_fn fn, void *ud, sift_err *err);
 
-/* The backend's name ("sqlite"). */
+/* The backend's name ("sqlite" or "postgres"). */
 const char *sift_store_backend(const sift_store *s);
 
 #endif

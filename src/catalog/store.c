@@ -2,6 +2,7 @@
  * through the backend's operations. */
 #include <string.h>
 
+#include "sift/pgstore.h"
 #include "sift/store.h"
 
 static int check_store(sift_store *s, sift_err *err)
@@ -27,6 +28,19 @@ static int check_version(int64_t v, sift_err *err)
     if (v < 0 || v > SIFT_VERSION_MAX)
         return sift_err_set(err, SIFT_EINVAL, "version: must be between 0 and 2^53");
     return 0;
+}
+
+int sift_store_open(const char *where, int readonly, sift_store **out, sift_err *err)
+{
+    *out = NULL;
+    if (!where || !*where)
+        return sift_err_set(err, SIFT_EINVAL, "store: no database path or URL");
+    if (sift_pg_is_url(where)) {
+        sift_store_pg_opts o = {.readonly = readonly};
+        return sift_store_pg_open(where, &o, out, err);
+    }
+    sift_store_sqlite_opts o = {.readonly = readonly};
+    return sift_store_sqlite_open(where, &o, out, err);
 }
 
 void sift_store_close(sift_store *s)
@@ -196,4 +210,19 @@ int sift_store_scan_products(sift_store *s, sift_store_scan_fn fn, void *ud, sif
     if (!s->ops->scan_products)
         return sift_err_set(err, SIFT_ESTATE, "store %s: cannot scan products", s->ops->name);
     return s->ops->scan_products(s, fn, ud, err);
+}
+
+int sift_store_list_variants(sift_store *s, const char *parent_id, size_t max, sift_arena *a,
+                             sift_product **out, size_t *n, sift_err *err)
+{
+    int rc;
+    *out = NULL;
+    *n = 0;
+    if ((rc = check_store(s, err)) || (rc = check_sku("parent_id", parent_id, err)))
+        return rc;
+    if (!s->ops->list_variants)
+        return sift_err_set(err, SIFT_ESTATE, "store %s: cannot list variants", s->ops->name);
+    if (max > SIFT_VARIANTS_MAX)
+        max = SIFT_VARIANTS_MAX;
+    return max ? s->ops->list_variants(s, parent_id, max, a, out, n, err) : 0;
 }

@@ -696,6 +696,11 @@ static void each_line(const char *data, size_t len, void (*fn)(void *, const cha
         fn(arg, "", 0);
         return;
     }
+    /* the usual event is one line of JSON: two memchr scans, not a byte loop */
+    if (!memchr(data, '\n', len) && !memchr(data, '\r', len)) {
+        fn(arg, data, len);
+        return;
+    }
     while (i < len) {
         if (data[i] == '\n' || data[i] == '\r') {
             fn(arg, data + start, i - start);
@@ -842,4 +847,16 @@ void sift_http_stream_abort(sift_http_exchange *x)
 void sift_http_exchange_release(sift_http_exchange *x)
 {
     sift_http_stream_abort(x);
+}
+
+/* ---- the request target as sent (GET /v1/products/{sku}) ---- */
+
+const char *sift_http_raw_path(const sift_http_exchange *x, size_t *len)
+{
+    if (x->req == NULL) {
+        *len = 0;
+        return NULL;
+    }
+    *len = x->req->query_at != SIZE_MAX ? x->req->query_at : x->req->path.len;
+    return x->req->path.base;
 }
