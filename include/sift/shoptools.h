@@ -15,6 +15,16 @@
  * loop: a mutex-protected free list, opened lazily, at most max_conns, each
  * used by one pool thread at a time. One sift_shop may serve many loops.
  *
+ * PostgreSQL. When store_path is a postgres:// URL, check_inventory,
+ * get_price and list_warehouses do not use the thread pool: each call is one
+ * prepared statement on an asynchronous pool (pgpool.h) of the job's loop,
+ * made on the loop's first call (one pool per loop, found without a lock)
+ * and closed with sift_shop_loop_close. The ctx cancels the query (the pool
+ * sends PostgreSQL a cancel request). Results are byte for byte those of the
+ * SQLite path for the same data. search_products needs the PostgreSQL
+ * catalog store, which this shop does not open yet: on PostgreSQL it fails
+ * with SIFT_EINVAL and says so.
+ *
  * Cancellation. When the job's ctx is cancelled while the query is still
  * queued, the work is uv_cancel'led; when it is already running it finishes
  * and its result is dropped. Either way the job ends at once, from the cancel
@@ -62,6 +72,7 @@
 #include <stdint.h>
 
 #include "sift/err.h"
+#include "sift/pgpool.h"
 #include "sift/tool.h"
 
 /* search_products examines this many ranked candidates at most (20 x k, at
@@ -73,7 +84,8 @@ typedef struct sift_shop sift_shop;
 
 /* Zero-initialise, then set what you need. */
 typedef struct sift_shop_opts {
-    const char *store_path; /* the SQLite store, opened read-only; required */
+    /* The SQLite store (opened read-only), or a postgres:// URL; required. */
+    const char *store_path;
     /* Connections kept open at most; 0: UV_THREADPOOL_SIZE if set, else 4 (one
      * per pool thread, so a query never waits for a connection). */
     size_t max_conns;
@@ -88,6 +100,9 @@ typedef struct sift_shop_opts {
      * full-text search. It must outlive the shop; it is a snapshot of the
      * catalog taken when it was opened. */
     const struct sift_searcher *searcher;
+    /* PostgreSQL (store_path is a postgres:// URL): the pool each loop gets
+     * (pgpool.h); conninfo is ignored (store_path is used). */
+    sift_pgpool_opts pg;
 } sift_shop_opts;
 
 /* Creates a shop context. Opens nothing yet (connections are opened on first
@@ -105,9 +120,19 @@ const sift_tool *sift_shop_tool(const sift_shop *shop, const char *name);
 /* Tool calls whose work item has not come back to its loop yet (any loop). */
 size_t sift_shop_inflight(const sift_shop *shop);
 
+/* Loops one shop serves with PostgreSQL pools at most. */
+#define SIFT_SHOP_LOOPS_MAX 64
+
+/* PostgreSQL: closes the pool of `loop` (see sift_pgpool_close; keep running
+ * the loop until its handles have closed). Call it on the loop's thread, for
+ * every loop that ran the shop's tools, before sift_shop_free. A no-op for a
+ * SQLite shop or a loop without a pool. */
+void sift_shop_loop_close(sift_shop *shop, uv_loop_t *loop);
+
 /* Closes the connections and frees the shop. Every loop that ran its tools
- * must have finished their calls first (sift_shop_inflight() == 0): freeing
- * a shop with work in flight is a bug and aborts. NULL is a no-op. */
+ * must have finished their calls first (sift_shop_inflight() == 0) and, for
+ * PostgreSQL, closed its pool (sift_shop_loop_close): freeing a shop with
+ * work in flight or a pool open is a bug and aborts. NULL is a no-op. */
 void sift_shop_free(sift_shop *shop);
 
 #endif
