@@ -917,9 +917,11 @@ static int loop_pool(sift_shop *s, uv_loop_t *loop, struct shop_loop **out, sift
             atomic_store_explicit(&s->nloops, n + 1, memory_order_release);
         }
         uv_mutex_unlock(&s->mu);
-        if (!sl)
-            return sift_err_set(err, SIFT_EINTERNAL, "shop tools: more than %d loops",
-                                SIFT_SHOP_LOOPS_MAX);
+        if (!sl) {
+            sift_err_set(err, SIFT_EINTERNAL, "shop tools: more than %d loops",
+                         SIFT_SHOP_LOOPS_MAX);
+            return SIFT_EINTERNAL;
+        }
     }
     if (!sl->pool) {
         sift_pgpool_opts o = s->pg_opts;
@@ -931,9 +933,12 @@ static int loop_pool(sift_shop *s, uv_loop_t *loop, struct shop_loop **out, sift
         sl->st_inventory = sift_pgpool_prepare(p, pg_inventory_sql, 2, err);
         sl->st_price = sift_pgpool_prepare(p, pg_price_sql, 3, err);
         sl->st_warehouses = sift_pgpool_prepare(p, pg_warehouses_sql, 0, err);
-        if (sl->st_inventory < 0 || sl->st_price < 0 || sl->st_warehouses < 0) {
+        int bad = sl->st_inventory < 0 ? sl->st_inventory
+                  : sl->st_price < 0   ? sl->st_price
+                                       : sl->st_warehouses;
+        if (bad < 0) {
             sift_pgpool_close(p);
-            return err ? err->code : SIFT_ENOMEM;
+            return bad;
         }
         sl->pool = p;
     }
