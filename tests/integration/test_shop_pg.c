@@ -1,0 +1,330 @@
+/* The shop tools on PostgreSQL give the same results as on SQLite for the
+ * same data: the sample catalog is loaded into a SQLite store, copied row for
+ * row into a throwaway PostgreSQL cluster, and check_inventory, get_price and
+ * list_warehouses are called on both shops for every SKU (plus a deleted one,
+ * a lower-cased one and an unknown one); code and result must match byte for
+ * byte. Also: search_products says clearly that it needs SQLite for now, and
+ * a cancelled run ends its PostgreSQL tool call at once. Exits 77 (skip) when
+ * the PostgreSQL server binaries are absent. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+#include <uv.h>
+
+#include "pgtest.h"
+#include "sift/arena.h"
+#include "sift/buf.h"
+#include "sift/catalog.h"
+#include "sift/ctx.h"
+#include "sift/shoptools.h"
+#include "sift/store.h"
+#include "sift/tool.h"
+
+#ifndef SIFT_SOURCE_DIR
+#define SIFT_SOURCE_DIR "."
+#endif
+
+/* The volatile tables as the PostgreSQL schema defines them. */
+static const char pg_ddl[] =
+    "CREATE TABLE products (id bigserial PRIMARY KEY, sku text NOT NULL,"
+    " parent_id text NOT NULL DEFAULT '', title text NOT NULL DEFAULT '',"
+    " brand text NOT NULL DEFAULT '', category text NOT NULL DEFAULT '',"
+    " attrs text NOT NULL DEFAULT '{}', description text NOT NULL DEFAULT '',"
+    " version bigint NOT NULL, deleted boolean NOT NULL DEFAULT false,"
+    " updated_at bigint NOT NULL);\n"
+    "CREATE UNIQUE INDEX products_sku ON products (lower(sku));\n"
+    "CREATE TABLE inventory (sku text NOT NULL, warehouse text NOT NULL,"
+    " quantity bigint NOT NULL, version bigint NOT NULL, updated_at bigint NOT NULL);\n"
+    "CREATE UNIQUE INDEX inventory_key ON inventory (lower(sku), warehouse);\n"
+    "CREATE TABLE prices (sku text NOT NULL, currency text NOT NULL, valid_from bigint NOT NULL,"
+    " amount_minor bigint NOT NULL, version bigint NOT NULL);\n"
+    "CREATE UNIQUE INDEX prices_key ON prices (lower(sku), currency, valid_from);\n"
+    "CREATE TABLE warehouses (code text PRIMARY KEY);\n";
+
+static pgtest_cluster cluster;
+static char sqlite_dir[64], sqlite_path[128];
+
+static void load_file(sift_store *st, const char *name, int kind)
+{
+    const char *src = getenv("SIFT_SOURCE_DIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/catalog/sample/%s", src ? src : SIFT_SOURCE_DIR, name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    sift_err e = {0};
+    sift_load_summary sum = {0};
+    int rc = sift_catalog_load_jsonl(st, f, kind, NULL, &sum, &e);
+    fclose(f);
+    if (rc != 0 || sum.bad != 0)
+        fail_msg("load %s: rc %d, %zu bad: %s", path, rc, sum.bad, e.msg);
+}
+
+/* Appends 'text' as an SQL literal. */
+static void put_lit(sift_buf *b, const char *s)
+{
+    assert_int_equal(sift_buf_putc(b, '\''), 0);
+    for (; *s; s++) {
+        if (*s == '\'')
+            assert_int_equal(sift_buf_putc(b, '\''), 0);
+        assert_int_equal(sift_buf_putc(b, *s), 0);
+    }
+    assert_int_equal(sift_buf_putc(b, '\''), 0);
+}
+
+/* Copies one SQLite table into SQL INSERTs; `kinds` says per column whether
+ * it is text ('t'), integer ('i') or boolean from an integer ('b'). */
+static void copy_table(sqlite3 *db, sift_buf *b, const char *table, const char *cols,
+                       const char *kinds)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT %s FROM %s", cols, table);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    int n = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (n % 500 == 0) {
+            if (n)
+                assert_int_equal(sift_buf_puts(b, ";\n"), 0);
+            assert_int_equal(sift_buf_printf(b, "INSERT INTO %s (%s) VALUES ", table, cols), 0);
+        } else {
+            assert_int_equal(sift_buf_putc(b, ','), 0);
+        }
+        assert_int_equal(sift_buf_putc(b, '('), 0);
+        for (int i = 0; kinds[i]; i++) {
+            if (i)
+                assert_int_equal(sift_buf_putc(b, ','), 0);
+            if (kinds[i] == 't')
+                put_lit(b, (const char *)sqlite3_column_text(st, i));
+            else if (kinds[i] == 'b')
+                assert_int_equal(sift_buf_puts(b, sqlite3_column_int(st, i) ? "true" : "false"), 0);
+            else
+                assert_int_equal(sift_buf_printf(b, "%lld", (long long)sqlite3_column_int64(st, i)),
+                                 0);
+        }
+        assert_int_equal(sift_buf_putc(b, ')'), 0);
+        n++;
+    }
+    if (n)
+        assert_int_equal(sift_buf_puts(b, ";\n"), 0);
+    sqlite3_finalize(st);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(sqlite_dir, sizeof sqlite_dir, "/tmp/sift-test-shoppg-XXXXXX");
+    assert_non_null(mkdtemp(sqlite_dir));
+    snprintf(sqlite_path, sizeof sqlite_path, "%s/store.db", sqlite_dir);
+    sift_err e = {0};
+    sift_store *st = NULL;
+    if (sift_store_sqlite_open(sqlite_path, NULL, &st, &e) != 0)
+        fail_msg("open: %s", e.msg);
+    load_file(st, "products.jsonl", SIFT_CATALOG_PRODUCTS);
+    load_file(st, "inventory.jsonl", SIFT_CATALOG_INVENTORY);
+    load_file(st, "prices.jsonl", SIFT_CATALOG_PRICES);
+    /* A deleted product keeps its stock and price rows: the tools must still
+     * say it does not exist. Its SKU is the first product's. */
+    int applied = 0;
+    assert_int_equal(sift_store_delete_product(st, "NIKE-PEG40-42", 1000000, &applied, &e), 0);
+    assert_int_equal(applied, 1);
+    sift_store_close(st);
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(sqlite_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sift_buf b;
+    sift_buf_init(&b, 0);
+    assert_int_equal(sift_buf_puts(&b, pg_ddl), 0);
+    assert_int_equal(sift_buf_puts(&b, "BEGIN;\n"), 0);
+    copy_table(db, &b, "products", "sku, version, deleted, updated_at", "tibi");
+    copy_table(db, &b, "inventory", "sku, warehouse, quantity, version, updated_at", "ttiii");
+    copy_table(db, &b, "prices", "sku, currency, valid_from, amount_minor, version", "ttiii");
+    copy_table(db, &b, "warehouses", "code", "t");
+    assert_int_equal(sift_buf_puts(&b, "COMMIT;\n"), 0);
+    sqlite3_close(db);
+    int rc = pgtest_psql(&cluster, b.data);
+    sift_buf_free(&b);
+    assert_int_equal(rc, 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char p[160];
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", sqlite_path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(sqlite_dir);
+    return 0;
+}
+
+/* ---- running tools ---- */
+
+struct shop {
+    sift_shop *shop;
+    sift_tool_registry *reg;
+};
+
+struct outcome {
+    int calls;
+    int code;
+    char *result; /* malloc'd copy */
+};
+
+static void on_done(sift_tool_job *job, void *data)
+{
+    struct outcome *o = data;
+    o->calls++;
+    o->code = job->code;
+    o->result = strdup(job->result ? job->result : "(null)");
+}
+
+static void shop_open(struct shop *s, const char *path)
+{
+    sift_err e = {0};
+    sift_shop_opts o = {.store_path = path, .pg = {.size = 2}};
+    if (sift_shop_new(&o, &s->shop, &e) != 0)
+        fail_msg("shop: %s", e.msg);
+    s->reg = sift_tool_registry_new();
+    assert_non_null(s->reg);
+    assert_int_equal(sift_shop_tools_register(s->reg, s->shop, &e), 0);
+}
+
+/* After sift_shop_loop_close and the loop run until its handles closed. */
+static void shop_free(struct shop *s)
+{
+    assert_int_equal(sift_shop_inflight(s->shop), 0);
+    sift_tool_registry_free(s->reg);
+    sift_shop_free(s->shop);
+}
+
+/* Starts a job; the loop completes it. */
+static void start(struct shop *s, sift_ctx *ctx, sift_arena *a, sift_tool_job *job,
+                  const char *name, const char *args, struct outcome *o)
+{
+    const sift_tool *t = sift_tool_registry_find(s->reg, name);
+    assert_non_null(t);
+    sift_tool_job_init(job, t, ctx, a, NULL, on_done, o);
+    sift_tool_job_start(job, args, strlen(args));
+}
+
+/* Runs `name(args)` on both shops and compares. */
+static void same(uv_loop_t *loop, sift_ctx *root, struct shop *lite, struct shop *pg,
+                 const char *name, const char *args)
+{
+    sift_arena *a = sift_arena_new(0);
+    sift_tool_job j1, j2;
+    struct outcome o1 = {0}, o2 = {0};
+    start(lite, root, a, &j1, name, args, &o1);
+    start(pg, root, a, &j2, name, args, &o2);
+    while (o1.calls == 0 || o2.calls == 0)
+        uv_run(loop, UV_RUN_ONCE);
+    if (o1.code != o2.code || strcmp(o1.result, o2.result) != 0)
+        fail_msg("%s %s:\n  sqlite   %d %s\n  postgres %d %s", name, args, o1.code, o1.result,
+                 o2.code, o2.result);
+    free(o1.result);
+    free(o2.result);
+    sift_arena_free(a);
+}
+
+static void test_same_results_as_sqlite(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    sift_ctx *root = sift_ctx_new_root(&loop);
+    struct shop lite, pg;
+    shop_open(&lite, sqlite_path);
+    shop_open(&pg, cluster.url);
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(sqlite_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sku FROM products ORDER BY id", -1, &st, NULL),
+                     SQLITE_OK);
+    int n = 0;
+    char args[256];
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *sku = (const char *)sqlite3_column_text(st, 0);
+        snprintf(args, sizeof args, "{\"sku\":\"%s\"}", sku);
+        same(&loop, root, &lite, &pg, "check_inventory", args);
+        same(&loop, root, &lite, &pg, "get_price", args);
+        snprintf(args, sizeof args, "{\"sku\":\"%s\",\"location\":\"DAD\"}", sku);
+        same(&loop, root, &lite, &pg, "check_inventory", args);
+        snprintf(args, sizeof args, "{\"sku\":\"%s\",\"currency\":\"USD\"}", sku);
+        same(&loop, root, &lite, &pg, "get_price", args);
+        n++;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_true(n > 2000);
+    /* Deleted, lower-cased, unknown. */
+    const char *odd[] = {"NIKE-PEG40-42", "nike-peg40-43", "NO-SUCH-SKU"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "{\"sku\":\"%s\"}", odd[i]);
+        same(&loop, root, &lite, &pg, "check_inventory", args);
+        same(&loop, root, &lite, &pg, "get_price", args);
+    }
+    same(&loop, root, &lite, &pg, "list_warehouses", "{}");
+    /* Argument errors come from the decoder, the same on both. */
+    same(&loop, root, &lite, &pg, "check_inventory", "{\"sku\":\"X\",\"location\":\"PAR\"}");
+
+    /* search_products says what it needs. */
+    sift_arena *a = sift_arena_new(0);
+    sift_tool_job j;
+    struct outcome o = {0};
+    start(&pg, root, a, &j, "search_products", "{\"query\":\"shoe\"}", &o);
+    while (o.calls == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(o.code, SIFT_EINVAL);
+    assert_non_null(strstr(o.result, "not available on a PostgreSQL store"));
+    free(o.result);
+
+    /* A run cancelled while its call is in flight ends the call at once. */
+    sift_ctx *run = sift_ctx_new(root);
+    struct outcome oc = {0};
+    start(&pg, run, a, &j, "check_inventory", "{\"sku\":\"NIKE-PEG40-43\"}", &oc);
+    sift_ctx_cancel(run, SIFT_ECANCELED, "client went away");
+    assert_int_equal(oc.calls, 1);
+    assert_int_equal(oc.code, SIFT_ECANCELED);
+    assert_string_equal(oc.result, "client went away");
+    free(oc.result);
+    sift_ctx_release(run);
+    sift_arena_free(a);
+
+    sift_shop_loop_close(lite.shop, &loop); /* a no-op for SQLite */
+    sift_shop_loop_close(pg.shop, &loop);
+    sift_ctx_release(root);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    shop_free(&lite);
+    shop_free(&pg);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+    int rc = pgtest_start(&cluster);
+    if (rc == PGTEST_SKIP) {
+        fprintf(stderr, "test_shop_pg: no PostgreSQL server binaries; skipped\n");
+        return 77;
+    }
+    if (rc != 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_results_as_sqlite),
+    };
+    rc = cmocka_run_group_tests(tests, setup, teardown);
+    pgtest_destroy(&cluster);
+    return rc;
+}
