@@ -148,6 +148,12 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
     if (api->token_delay_ms < 0 || api->token_delay_ms > 10000)
         api->token_delay_ms = 0;
     sift_shop_opts so = {.store_path = cfg->store.url};
+    /* PostgreSQL: each worker loop's pool (store.pool) */
+    so.pg = (sift_pgpool_opts){.size = (size_t)cfg->pgpool.size,
+                               .pipeline_depth = (size_t)cfg->pgpool.pipeline_depth,
+                               .queue_max = (size_t)cfg->pgpool.queue_max,
+                               .queue_timeout_ms = cfg->pgpool.queue_timeout_ms,
+                               .connect_timeout_ms = cfg->pgpool.connect_timeout_ms};
     if ((rc = sift_searcher_open_sqlite(cfg->store.url, NULL, &api->searcher, err)))
         goto fail;
     so.searcher = api->searcher;
@@ -245,6 +251,8 @@ static void worker_stop(sift_server_worker *w, uv_loop_t *loop, void *udata)
         return;
     api->workers[sift_server_worker_index(w)] = NULL;
     sift_model_free(wr->model);
+    /* PostgreSQL: this loop's pool closes while the server runs the loop out */
+    sift_shop_loop_close(api->shop, loop);
     /* the client's handles finish closing while the server runs the loop out */
     sift_http_client_close(wr->http, NULL, NULL);
     /* the timer is embedded: wr is freed when it has closed */
