@@ -312,6 +312,60 @@ static void test_connect_failure(void **state)
     fx_close(&f);
 }
 
+/* Closing the pool from inside one of its callbacks, with a query on the
+ * wire and one queued: both fail "PostgreSQL pool closed", every handle
+ * closes (the loop ends), nothing leaks (ASan). */
+struct closer {
+    struct res r;
+    sift_pgpool *pool;
+};
+
+static void close_in_cb(void *data, const PGresult *res, const sift_err *err)
+{
+    struct closer *c = data;
+    on_res(&c->r, res, err);
+    sift_pgpool_close(c->pool);
+}
+
+static void test_close_with_work(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    sift_ctx *root = sift_ctx_new_root(&loop);
+    sift_pgpool *p = NULL;
+    sift_err err = {0};
+    assert_int_equal(
+        sift_pgpool_new(
+            &loop, &(sift_pgpool_opts){.conninfo = cluster.url, .size = 1, .pipeline_depth = 2}, &p,
+            &err),
+        0);
+    int one = sift_pgpool_prepare(p, "SELECT 'one'", 0, &err);
+    int sleep = sift_pgpool_prepare(p, "SELECT pg_sleep($1::float8)::text", 1, &err);
+    struct closer first = {.r = {.loop = &loop}, .pool = p};
+    struct res sleeping = {.loop = &loop}, queued = {.loop = &loop};
+    const char *v[] = {"5"};
+    assert_int_equal(sift_pgpool_query(p, root, one, 0, NULL, close_in_cb, &first, &err), 0);
+    assert_int_equal(sift_pgpool_query(p, root, sleep, 1, v, on_res, &sleeping, &err), 0);
+    assert_int_equal(sift_pgpool_query(p, root, one, 0, NULL, on_res, &queued, &err), 0);
+    uint64_t t0 = uv_now(&loop);
+    while (uv_run(&loop, UV_RUN_DEFAULT) != 0) {
+    }
+    /* The loop ended: the pool closed its handles and freed itself. */
+    assert_true(uv_now(&loop) - t0 < 3000);
+    assert_int_equal(first.r.called, 1);
+    assert_int_equal(first.r.code, 0);
+    assert_string_equal(first.r.value, "one");
+    assert_int_equal(sleeping.called, 1);
+    assert_int_equal(sleeping.code, SIFT_ECANCELED);
+    assert_string_equal(sleeping.msg, "PostgreSQL pool closed");
+    assert_int_equal(queued.called, 1);
+    assert_int_equal(queued.code, SIFT_ECANCELED);
+    sift_ctx_release(root);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* ---- PostgreSQL restarted under load ---- */
 
 struct restart {
@@ -425,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_queue_bound_and_timeout),
         cmocka_unit_test(test_cancel_by_ctx),
         cmocka_unit_test(test_connect_failure),
+        cmocka_unit_test(test_close_with_work),
         cmocka_unit_test(test_restart_mid_load),
     };
     rc = cmocka_run_group_tests(tests, NULL, NULL);
