@@ -3,8 +3,10 @@
  * row into a throwaway PostgreSQL cluster, and check_inventory, get_price and
  * list_warehouses are called on both shops for every SKU (plus a deleted one,
  * a lower-cased one and an unknown one); code and result must match byte for
- * byte. Also: search_products says clearly that it needs SQLite for now, and
- * a cancelled run ends its PostgreSQL tool call at once. Exits 77 (skip) when
+ * byte. Also: search_products says clearly that it needs SQLite for now, a
+ * cancelled run ends its PostgreSQL tool call at once, and PostgreSQL
+ * restarted under 100 concurrent calls fails only the calls caught on a
+ * dying connection, with a clear error, and the pool recovers. Exits 77 (skip) when
  * the PostgreSQL server binaries are absent. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -312,6 +314,120 @@ static void test_same_results_as_sqlite(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- PostgreSQL restarted under load ---- */
+
+#define LOAD_SLOTS 100
+
+struct load {
+    struct shop *pg;
+    sift_ctx *root;
+    const sift_tool *tool;
+    struct load_slot {
+        sift_tool_job job;
+        sift_arena *arena;
+        struct load *l;
+    } slots[LOAD_SLOTS];
+    int inflight;
+    int stop;
+    int restarted; /* the restart command has exited */
+    int ok, ok_after, lost, other;
+    char other_msg[SIFT_ERR_MSG_MAX];
+};
+
+static void load_start(struct load_slot *s);
+
+static void load_done(sift_tool_job *job, void *data)
+{
+    struct load_slot *s = data;
+    struct load *l = s->l;
+    l->inflight--;
+    if (job->code == 0) {
+        l->ok++;
+        l->ok_after += l->restarted;
+    } else if (job->code == SIFT_EIO && strstr(job->result, "PostgreSQL connection lost")) {
+        l->lost++;
+    } else {
+        if (!l->other)
+            snprintf(l->other_msg, sizeof l->other_msg, "%d %s", job->code, job->result);
+        l->other++;
+    }
+    sift_arena_reset(s->arena);
+    if (!l->stop)
+        load_start(s);
+}
+
+static void load_start(struct load_slot *s)
+{
+    static const char args[] = "{\"sku\":\"NIKE-PEG40-43\"}";
+    s->l->inflight++;
+    sift_tool_job_init(&s->job, s->l->tool, s->l->root, s->arena, NULL, load_done, s);
+    sift_tool_job_start(&s->job, args, sizeof args - 1);
+}
+
+static void on_restart_exit(uv_process_t *p, int64_t status, int sig)
+{
+    struct load *l = p->data;
+    l->restarted = status == 0 ? 1 : -1;
+    (void)sig;
+    uv_close((uv_handle_t *)p, NULL);
+}
+
+/* Calls in flight all the time while the server restarts: the ones caught on
+ * a dying connection fail with "PostgreSQL connection lost", every other one
+ * succeeds (the pool reconnects while calls wait in its queue), and the pool
+ * closes cleanly afterwards (ASan: no leak). */
+static void test_restart_under_load(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct shop pg;
+    shop_open(&pg, cluster.url);
+    static struct load l;
+    memset(&l, 0, sizeof l);
+    l.pg = &pg;
+    l.root = sift_ctx_new_root(&loop);
+    l.tool = sift_shop_tool(pg.shop, "check_inventory");
+    for (int i = 0; i < LOAD_SLOTS; i++) {
+        l.slots[i].l = &l;
+        l.slots[i].arena = sift_arena_new(0);
+        load_start(&l.slots[i]);
+    }
+    uint64_t end = uv_now(&loop) + 300;
+    while (uv_now(&loop) < end)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_true(l.ok > 0);
+    uv_process_t proc;
+    proc.data = &l;
+    char script[512], *argv[5];
+    pgtest_argv(&cluster, "restart", script, sizeof script, argv);
+    uv_process_options_t po = {.file = "bash", .args = argv, .exit_cb = on_restart_exit};
+    assert_int_equal(uv_spawn(&loop, &proc, &po), 0);
+    end = uv_now(&loop) + 30000;
+    while (!l.restarted && uv_now(&loop) < end)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(l.restarted, 1);
+    end = uv_now(&loop) + 500;
+    while (uv_now(&loop) < end)
+        uv_run(&loop, UV_RUN_ONCE);
+    l.stop = 1;
+    end = uv_now(&loop) + 10000;
+    while (l.inflight > 0 && uv_now(&loop) < end)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(l.inflight, 0);
+    if (l.other)
+        fail_msg("%d calls failed otherwise, first: %s", l.other, l.other_msg);
+    assert_true(l.lost > 0);
+    assert_true(l.ok_after > 0);
+    sift_shop_loop_close(pg.shop, &loop);
+    sift_ctx_release(l.root);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < LOAD_SLOTS; i++)
+        sift_arena_free(l.slots[i].arena);
+    shop_free(&pg);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     int rc = pgtest_start(&cluster);
@@ -323,6 +439,7 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_results_as_sqlite),
+        cmocka_unit_test(test_restart_under_load),
     };
     rc = cmocka_run_group_tests(tests, setup, teardown);
     pgtest_destroy(&cluster);
