@@ -500,6 +500,10 @@ static void conn_connect_step(struct pgconn *c)
 {
     sift_pgpool *p = c->pool;
     PostgresPollingStatusType ps = PQconnectPoll(c->pg);
+    /* PQconnectPoll may have closed its socket and opened another (next
+     * host or address), often under the same descriptor number, which epoll
+     * has silently forgotten: poll afresh after every step of connecting. */
+    poll_drop(c);
     switch (ps) {
     case PGRES_POLLING_READING:
     case PGRES_POLLING_WRITING:

@@ -399,6 +399,28 @@ static void test_close_with_work(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Two hosts, the first refusing: libpq closes its socket and opens another
+ * (often with the same descriptor number) inside PQconnectPoll. */
+static void test_second_host(void **state)
+{
+    (void)state;
+    const char *port = strrchr(cluster.url, ':') + 1; /* "PORT/sift" */
+    char url[300];
+    snprintf(url, sizeof url, "postgresql://postgres@127.0.0.1:1,127.0.0.1:%.*s/sift",
+             (int)strcspn(port, "/"), port);
+    struct fixture f;
+    fx_open(&f, (sift_pgpool_opts){.conninfo = url, .connect_timeout_ms = 3000});
+    sift_err err = {0};
+    int one = sift_pgpool_prepare(f.pool, "SELECT 'one'", 0, &err);
+    struct res r = {.loop = &f.loop};
+    assert_int_equal(sift_pgpool_query(f.pool, f.root, one, 0, NULL, on_res, &r, &err), 0);
+    run_until(&f.loop, &r.called, 1, 5000);
+    if (r.code != 0)
+        fail_msg("%s", r.msg);
+    assert_string_equal(r.value, "one");
+    fx_close(&f);
+}
+
 /* ---- PostgreSQL restarted under load ---- */
 
 struct restart {
@@ -514,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_late_cancel_spares_the_next_query),
         cmocka_unit_test(test_connect_failure),
         cmocka_unit_test(test_close_with_work),
+        cmocka_unit_test(test_second_host),
         cmocka_unit_test(test_restart_mid_load),
     };
     rc = cmocka_run_group_tests(tests, NULL, NULL);
