@@ -20,6 +20,7 @@
 #include "pgtest.h"
 #include "sift/arena.h"
 #include "sift/ctx.h"
+#include "sift/pgstore.h"
 #include "sift/shoptools.h"
 #include "sift/tool.h"
 
@@ -29,20 +30,8 @@
 #define REPS 3
 #define PRODUCTS 50000
 
+/* The data, on the schema of `sift migrate` (sift_pg_migrate). */
 static const char setup_sql[] =
-    "CREATE TABLE products (id bigserial PRIMARY KEY, sku text NOT NULL,"
-    " parent_id text NOT NULL DEFAULT '', title text NOT NULL DEFAULT '',"
-    " brand text NOT NULL DEFAULT '', category text NOT NULL DEFAULT '',"
-    " attrs text NOT NULL DEFAULT '{}', description text NOT NULL DEFAULT '',"
-    " version bigint NOT NULL, deleted boolean NOT NULL DEFAULT false,"
-    " updated_at bigint NOT NULL);\n"
-    "CREATE UNIQUE INDEX products_sku ON products (lower(sku));\n"
-    "CREATE TABLE inventory (sku text NOT NULL, warehouse text NOT NULL,"
-    " quantity bigint NOT NULL, version bigint NOT NULL, updated_at bigint NOT NULL);\n"
-    "CREATE UNIQUE INDEX inventory_key ON inventory (lower(sku), warehouse);\n"
-    "CREATE TABLE warehouses (code text PRIMARY KEY);\n"
-    "CREATE TABLE prices (sku text NOT NULL, currency text NOT NULL, valid_from bigint NOT NULL,"
-    " amount_minor bigint NOT NULL, version bigint NOT NULL);\n"
     "INSERT INTO warehouses VALUES ('HAN'), ('DAD'), ('SGN');\n"
     "INSERT INTO products (sku, title, version, updated_at)"
     " SELECT 'SKU-' || lpad(g::text, 5, '0'), 'Product ' || g, 1, 0"
@@ -184,6 +173,12 @@ int main(void)
     }
     if (rc != 0)
         return 1;
+    sift_err err = {0};
+    if (sift_pg_migrate(c.url, &err) != 0) {
+        fprintf(stderr, "bench_pg_inventory: %s\n", err.msg);
+        pgtest_destroy(&c);
+        return 1;
+    }
     if (pgtest_psql(&c, setup_sql) != 0) {
         fprintf(stderr, "bench_pg_inventory: cannot load the data\n");
         pgtest_destroy(&c);

@@ -3,7 +3,8 @@
  * filters that query understanding (query.h) reads from the shopper's text.
  *
  * A sift_searcher is built once over a store (sift_searcher_open reads every
- * live product, embeds its chunk text with the built-in hashed embedder and
+ * live product, embeds its chunk text (with the built-in hashed embedder, or
+ * the provider given in opts.embedder, e.g. a remote /v1/embeddings) and
  * keeps, per product, its SKU, title, BM25 postings and the attributes filters
  * need: brand, size, colour and gender as small interned ids). After open it is
  * read-only: any number of threads may call sift_search on it at once.
@@ -41,6 +42,7 @@
 #include <stdint.h>
 
 #include "sift/arena.h"
+#include "sift/embed.h"
 #include "sift/err.h"
 #include "sift/query.h"
 #include "sift/store.h"
@@ -80,6 +82,13 @@ typedef struct sift_search_opts {
      * sees products written after open); 0: from the searcher's in-memory
      * index (every posting scored, better on the dev sets: docs/search.md). */
     int lexical_store;
+    /* The query's vector, computed beforehand (sift_searcher_embed_query):
+     * required in hybrid and vector modes when the searcher's embedder is
+     * remote, optional otherwise. query_vec_id names the embedder that made
+     * it (its `id`); a vector from another embedder than the one that built
+     * the index is refused with SIFT_EINVAL, never compared. */
+    const float *query_vec; /* sift_searcher_dims() floats, or NULL */
+    const char *query_vec_id;
 } sift_search_opts;
 
 /* One result. */
@@ -94,7 +103,14 @@ typedef struct sift_search_hit {
 
 /* Searcher options. Zero-initialise. */
 typedef struct sift_searcher_opts {
-    size_t dims;          /* embedding dimensions; 0: SIFT_HASHED_DIMS_DEFAULT */
+    /* The provider that embeds the products and, when it is local, the
+     * queries (embed.h). The searcher takes it over: it is freed with the
+     * searcher, or at once when open fails. NULL: the built-in hashed
+     * embedder with `dims`. A remote provider embeds the catalog at open
+     * through embed_sync (batched, concurrent, retried: open waits for it,
+     * so open a searcher off the serving loops). */
+    struct sift_embedder *embedder;
+    size_t dims;          /* hashed embedding dimensions; 0: SIFT_HASHED_DIMS_DEFAULT */
     int float_vectors;    /* 1: float storage instead of int8 */
     int embed_full_chunk; /* 1: embed the whole chunk (with description); 0: title,
                              brand, category and attributes only (better on the dev
@@ -107,8 +123,9 @@ typedef struct sift_searcher_opts {
 int sift_searcher_open(sift_store *store, const sift_searcher_opts *opts, sift_searcher **out,
                        sift_err *err);
 
-/* sift_searcher_open over the SQLite store at `path`, opened read-only for
- * the scan and closed again: the searcher needs no connection afterwards. */
+/* sift_searcher_open over the SQLite store at `path` (or the PostgreSQL store
+ * when `path` is a postgres:// URL, see sift_store_open), opened read-only
+ * for the scan and closed again: the searcher needs no connection afterwards. */
 int sift_searcher_open_sqlite(const char *path, const sift_searcher_opts *opts, sift_searcher **out,
                               sift_err *err);
 
@@ -117,6 +134,26 @@ void sift_searcher_close(sift_searcher *s);
 
 /* Products indexed. */
 size_t sift_searcher_count(const sift_searcher *s);
+
+/* The identity of the embedder that built the vector index (embed.h: e.g.
+ * "hashed:256:w2:g1", "openai:text-embedding-3-small:1536"), valid while the
+ * searcher is open; its dimensions; and 1 when it is remote, in which case
+ * a hybrid or vector search needs opts.query_vec (the searcher never waits
+ * on the network inside sift_search, which runs on pool threads). */
+const char *sift_searcher_vector_id(const sift_searcher *s);
+size_t sift_searcher_dims(const sift_searcher *s);
+int sift_searcher_remote(const sift_searcher *s);
+
+/* Embeds `text` with the searcher's own embedder into out (dims floats),
+ * asynchronously on ctx's loop, for opts.query_vec (with query_vec_id =
+ * sift_searcher_vector_id). The contract of sift_embedder_embed: 0 and
+ * `done` fires exactly once (from the loop for a remote provider, before
+ * returning for a local one; ctx's cancellation and deadline end it), or a
+ * negative code and `done` never fires. `text` and `out` must stay valid
+ * until `done`. Safe from several loops at once when the remote provider
+ * was made with client_of. */
+int sift_searcher_embed_query(const sift_searcher *s, struct sift_ctx *ctx, const char *text,
+                              float *out, sift_embed_done_fn done, void *ud, sift_err *err);
 
 /* Searches for `text` (NUL-terminated) and fills *hits (allocated from `a`)
  * with at most opts->k results, best first; *n gets how many. `store` is

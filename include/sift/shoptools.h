@@ -15,15 +15,21 @@
  * loop: a mutex-protected free list, opened lazily, at most max_conns, each
  * used by one pool thread at a time. One sift_shop may serve many loops.
  *
+ * With a searcher whose embedder is remote (search.h), search_products first
+ * fetches the query's vector on the job's loop (the curl-on-uv client, under
+ * the job's ctx), then queues the search with it, so no pool thread waits on
+ * the network. When the provider fails (and the ctx is still live) the search
+ * runs lexical-only and a warning is logged; a cancelled or expired ctx ends
+ * the job with its code.
+ *
  * PostgreSQL. When store_path is a postgres:// URL, check_inventory,
  * get_price and list_warehouses do not use the thread pool: each call is one
  * prepared statement on an asynchronous pool (pgpool.h) of the job's loop,
  * made on the loop's first call (one pool per loop, found without a lock)
  * and closed with sift_shop_loop_close. The ctx cancels the query (the pool
  * sends PostgreSQL a cancel request). Results are byte for byte those of the
- * SQLite path for the same data. search_products needs the PostgreSQL
- * catalog store, which this shop does not open yet: on PostgreSQL it fails
- * with SIFT_EINVAL and says so.
+ * SQLite path for the same data. search_products keeps the thread-pool path
+ * above, over the synchronous PostgreSQL store (pgstore.h).
  *
  * Cancellation. When the job's ctx is cancelled while the query is still
  * queued, the work is uv_cancel'led; when it is already running it finishes
@@ -84,8 +90,7 @@ typedef struct sift_shop sift_shop;
 
 /* Zero-initialise, then set what you need. */
 typedef struct sift_shop_opts {
-    /* The SQLite store (opened read-only), or a postgres:// URL; required. */
-    const char *store_path;
+    const char *store_path; /* SQLite path or postgres:// URL, opened read-only; required */
     /* Connections kept open at most; 0: UV_THREADPOOL_SIZE if set, else 4 (one
      * per pool thread, so a query never waits for a connection). */
     size_t max_conns;
@@ -117,7 +122,8 @@ int sift_shop_tools_register(sift_tool_registry *r, sift_shop *shop, sift_err *e
 /* The shop's tool called `name` ("search_products", ...), or NULL. */
 const sift_tool *sift_shop_tool(const sift_shop *shop, const char *name);
 
-/* Tool calls whose work item has not come back to its loop yet (any loop). */
+/* Tool calls whose work item (or query embedding) has not come back to its
+ * loop yet (any loop). */
 size_t sift_shop_inflight(const sift_shop *shop);
 
 /* Loops one shop serves with PostgreSQL pools at most. */

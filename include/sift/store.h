@@ -50,7 +50,7 @@ typedef int (*sift_store_scan_fn)(void *ud, const sift_product *p, const char *c
  * changed the store and 0 when a stored version was newer or equal. Results
  * are allocated from the caller's arena. */
 typedef struct sift_store_ops {
-    const char *name; /* "sqlite" */
+    const char *name; /* "sqlite", "postgres" */
     void (*close)(sift_store *s);
     int (*begin)(sift_store *s, sift_err *err);
     int (*commit)(sift_store *s, sift_err *err);
@@ -92,6 +92,13 @@ typedef struct sift_store_sqlite_opts {
  * schema from a newer sift or is not a sift store. */
 int sift_store_sqlite_open(const char *path, const sift_store_sqlite_opts *opts, sift_store **out,
                            sift_err *err);
+
+/* Opens the store named by `where`: a postgres:// or postgresql:// URL opens
+ * the PostgreSQL store (sift_store_pg_open, pgstore.h; the database must have
+ * been migrated with `sift migrate`), anything else is a SQLite path
+ * (sift_store_sqlite_open). `readonly` opens it without write access.
+ * Errors are the backend's; messages never show a password from a URL. */
+int sift_store_open(const char *where, int readonly, sift_store **out, sift_err *err);
 
 /* Closes the store and frees it. NULL is a no-op. An open transaction is
  * rolled back. */
@@ -160,7 +167,7 @@ int sift_store_search_fts(sift_store *s, const char *query, size_t k, sift_arena
  * Returns 0, fn's non-zero value, or a store error. */
 int sift_store_scan_products(sift_store *s, sift_store_scan_fn fn, void *ud, sift_err *err);
 
-/* The backend's name ("sqlite"). */
+/* The backend's name ("sqlite" or "postgres"). */
 const char *sift_store_backend(const sift_store *s);
 
 #endif

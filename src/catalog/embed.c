@@ -7,6 +7,7 @@
  * 3-grams with the right word. It knows nothing of synonyms: that is what a
  * model-backed provider is for. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "sift/arena.h"
@@ -274,6 +275,7 @@ typedef struct hashed {
     int word_weight;    /* 0 when words are off */
     int gram_weight;    /* 0 when 3-grams are off */
     size_t max_bytes;
+    char id[64]; /* "hashed:DIMS:wW:gG" */
 } hashed;
 
 static void add_feature(int32_t *acc, size_t dims, uint64_t h, int w)
@@ -441,6 +443,9 @@ int sift_embedder_hashed_new(const sift_hashed_opts *opts, sift_embedder **out, 
     hz->word_weight = o.word_weight < 0 ? 0 : o.word_weight;
     hz->gram_weight = o.gram_weight < 0 ? 0 : o.gram_weight;
     hz->max_bytes = o.max_bytes;
+    /* max_bytes is left out: it only cuts texts longer than any chunk */
+    snprintf(hz->id, sizeof hz->id, "hashed:%zu:w%d:g%d", o.dims, hz->word_weight, hz->gram_weight);
+    hz->base.id = hz->id;
     *out = &hz->base;
     return 0;
 }

@@ -210,7 +210,12 @@ static void on_queue_timer(uv_timer_t *t);
 
 static void arm_queue_timer(sift_pgpool *p)
 {
-    if (!p->queue.head || uv_is_active((uv_handle_t *)&p->queue_timer))
+    if (!p->queue.head) {
+        /* Nothing waits: an armed timer would keep the loop alive for nothing. */
+        uv_timer_stop(&p->queue_timer);
+        return;
+    }
+    if (uv_is_active((uv_handle_t *)&p->queue_timer))
         return;
     uint64_t due = p->queue.head->queued_at + (uint64_t)p->queue_timeout_ms;
     uint64_t now = uv_now(p->loop);
@@ -431,6 +436,20 @@ static void conn_lost(struct pgconn *c)
 
 static void on_conn_poll(uv_poll_t *h, int status, int events);
 
+/* An idle open connection must not keep the loop alive (uv_run would never
+ * return once the work is done): only a connection with queries on the wire,
+ * or one being opened, holds a reference on the loop. It is still polled, so
+ * a server that closes it is noticed whenever the loop runs. */
+static void conn_keepalive(struct pgconn *c)
+{
+    if (!c->poll)
+        return;
+    if (c->state == C_READY && c->pipe.n == 0)
+        uv_unref((uv_handle_t *)&c->poll->h);
+    else
+        uv_ref((uv_handle_t *)&c->poll->h);
+}
+
 /* Polls libpq's socket for `events`, following a change of socket. */
 static int conn_poll(struct pgconn *c, int events)
 {
@@ -452,6 +471,7 @@ static int conn_poll(struct pgconn *c, int events)
         c->poll_fd = fd;
         c->poll_events = 0;
     }
+    conn_keepalive(c);
     if (events == c->poll_events)
         return 0;
     c->poll_events = events;
@@ -527,6 +547,7 @@ static void conn_connect_step(struct pgconn *c)
         return;
     }
     c->state = C_READY;
+    conn_keepalive(c);
     p->st.conns_ready++;
     p->st.connects++;
     p->backoff_ms = 0;
@@ -716,6 +737,8 @@ static void conn_read(struct pgconn *c)
     }
     if (c->state == C_READY && (!ok || PQstatus(c->pg) == CONNECTION_BAD))
         conn_lost(c);
+    else if (c->state == C_READY)
+        conn_keepalive(c);
 }
 
 static void on_conn_poll(uv_poll_t *h, int status, int events)

@@ -8,11 +8,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "sift/buf.h"
 #include "sift/catalog.h"
 #include "sift/embed.h"
 #include "sift/fusion.h"
+#include "sift/log.h"
 #include "sift/search.h"
 #include "sift/vecindex.h"
 
@@ -84,8 +86,9 @@ struct sift_searcher {
     strtab skus; /* lower-cased sku -> row + 1 */
     interned vals;
     int embed_full_chunk;
-    float *vec; /* scratch during open */
-    sift_buf text;
+    sift_buf text;    /* scratch during open: one product's embed text */
+    sift_buf alltext; /* during open: every product's embed text, back to back */
+    size_t *text_end; /* during open: where row i's text ends in alltext */
     lexindex lx;
 };
 
@@ -630,7 +633,10 @@ static int on_product(void *ud, const sift_product *p, const char *chunk, sift_e
         uint16_t *nd = sift_realloc(s->lx.dl, nc * sizeof *nd);
         if (nd)
             s->lx.dl = nd;
-        if (!ns || !nt || !na || !nd)
+        size_t *ne = sift_realloc(s->text_end, nc * sizeof *ne);
+        if (ne)
+            s->text_end = ne;
+        if (!ns || !nt || !na || !nd || !ne)
             goto oom;
         s->cap = nc;
     }
@@ -661,16 +667,53 @@ static int on_product(void *ud, const sift_product *p, const char *chunk, sift_e
         goto oom;
     if (lrc)
         return sift_err_set(err, lrc, "search: indexing %s failed", p->sku);
-    if (embed_text(s, p, chunk))
+    /* Embedded after the scan, in batches: a remote provider sends many
+     * products per request. */
+    if (embed_text(s, p, chunk) || sift_buf_append(&s->alltext, s->text.data, s->text.len))
         goto oom;
-    const char *t = s->text.data ? s->text.data : "";
-    size_t tl = s->text.len;
-    int rc = sift_embedder_embed_sync(s->emb, &t, &tl, 1, s->vec, err);
-    if (rc)
-        return rc;
-    return sift_vecindex_put(s->ix, row, s->vec, err);
+    s->text_end[row] = s->alltext.len;
+    return 0;
 oom:
     return sift_err_set(err, SIFT_ENOMEM, "search: out of memory reading the catalog");
+}
+
+/* Bytes of float vectors embedded per embed_sync call: bounds the scratch
+ * (5,461 products at 1,536 dims; 32,768 at 256) while giving a remote
+ * provider many batches to send concurrently. */
+#define EMBED_SCRATCH_BYTES ((size_t)32 << 20)
+
+/* Embeds every product's text (collected by on_product) into the index. */
+static int embed_all(sift_searcher *s, sift_err *err)
+{
+    size_t dims = s->emb->dims;
+    size_t chunk = EMBED_SCRATCH_BYTES / (dims * sizeof(float));
+    if (chunk > s->n)
+        chunk = s->n;
+    const char **t = sift_malloc((chunk ? chunk : 1) * sizeof *t);
+    size_t *tl = sift_malloc((chunk ? chunk : 1) * sizeof *tl);
+    float *v = sift_malloc((chunk ? chunk : 1) * dims * sizeof *v);
+    int rc = 0;
+    if (!t || !tl || !v) {
+        rc = sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
+        goto done;
+    }
+    for (size_t off = 0; off < s->n && !rc; off += chunk) {
+        size_t m = s->n - off < chunk ? s->n - off : chunk;
+        for (size_t i = 0; i < m; i++) {
+            size_t row = off + i, b = row ? s->text_end[row - 1] : 0;
+            t[i] = s->alltext.data ? s->alltext.data + b : "";
+            tl[i] = s->text_end[row] - b;
+        }
+        if ((rc = sift_embedder_embed_sync(s->emb, t, tl, m, v, err)))
+            break;
+        for (size_t i = 0; i < m && !rc; i++)
+            rc = sift_vecindex_put(s->ix, (uint32_t)(off + i), v + i * dims, err);
+    }
+done:
+    sift_free(t);
+    sift_free(tl);
+    sift_free(v);
+    return rc;
 }
 
 int sift_searcher_open(sift_store *store, const sift_searcher_opts *opts, sift_searcher **out,
@@ -681,25 +724,40 @@ int sift_searcher_open(sift_store *store, const sift_searcher_opts *opts, sift_s
         opts = &dflt;
     *out = NULL;
     sift_searcher *s = sift_calloc(1, sizeof *s);
-    if (!s)
+    if (!s) {
+        sift_embedder_free(opts->embedder); /* taken over, even on failure */
         return sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
+    }
     s->embed_full_chunk = opts->embed_full_chunk;
     sift_buf_init(&s->text, 0);
-    sift_hashed_opts ho = {.dims = opts->dims};
-    int rc = sift_embedder_hashed_new(&ho, &s->emb, err);
-    if (rc)
-        goto fail;
+    sift_buf_init(&s->alltext, 0);
+    int rc = 0;
+    s->emb = opts->embedder;
+    if (!s->emb) {
+        sift_hashed_opts ho = {.dims = opts->dims};
+        if ((rc = sift_embedder_hashed_new(&ho, &s->emb, err)))
+            goto fail;
+    }
     if ((rc = sift_vecindex_new(s->emb->dims, opts->float_vectors ? SIFT_VEC_F32 : SIFT_VEC_I8,
                                 &s->ix, err)))
         goto fail;
     s->strings = sift_arena_new((size_t)64 * 1024);
-    s->vec = sift_malloc(s->emb->dims * sizeof *s->vec);
-    if (!s->strings || !s->vec) {
+    if (!s->strings) {
         rc = sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
         goto fail;
     }
     if ((rc = sift_store_scan_products(store, on_product, s, err)))
         goto fail;
+    uint64_t t0 = uv_hrtime();
+    if ((rc = sift_vecindex_reserve(s->ix, s->n, err)) || (rc = embed_all(s, err)))
+        goto fail;
+    /* a remote provider can take minutes on a large catalog: say what it did */
+    if (s->emb->remote)
+        sift_log(SIFT_LOG_INFO, NULL, NULL, "search: embedded %zu products with %s in %.1f s", s->n,
+                 s->emb->id, (double)(uv_hrtime() - t0) / 1e9);
+    sift_buf_free(&s->alltext);
+    sift_free(s->text_end);
+    s->text_end = NULL;
     if (lx_finish(&s->lx)) {
         rc = sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
         goto fail;
@@ -710,8 +768,6 @@ int sift_searcher_open(sift_store *store, const sift_searcher_opts *opts, sift_s
     s->lx.dt = NULL;
     s->lx.dw = NULL;
     s->lx.dcap = 0;
-    sift_free(s->vec);
-    s->vec = NULL;
     sift_buf_free(&s->text);
     *out = s;
     return 0;
@@ -733,7 +789,8 @@ void sift_searcher_close(sift_searcher *s)
     sift_free(s->skus.slots);
     sift_free(s->vals.tab.slots);
     sift_free(s->vals.vals);
-    sift_free(s->vec);
+    sift_free(s->text_end);
+    sift_buf_free(&s->alltext);
     sift_buf_free(&s->text);
     lx_free(&s->lx);
     sift_free(s);
@@ -742,6 +799,29 @@ void sift_searcher_close(sift_searcher *s)
 size_t sift_searcher_count(const sift_searcher *s)
 {
     return s ? s->n : 0;
+}
+
+const char *sift_searcher_vector_id(const sift_searcher *s)
+{
+    return s->emb->id;
+}
+
+size_t sift_searcher_dims(const sift_searcher *s)
+{
+    return s->emb->dims;
+}
+
+int sift_searcher_remote(const sift_searcher *s)
+{
+    return s->emb->remote;
+}
+
+int sift_searcher_embed_query(const sift_searcher *s, struct sift_ctx *ctx, const char *text,
+                              float *out, sift_embed_done_fn done, void *ud, sift_err *err)
+{
+    if (!s || !text || !out || !done)
+        return sift_err_set(err, SIFT_EINVAL, "search: missing argument to embed the query");
+    return sift_embedder_embed(s->emb, ctx, &text, NULL, 1, out, done, ud, err);
 }
 
 /* ---- search ----------------------------------------------------------------------------- */
@@ -956,9 +1036,23 @@ int sift_search(const sift_searcher *s, sift_store *store, const char *text,
         vec = sift_arena_calloc(a, cand, sizeof *vec);
         if (!qv || !vh || !vec)
             return sift_err_set(err, SIFT_ENOMEM, "search: out of memory");
-        int rc = sift_embedder_embed_sync(s->emb, &text, NULL, 1, qv, err);
-        if (rc)
+        int rc;
+        if (opts->query_vec) {
+            if (!opts->query_vec_id || strcmp(opts->query_vec_id, s->emb->id) != 0)
+                return sift_err_set(err, SIFT_EINVAL,
+                                    "search: the query vector comes from %s but the index was "
+                                    "built by %s: vectors of different embedders do not compare",
+                                    opts->query_vec_id ? opts->query_vec_id : "(unnamed)",
+                                    s->emb->id);
+            memcpy(qv, opts->query_vec, s->emb->dims * sizeof *qv);
+        } else if (s->emb->remote) {
+            return sift_err_set(err, SIFT_ESTATE,
+                                "search: the index was built by %s, a remote provider: embed the "
+                                "query first (sift_searcher_embed_query) and pass opts.query_vec",
+                                s->emb->id);
+        } else if ((rc = sift_embedder_embed_sync(s->emb, &text, NULL, 1, qv, err))) {
             return rc;
+        }
         sift_vecfilter vf = {.bits = bits, .nbits = s->n};
         size_t nv;
         if ((rc = sift_vecindex_search(s->ix, qv, cand, f.active ? &vf : NULL, vh, &nv, err)))
@@ -1030,10 +1124,12 @@ int sift_searcher_open_sqlite(const char *path, const sift_searcher_opts *opts, 
                               sift_err *err)
 {
     sift_store *st = NULL;
-    sift_store_sqlite_opts ro = {.readonly = 1};
-    int rc = sift_store_sqlite_open(path, &ro, &st, err);
+    /* store_open: a postgres:// URL opens the PostgreSQL store. */
+    int rc = sift_store_open(path, 1, &st, err);
     if (rc == 0)
         rc = sift_searcher_open(st, opts, out, err);
+    else if (opts)
+        sift_embedder_free(opts->embedder); /* taken over, even on failure */
     sift_store_close(st);
     return rc;
 }

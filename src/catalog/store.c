@@ -2,6 +2,7 @@
  * through the backend's operations. */
 #include <string.h>
 
+#include "sift/pgstore.h"
 #include "sift/store.h"
 
 static int check_store(sift_store *s, sift_err *err)
@@ -27,6 +28,19 @@ static int check_version(int64_t v, sift_err *err)
     if (v < 0 || v > SIFT_VERSION_MAX)
         return sift_err_set(err, SIFT_EINVAL, "version: must be between 0 and 2^53");
     return 0;
+}
+
+int sift_store_open(const char *where, int readonly, sift_store **out, sift_err *err)
+{
+    *out = NULL;
+    if (!where || !*where)
+        return sift_err_set(err, SIFT_EINVAL, "store: no database path or URL");
+    if (sift_pg_is_url(where)) {
+        sift_store_pg_opts o = {.readonly = readonly};
+        return sift_store_pg_open(where, &o, out, err);
+    }
+    sift_store_sqlite_opts o = {.readonly = readonly};
+    return sift_store_sqlite_open(where, &o, out, err);
 }
 
 void sift_store_close(sift_store *s)

@@ -8,9 +8,11 @@
 #include "cli/cli.h"
 #include "sift/agent.h"
 #include "sift/config.h"
+#include "sift/embed.h"
 #include "sift/httptool.h"
 #include "sift/log.h"
 #include "sift/memory.h"
+#include "sift/pgstore.h"
 #include "sift/search.h"
 #include "sift/session.h"
 #include "sift/shoptools.h"
@@ -25,12 +27,15 @@ static const char usage[] =
     "  --json           print the run events as JSON lines on stdout instead\n"
     "  --session ID     continue (and save) the conversation ID\n"
     "  --config FILE    sift.yaml to read (default: sift.yaml if present)\n"
-    "  --db PATH        the SQLite store (default: store.url, data/sift.db)\n"
+    "  --db PATH|URL    SQLite file or postgres:// URL (default: SIFT_DB, then store.url,\n"
+    "                   data/sift.db); sessions are kept there too\n"
     "  --deadline-ms N  whole-run deadline (default: agent.deadline_ms, 30000)\n"
     "  -h, --help       this text\n"
     "\n"
     "The model is llm.provider from the config: offline (the rule-based planner,\n"
-    "no language model) unless SIFT_LLM_BASE_URL or llm.provider says openai.\n";
+    "no language model) unless SIFT_LLM_BASE_URL or llm.provider says openai.\n"
+    "Search vectors come from embed.provider the same way (hashed, built in,\n"
+    "unless SIFT_EMBED_BASE_URL or embed.provider says openai).\n";
 
 struct ask {
     int json;
@@ -155,7 +160,7 @@ int cli_ask(int argc, char **argv)
     }
     if (!db)
         db = cfg.store.url;
-    if (access(db, R_OK) != 0) {
+    if (!sift_pg_is_url(db) && access(db, R_OK) != 0) {
         fprintf(stderr,
                 "sift ask: no store at %s: load a catalog first (sift ingest --db %s FILE)\n", db,
                 db);
@@ -178,7 +183,14 @@ int cli_ask(int argc, char **argv)
     a.http = sift_http_client_new(&loop, NULL, &err);
     if (!arena || !reg || !root || !a.http)
         goto out;
-    if (sift_searcher_open_sqlite(db, NULL, &searcher, &err))
+    /* the embedding provider of sift.yaml's "embed" (docs/vectors.md) */
+    sift_embed_config ec;
+    sift_searcher_opts sopts = {0};
+    if (sift_embed_config_read(cfg.doc, config ? config : "config", &ec, &err))
+        goto out;
+    int erc = sift_embed_config_embedder(&ec, client_of, &a, &sopts.embedder, &err);
+    sift_embed_config_free(&ec);
+    if (erc || sift_searcher_open_sqlite(db, &sopts, &searcher, &err))
         goto out;
     sift_shop_opts so = {.store_path = db, .searcher = searcher};
     /* PostgreSQL: the loop's pool (store.pool) */
@@ -205,7 +217,9 @@ int cli_ask(int argc, char **argv)
     sift_conv conv;
     sift_conv_init(&conv, arena);
     bool found = false;
-    if (session && (sift_session_sqlite_open(db, NULL, &sessions, &err) ||
+    sift_session_pg_opts spo = {0};
+    if (session && ((sift_pg_is_url(db) ? sift_session_pg_open(db, &spo, &sessions, &err)
+                                        : sift_session_sqlite_open(db, NULL, &sessions, &err)) ||
                     sift_session_load(sessions, session, &conv, &found, &err)))
         goto out;
     if (!found && sift_conv_add_system(&conv, SIFT_AGENT_SHOP_PROMPT, &err))

@@ -10,6 +10,7 @@ int cli_serve(int argc, char **argv);
 int cli_ingest(int argc, char **argv);
 int cli_ask(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_migrate(int argc, char **argv);
 
 /* The version string printed by `sift version`. */
 #define SIFT_VERSION "0.1.0"

@@ -13,7 +13,7 @@
 #include "sift/store.h"
 
 static const char usage[] =
-    "usage: sift eval --queries Q --labels L (--db PATH | --products FILE) [options]\n"
+    "usage: sift eval --queries Q --labels L (--db PATH|URL | --products FILE) [options]\n"
     "\n"
     "Runs every query of Q (TSV: query_id<TAB>query, header line) through the search\n"
     "and scores the results against L (TSV: query_id<TAB>sku<TAB>gain, header line);\n"
@@ -22,7 +22,7 @@ static const char usage[] =
     "options:\n"
     "  --queries FILE     queries file (required)\n"
     "  --labels FILE      graded labels file (required)\n"
-    "  --db PATH          SQLite store to search (opened read-only)\n"
+    "  --db PATH|URL      SQLite file or postgres:// URL to search (opened read-only)\n"
     "  --products FILE    JSON Lines catalog loaded into a temporary in-memory store instead\n"
     "  --mode MODE        lexical, vector or hybrid (default hybrid)\n"
     "  --k N              depth of the recall figure, R@N (default 100, at most 1000)\n"
@@ -193,9 +193,8 @@ int cli_eval(int argc, char **argv)
         goto out;
     }
     if (db) {
-        sift_store_sqlite_opts ro = {.readonly = 1};
-        if (sift_store_sqlite_open(db, &ro, &store, &err)) {
-            fprintf(stderr, "sift eval: %s: %s\n", db, err.msg);
+        if (sift_store_open(db, 1, &store, &err)) {
+            fprintf(stderr, "sift eval: %s\n", err.msg);
             goto out;
         }
     } else {

@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "sift/catalog.h"
 #include "sift/config.h"
+#include "sift/pgstore.h"
 #include "sift/store.h"
 
 static const char usage[] =
@@ -21,7 +22,8 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  --kind KIND      products (default), inventory or prices\n"
-    "  --db PATH        SQLite store (default: store.url from the config, data/sift.db)\n"
+    "  --db PATH|URL    SQLite file or postgres:// URL (default: SIFT_DB, then store.url\n"
+    "                   from the config, data/sift.db); PostgreSQL needs sift migrate first\n"
     "  --config FILE    sift.yaml to read (default: none)\n"
     "  --batch N        lines per transaction (default 5000)\n"
     "  --max-bad N      give up after N bad lines (default: never)\n"
@@ -153,12 +155,6 @@ int cli_ingest(int argc, char **argv)
     }
     if (!db)
         db = cfg.store.url;
-    if (!strncmp(db, "postgres://", 11) || !strncmp(db, "postgresql://", 13)) {
-        fprintf(stderr, "sift ingest: the PostgreSQL store is not available in this build; "
-                        "use a SQLite path\n");
-        sift_config_free(&cfg);
-        return CLI_FAIL;
-    }
     FILE *in = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!in) {
         fprintf(stderr, "sift ingest: cannot open %s: %s\n", path, strerror(errno));
@@ -172,14 +168,14 @@ int cli_ingest(int argc, char **argv)
     prog.start = prog.last = now_s();
 
     /* create the directory of the default store path */
-    char *slash = strrchr(db, '/');
+    char *slash = sift_pg_is_url(db) ? NULL : strrchr(db, '/');
     if (slash && slash != db) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - db), db);
         mkdir(dir, 0755);
     }
     sift_store *store = NULL;
-    if (sift_store_sqlite_open(db, NULL, &store, &err)) {
+    if (sift_store_open(db, 0, &store, &err)) {
         fprintf(stderr, "sift ingest: %s\n", err.msg);
         if (in != stdin)
             fclose(in);
@@ -192,6 +188,8 @@ int cli_ingest(int argc, char **argv)
     sift_load_summary sum = {0};
     int rc = sift_catalog_load_jsonl(store, in, kind, &opts, &sum, &err);
     double secs = now_s() - prog.start;
+    char where[512];
+    sift_pg_url_mask(db, where, sizeof where);
     if (prog.tty && !prog.quiet)
         fputs("\r\033[K", stderr);
     static const char *const kinds[] = {"products", "inventory rows", "prices"};
@@ -199,7 +197,7 @@ int cli_ingest(int argc, char **argv)
             "sift ingest: %s: %zu lines in %.2fs (%.0f lines/s): %zu applied (%zu deletes), "
             "%zu unchanged (older or equal version), %zu bad, %zu blank; %s into %s\n",
             path, sum.lines, secs, secs > 0 ? (double)sum.lines / secs : 0.0, sum.applied,
-            sum.deleted, sum.stale, sum.bad, sum.blank, kinds[kind], db);
+            sum.deleted, sum.stale, sum.bad, sum.blank, kinds[kind], where);
     if (rc)
         fprintf(stderr, "sift ingest: stopped: %s\n", err.msg);
     sift_store_close(store);

@@ -12,6 +12,7 @@ static const char usage[] =
     "  ingest    load a JSON Lines catalog, inventory or price file into the store\n"
     "  ask       ask the agent one question in the terminal\n"
     "  eval      relevance figures (NDCG@10, MRR@10, R@100) and latency on labelled queries\n"
+    "  migrate   create or upgrade the schema of a PostgreSQL store\n"
     "  version   print the version\n"
     "\n"
     "Run `sift <command> --help` for a command's options.\n";
@@ -32,6 +33,8 @@ int main(int argc, char **argv)
         return cli_ask(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval"))
         return cli_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "migrate"))
+        return cli_migrate(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("sift %s\n", SIFT_VERSION);
         return CLI_OK;

@@ -9,31 +9,37 @@
 #include "sift/api.h"
 #include "sift/config.h"
 #include "sift/log.h"
+#include "sift/pgstore.h"
 #include "sift/server.h"
 
-static const char usage[] = "usage: sift serve [options]\n"
-                            "\n"
-                            "Serves sift over HTTP until SIGINT or SIGTERM (graceful shutdown).\n"
-                            "\n"
-                            "options:\n"
-                            "  --config FILE   sift.yaml to read (default: sift.yaml if present)\n"
-                            "  --host HOST     address to listen on (default 127.0.0.1)\n"
-                            "  --port N        port (default 8080; 0 picks a free one)\n"
-                            "  --workers N     worker threads (default: one per core)\n"
-                            "  -h, --help      this text\n"
-                            "\n"
-                            "routes:\n"
-                            "  POST /v1/search  {\"query\",\"session_id\"}: the agent's run "
-                            "events over SSE\n"
-                            "                   (one JSON body with Accept: application/json)\n"
-                            "  POST /v1/chat/completions  OpenAI-compatible; model: agent.name "
-                            "(\"sift\")\n"
-                            "  GET /v1/models   the agent as the one model\n"
-                            "  GET /healthz     200 while the process runs\n"
-                            "  GET /readyz      200 once every worker accepts requests\n"
-                            "\n"
-                            "The store is store.url (SIFT_DB); the model is llm.provider: offline "
-                            "(rule-based,\nno language model) unless SIFT_LLM_BASE_URL is set.\n";
+static const char usage[] =
+    "usage: sift serve [options]\n"
+    "\n"
+    "Serves sift over HTTP until SIGINT or SIGTERM (graceful shutdown).\n"
+    "\n"
+    "options:\n"
+    "  --config FILE   sift.yaml to read (default: sift.yaml if present)\n"
+    "  --host HOST     address to listen on (default 127.0.0.1)\n"
+    "  --port N        port (default 8080; 0 picks a free one)\n"
+    "  --workers N     worker threads (default: one per core)\n"
+    "  -h, --help      this text\n"
+    "\n"
+    "routes:\n"
+    "  POST /v1/search  {\"query\",\"session_id\"}: the agent's run "
+    "events over SSE\n"
+    "                   (one JSON body with Accept: application/json)\n"
+    "  POST /v1/chat/completions  OpenAI-compatible; model: agent.name "
+    "(\"sift\")\n"
+    "  GET /v1/models   the agent as the one model\n"
+    "  GET /healthz     200 while the process runs\n"
+    "  GET /readyz      200 once every worker accepts requests\n"
+    "\n"
+    "The store is store.url (SIFT_DB): a SQLite file or a postgres:// URL\n"
+    "(migrated with sift migrate); the model is llm.provider: offline "
+    "(rule-based,\nno language model) unless SIFT_LLM_BASE_URL is set.\n"
+    "Search vectors come from embed.provider: hashed (built in, the default) or\n"
+    "openai (an OpenAI-compatible /v1/embeddings, also chosen by setting\n"
+    "SIFT_EMBED_BASE_URL; the catalog is embedded at start).\n";
 
 static int parse_int(const char *s, long min, long max, long *out)
 {
@@ -108,7 +114,7 @@ int cli_serve(int argc, char **argv)
     int rc = CLI_FAIL;
     sift_server *srv = NULL;
     sift_api *api = NULL;
-    if (access(cfg.store.url, R_OK) != 0) {
+    if (!sift_pg_is_url(cfg.store.url) && access(cfg.store.url, R_OK) != 0) {
         sift_err_set(&err, SIFT_ENOTFOUND,
                      "no store at %s: load a catalog first (sift ingest --db %s FILE)",
                      cfg.store.url, cfg.store.url);
@@ -122,8 +128,10 @@ int cli_serve(int argc, char **argv)
         goto out;
     if (sift_server_start(srv, &err))
         goto out;
+    char store_shown[512]; /* a password in a postgres:// URL is never logged */
+    sift_pg_url_mask(cfg.store.url, store_shown, sizeof store_shown);
     sift_log(SIFT_LOG_INFO, NULL, NULL, "sift serving on http://%s:%d/ (model %s, store %s)",
-             opts.host, sift_server_port(srv), cfg.llm.model, cfg.store.url);
+             opts.host, sift_server_port(srv), cfg.llm.model, store_shown);
     int sig = sift_server_run_until_signal(srv);
     sift_log(SIFT_LOG_INFO, NULL, NULL, "sift stopped (signal %d)", sig);
     rc = CLI_OK;

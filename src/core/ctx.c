@@ -23,6 +23,7 @@ struct sift_ctx {
     int refs;
     unsigned released : 1;     /* the owner has let go */
     unsigned timer_inited : 1; /* timer needs uv_close before free */
+    unsigned unlinked : 1;     /* out of the parent's children list */
     int64_t deadline;          /* effective, uv_now() ms, or SIFT_NO_DEADLINE */
     int64_t timeout_ms;        /* own timeout, for the message */
     sift_err cause;
@@ -42,17 +43,29 @@ static void remove_all_hooks(sift_ctx *ctx)
     }
 }
 
+/* Leaves the parent's list of children (the reference on the parent stays
+ * until finish_free). Done as soon as refs reach zero, not in the timer's
+ * close callback: a cancellation of the parent in between must not walk into
+ * a context whose timer is already closing. */
+static void unlink_child(sift_ctx *ctx)
+{
+    sift_ctx *parent = ctx->parent;
+    if (!parent || ctx->unlinked)
+        return;
+    ctx->unlinked = 1;
+    if (ctx->prev)
+        ctx->prev->next = ctx->next;
+    else
+        parent->children = ctx->next;
+    if (ctx->next)
+        ctx->next->prev = ctx->prev;
+    ctx->prev = ctx->next = NULL;
+}
+
 static void finish_free(sift_ctx *ctx)
 {
     sift_ctx *parent = ctx->parent;
-    if (parent) {
-        if (ctx->prev)
-            ctx->prev->next = ctx->next;
-        else
-            parent->children = ctx->next;
-        if (ctx->next)
-            ctx->next->prev = ctx->prev;
-    }
+    unlink_child(ctx);
     sift_free(ctx);
     if (parent)
         ctx_unref(parent);
@@ -71,6 +84,7 @@ static void ctx_unref(sift_ctx *ctx)
     assert(ctx->children == NULL);
     remove_all_hooks(ctx);
     if (ctx->timer_inited) {
+        unlink_child(ctx);
         uv_timer_stop(&ctx->timer);
         uv_close((uv_handle_t *)&ctx->timer, on_timer_close);
     } else {

@@ -486,12 +486,13 @@ static int store_header(sift_http_request *req, const char *line, size_t n)
         end--;
     sift_buf *h = &req->resp.headers;
     size_t old = h->len;
-    if (sift_buf_append(h, line, nlen) || sift_buf_putc(h, '\0') ||
-        sift_buf_append(h, v, (size_t)(end - v)) || sift_buf_putc(h, '\0')) {
+    int rc = sift_buf_append(h, line, nlen);
+    rc = rc ? rc : sift_buf_putc(h, '\0');
+    rc = rc ? rc : sift_buf_append(h, v, (size_t)(end - v));
+    rc = rc ? rc : sift_buf_putc(h, '\0');
+    if (rc)
         h->len = old;
-        return -1;
-    }
-    return 0;
+    return rc; /* SIFT_ETOOBIG over the limit, SIFT_ENOMEM */
 }
 
 static size_t on_curl_header(char *buf, size_t size, size_t nitems, void *userp)
@@ -509,7 +510,12 @@ static size_t on_curl_header(char *buf, size_t size, size_t nitems, void *userp)
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
     if (n > 0) {
-        if (store_header(req, buf, n) != 0) {
+        int rc = store_header(req, buf, n);
+        if (rc == SIFT_ENOMEM) {
+            req_abort(req, rc, "out of memory storing the response headers");
+            return 0;
+        }
+        if (rc) {
             req_abort(req, SIFT_ETOOBIG, "response headers are over %zu bytes", HEADERS_MAX);
             return 0;
         }

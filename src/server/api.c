@@ -11,6 +11,7 @@
 
 #include "sift/agent.h"
 #include "sift/api.h"
+#include "sift/embed.h"
 #include "sift/events.h"
 #include "sift/httptool.h"
 #include "sift/log.h"
@@ -154,7 +155,16 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
                                .queue_max = (size_t)cfg->pgpool.queue_max,
                                .queue_timeout_ms = cfg->pgpool.queue_timeout_ms,
                                .connect_timeout_ms = cfg->pgpool.connect_timeout_ms};
-    if ((rc = sift_searcher_open_sqlite(cfg->store.url, NULL, &api->searcher, err)))
+    /* The embedding provider (sift.yaml "embed"): a remote one embeds the
+     * catalog here, before the server starts, and each worker's queries
+     * through that worker's HTTP client (client_of). */
+    sift_searcher_opts sopts = {0};
+    sift_embed_config ec;
+    if ((rc = sift_embed_config_read(cfg->doc, "config", &ec, err)))
+        goto fail;
+    rc = sift_embed_config_embedder(&ec, client_of, api, &sopts.embedder, err);
+    sift_embed_config_free(&ec);
+    if (rc || (rc = sift_searcher_open_sqlite(cfg->store.url, &sopts, &api->searcher, err)))
         goto fail;
     so.searcher = api->searcher;
     sift_httptools_opts ho = {.client = client_of, .udata = api};

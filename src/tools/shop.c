@@ -27,6 +27,8 @@
 #include "sift/catalog.h"
 #include "sift/ctx.h"
 #include "sift/pgpool.h"
+#include "sift/log.h"
+#include "sift/pgstore.h"
 #include "sift/query.h"
 #include "sift/store.h"
 
@@ -279,7 +281,9 @@ static int conn_acquire(sift_shop *s, sift_store **out, sift_err *err)
     uv_mutex_unlock(&s->mu);
 
     sift_store_sqlite_opts so = {.readonly = 1, .busy_timeout_ms = s->busy_timeout_ms};
-    int rc = sift_store_sqlite_open(s->path, &so, out, err);
+    /* A postgres:// URL: the PostgreSQL store (pgstore.h), read-only. */
+    int rc = sift_pg_is_url(s->path) ? sift_store_open(s->path, 1, out, err)
+                                     : sift_store_sqlite_open(s->path, &so, out, err);
     if (rc < 0) {
         uv_mutex_lock(&s->mu);
         s->opened--;
@@ -319,6 +323,10 @@ struct search_req {
     bool in_stock;
     const char *warehouses[FILTER_WAREHOUSES_MAX];
     size_t n_warehouses;
+    /* the query's vector when the searcher's embedder is remote (fetched on
+     * the loop before the work is queued); lexical_only when it could not be */
+    const float *qvec;
+    bool lexical_only;
 };
 
 struct shop_req {
@@ -593,6 +601,12 @@ static int candidates(struct shop_req *r, sift_store *st, size_t pool, const cha
     int rc;
     if (r->shop->searcher) {
         sift_search_opts so = {.k = pool, .no_filters = 1};
+        if (q->qvec) {
+            so.query_vec = q->qvec;
+            so.query_vec_id = sift_searcher_vector_id(r->shop->searcher);
+        }
+        if (q->lexical_only)
+            so.mode = SIFT_SEARCH_LEXICAL;
         sift_search_hit *hits = NULL;
         rc = sift_search(r->shop->searcher, st, q->retrieval, &so, r->arena, &hits, n, err);
         if (rc < 0)
@@ -1037,13 +1051,6 @@ static void pg_submit(struct shop_req *r)
     sift_shop *s = r->shop;
     sift_tool_job *job = r->job;
     sift_err err = {0};
-    if (r->tool == TOOL_SEARCH) {
-        req_free(r);
-        sift_tool_job_fail(job, SIFT_EINVAL,
-                           "search_products is not available on a PostgreSQL store yet; "
-                           "use a SQLite catalog for search");
-        return;
-    }
     struct shop_loop *sl = NULL;
     int rc = loop_pool(s, sift_ctx_loop(job->ctx), &sl, &err);
     if (rc < 0) {
@@ -1109,7 +1116,9 @@ static void req_submit(struct shop_req *r)
                            "the store queries)");
         return;
     }
-    if (r->shop->pg) {
+    /* search_products keeps the thread pool: its store (SQLite or PostgreSQL,
+     * pgstore.h) is synchronous and the searcher is too. */
+    if (r->shop->pg && r->tool != TOOL_SEARCH) {
         pg_submit(r);
         return;
     }
@@ -1135,6 +1144,60 @@ static void req_submit(struct shop_req *r)
 static void fail_oom(sift_tool_job *job)
 {
     sift_tool_job_fail(job, SIFT_ENOMEM, "out of memory");
+}
+
+/* ---- the query vector of a remote embedder (loop thread) ---- */
+
+/* The query's vector has arrived (or not): queue the search. */
+static void on_query_vec(void *ud, int code, const sift_err *err)
+{
+    struct shop_req *r = ud;
+    sift_tool_job *job = r->job;
+    atomic_fetch_sub(&r->shop->inflight, 1); /* req_submit counts the work item anew */
+    if (code && sift_ctx_err(job->ctx)) {
+        const sift_err *cause = sift_ctx_cause(job->ctx);
+        req_free(r);
+        sift_tool_job_done(job, cause->code, cause->msg[0] ? cause->msg : NULL);
+        return;
+    }
+    if (code) {
+        /* The provider is down or refuses: lexical candidates beat none, and
+         * the log says why the vectors are missing. */
+        sift_log(SIFT_LOG_WARN, sift_ctx_run_id(job->ctx), "\"tool\":\"search_products\"",
+                 "no query vector, lexical search only: %s", err ? err->msg : "");
+        r->search.qvec = NULL;
+        r->search.lexical_only = true;
+    }
+    req_submit(r);
+}
+
+/* Queues a search; with a remote embedder, after fetching the query's
+ * vector asynchronously on the job's loop (under its context, so the
+ * deadline and cancellation reach the HTTP request), because the pool thread
+ * that runs the search must not wait on the network. */
+static void search_submit(struct shop_req *r)
+{
+    const sift_searcher *se = r->shop->searcher;
+    sift_tool_job *job = r->job;
+    if (!se || !sift_searcher_remote(se) || !job->ctx) {
+        req_submit(r);
+        return;
+    }
+    float *qv = sift_arena_alloc(r->arena, sift_searcher_dims(se) * sizeof *qv);
+    if (!qv) {
+        req_free(r);
+        fail_oom(job);
+        return;
+    }
+    r->search.qvec = qv;
+    /* counted while the embedding runs: the shop (and its searcher's
+     * embedder) must not be freed under it */
+    atomic_fetch_add(&r->shop->inflight, 1);
+    sift_err err = {0};
+    int rc =
+        sift_searcher_embed_query(se, job->ctx, r->search.retrieval, qv, on_query_vec, r, &err);
+    if (rc)
+        on_query_vec(r, rc, &err); /* refused: `done` will not fire */
 }
 
 /* The text the candidates are retrieved with: the query plus the brand, size
@@ -1218,7 +1281,7 @@ static void search_products(sift_tool_job *job, const struct shop_search_args *a
         fail_oom(job);
         return;
     }
-    req_submit(r);
+    search_submit(r);
 }
 
 static void check_inventory(sift_tool_job *job, const struct shop_inventory_args *args)

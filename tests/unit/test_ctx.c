@@ -251,6 +251,24 @@ static void test_many_and_oom(void **state)
     sift_ctx_release(root);
 }
 
+/* A released child whose deadline timer is still closing must not be
+ * reached by a cancellation of its parent (it used to be closed twice). */
+static void test_cancel_while_child_timer_closes(void **state)
+{
+    (void)state;
+    sift_ctx *root = sift_ctx_new_root(&loop);
+    sift_ctx *parent = sift_ctx_new(root);
+    sift_ctx *timed = sift_ctx_new_timeout(parent, 1000);
+    sift_ctx *sibling = sift_ctx_new(parent);
+    sift_ctx_release(timed); /* its timer starts closing */
+    sift_ctx_cancel(parent, SIFT_ECANCELED, NULL);
+    assert_int_equal(sift_ctx_err(sibling), SIFT_ECANCELED);
+    sift_ctx_release(sibling);
+    sift_ctx_release(parent);
+    sift_ctx_release(root);
+    uv_run(&loop, UV_RUN_DEFAULT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +282,7 @@ int main(void)
         cmocka_unit_test(test_hook_may_release_contexts),
         cmocka_unit_test(test_run_id_inherited),
         cmocka_unit_test(test_many_and_oom),
+        cmocka_unit_test(test_cancel_while_child_timer_closes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
