@@ -107,6 +107,10 @@ static void test_query_and_prepared(void **state)
     sift_pgpool_stats st;
     sift_pgpool_get_stats(f.pool, &st);
     assert_int_equal(st.connects, 1);
+    /* An idle connection does not keep the loop alive: uv_run(DEFAULT)
+     * returns once the work is done (sift ask relies on it). */
+    assert_int_equal(st.conns_ready, 1);
+    assert_false(uv_loop_alive(&f.loop));
     fx_close(&f);
 }
 
