@@ -32,7 +32,7 @@
  * an error and the connection carries on. A cancel request can arrive late
  * and hit the next query in the pipeline; a query that fails with
  * query_canceled (57014) on a connection that was sent a cancel, and was not
- * cancelled itself, is retried once. When the cancel request cannot be sent,
+ * cancelled itself, is retried (up to 3 times). When the cancel request cannot be sent,
  * the connection is discarded (its other queries fail as connection lost).
  *
  * Broken connections. A connection whose socket fails (server restart,

@@ -28,6 +28,10 @@
 #define container_of(p, T, m) ((T *)(void *)((char *)(p)-offsetof(T, m)))
 
 enum q_state { Q_QUEUED = 1, Q_SENT, Q_ABANDONED, Q_DONE };
+
+/* Times a query that was not cancelled itself is retried after failing with
+ * query_canceled on a connection that was sent cancel requests. */
+#define STRAY_CANCEL_RETRIES 3
 enum q_phase { PH_PREP = 1, PH_RESULT, PH_SYNC };
 enum c_state { C_CONNECTING = 1, C_READY, C_CLOSING };
 
@@ -38,7 +42,7 @@ struct pgq {
     sift_ctx_hook hook;
     enum q_state state;
     enum q_phase phase;
-    bool retried;
+    int retries; /* after stray cancel requests */
     int stmt;
     int nparams;
     uint64_t queued_at; /* uv_now */
@@ -662,10 +666,17 @@ static void conn_complete(struct pgconn *c, struct pgq *q)
         q_free(q);
         return;
     }
-    if (q->err.code && !q->retried && c->cancels > 0 && strstr(q->err.msg, "(SQLSTATE 57014)")) {
-        /* A cancel request meant for the query before it arrived late. */
-        q->retried = true;
+    if (q->err.code && q->retries < STRAY_CANCEL_RETRIES && c->cancels > 0 &&
+        strstr(q->err.msg, "(SQLSTATE 57014)")) {
+        /* A cancel request meant for an earlier query arrived late. More
+         * than one can be in flight (each waits for a pool thread), so a
+         * query may be hit more than once. */
+        q->retries++;
         sift_err_clear(&q->err);
+        if (q->res) {
+            PQclear(q->res);
+            q->res = NULL;
+        }
         q->state = Q_QUEUED;
         q->conn = NULL;
         ql_push_front(&p->queue, q);
