@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "pgtest.h"
+#include "sift/arena.h"
 #include "sift/ctx.h"
 #include "sift/pgpool.h"
 
@@ -425,6 +426,52 @@ static void test_second_host(void **state)
     fx_close(&f);
 }
 
+/* Allocation failures at every step of a pool's life: each one ends in a
+ * clear error (or success), never a crash, a hang or a leak (ASan). */
+static void test_out_of_memory(void **state)
+{
+    (void)state;
+    int succeeded = 0;
+    for (long n = 0; n < 40; n++) {
+        uv_loop_t loop;
+        assert_int_equal(uv_loop_init(&loop), 0);
+        sift_ctx *root = sift_ctx_new_root(&loop);
+        assert_non_null(root);
+        sift_err err = {0};
+        sift_pgpool *p = NULL;
+        struct res r = {.loop = &loop};
+        const char *v[] = {"7"};
+        sift_mem_fail_after(n);
+        int rc = sift_pgpool_new(
+            &loop, &(sift_pgpool_opts){.conninfo = cluster.url, .queue_timeout_ms = 300}, &p, &err);
+        int stmt = rc == 0 ? sift_pgpool_prepare(p, "SELECT $1::int", 1, &err) : -1;
+        if (stmt >= 0)
+            rc = sift_pgpool_query(p, root, stmt, 1, v, on_res, &r, &err);
+        else if (rc == 0)
+            rc = stmt;
+        if (rc == 0) {
+            run_until(&loop, &r.called, 1, 5000);
+            assert_int_equal(r.called, 1);
+            if (r.code == 0) {
+                assert_string_equal(r.value, "7");
+                succeeded++;
+            } else {
+                assert_true(r.msg[0] != '\0');
+            }
+        } else {
+            assert_int_equal(rc, SIFT_ENOMEM);
+            assert_string_equal(err.msg, "out of memory");
+        }
+        sift_mem_fail_after(-1);
+        sift_pgpool_close(p);
+        sift_ctx_release(root);
+        while (uv_run(&loop, UV_RUN_DEFAULT) != 0) {
+        }
+        assert_int_equal(uv_loop_close(&loop), 0);
+    }
+    assert_true(succeeded > 0); /* the later rounds had enough memory */
+}
+
 /* ---- PostgreSQL restarted under load ---- */
 
 struct restart {
@@ -541,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_connect_failure),
         cmocka_unit_test(test_close_with_work),
         cmocka_unit_test(test_second_host),
+        cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_restart_mid_load),
     };
     rc = cmocka_run_group_tests(tests, NULL, NULL);
