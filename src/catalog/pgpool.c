@@ -177,15 +177,20 @@ static void enter(sift_pgpool *p)
     p->depth++;
 }
 
-/* Leaves an entry point; the outermost one does what was deferred. */
+/* Leaves an entry point; the outermost one does what was deferred. The
+ * pump and the teardown run still inside it (depth 1), because both call
+ * user callbacks, which may submit queries or close the pool. */
 static void leave(sift_pgpool *p)
 {
-    if (--p->depth > 0)
+    if (p->depth > 1) {
+        p->depth--;
         return;
+    }
+    if (!p->closing)
+        pump(p);
     if (p->closing && !p->torn_down)
         pool_teardown(p);
-    else if (!p->closing)
-        pump(p);
+    p->depth--;
     if (p->torn_down)
         pool_maybe_free(p);
 }
