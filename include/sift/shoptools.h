@@ -126,8 +126,9 @@ const sift_tool *sift_shop_tool(const sift_shop *shop, const char *name);
  * loop yet (any loop). */
 size_t sift_shop_inflight(const sift_shop *shop);
 
-/* Loops one shop serves with PostgreSQL pools at most. */
-#define SIFT_SHOP_LOOPS_MAX 64
+/* Loops one shop serves with PostgreSQL pools at most (server.workers is at
+ * most 1024). */
+#define SIFT_SHOP_LOOPS_MAX 1024
 
 /* PostgreSQL: closes the pool of `loop` (see sift_pgpool_close; keep running
  * the loop until its handles have closed). Call it on the loop's thread, for
