@@ -360,6 +360,77 @@ static void test_restart_under_load(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- one shop, several loops ---- */
+
+#define THREADS 4
+#define CALLS_PER_THREAD 300
+
+struct worker {
+    uv_thread_t tid;
+    struct shop *pg;
+    int ok, failed;
+    char msg[SIFT_ERR_MSG_MAX];
+};
+
+static void count_done(sift_tool_job *job, void *data)
+{
+    struct worker *w = data;
+    if (job->code == 0 && strstr(job->result, "\"warehouses\":[")) {
+        w->ok++;
+    } else {
+        if (!w->failed)
+            snprintf(w->msg, sizeof w->msg, "%d %s", job->code, job->result);
+        w->failed++;
+    }
+}
+
+/* A worker thread: its own loop, and so its own pool in the shared shop. */
+static void worker_run(void *arg)
+{
+    struct worker *w = arg;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sift_ctx *root = sift_ctx_new_root(&loop);
+    sift_arena *a = sift_arena_new(0);
+    static const char args[] = "{\"sku\":\"NIKE-PEG40-43\"}";
+    const sift_tool *t = sift_shop_tool(w->pg->shop, "check_inventory");
+    sift_tool_job *jobs = calloc(CALLS_PER_THREAD, sizeof *jobs);
+    for (int i = 0; i < CALLS_PER_THREAD; i++) {
+        sift_tool_job_init(&jobs[i], t, root, a, NULL, count_done, w);
+        sift_tool_job_start(&jobs[i], args, sizeof args - 1);
+    }
+    while (w->ok + w->failed < CALLS_PER_THREAD)
+        uv_run(&loop, UV_RUN_ONCE);
+    sift_shop_loop_close(w->pg->shop, &loop);
+    sift_ctx_release(root);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    free(jobs);
+    sift_arena_free(a);
+}
+
+/* Loops on several threads share one shop: each gets its own pool (found
+ * without a lock once made), all calls succeed, each loop closes its pool. */
+static void test_loops_share_a_shop(void **state)
+{
+    (void)state;
+    struct shop pg;
+    shop_open(&pg, cluster.url);
+    struct worker w[THREADS];
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < THREADS; i++) {
+        w[i].pg = &pg;
+        assert_int_equal(uv_thread_create(&w[i].tid, worker_run, &w[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(uv_thread_join(&w[i].tid), 0);
+        if (w[i].failed)
+            fail_msg("thread %d: %d failed, first: %s", i, w[i].failed, w[i].msg);
+        assert_int_equal(w[i].ok, CALLS_PER_THREAD);
+    }
+    shop_free(&pg);
+}
+
 int main(void)
 {
     int rc = pgtest_start(&cluster);
@@ -372,6 +443,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_results_as_sqlite),
         cmocka_unit_test(test_restart_under_load),
+        cmocka_unit_test(test_loops_share_a_shop),
     };
     rc = cmocka_run_group_tests(tests, setup, teardown);
     pgtest_destroy(&cluster);
