@@ -108,6 +108,10 @@ typedef struct sift_shop_opts {
     /* PostgreSQL (store_path is a postgres:// URL): the pool each loop gets
      * (pgpool.h); conninfo is ignored (store_path is used). */
     sift_pgpool_opts pg;
+    /* PostgreSQL: 1 runs every tool on the thread pool over the synchronous
+     * store (pgstore.h) instead of the loop's pool; for comparisons
+     * (bench_pg_inventory). */
+    int pg_threadpool;
 } sift_shop_opts;
 
 /* Creates a shop context. Opens nothing yet (connections are opened on first

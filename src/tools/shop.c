@@ -137,6 +137,7 @@ struct sift_shop {
      * and published by the release store to nloops; after that only its
      * loop's thread touches it, so finding the pool takes no lock. */
     bool pg;
+    bool pg_threadpool; /* every tool on the thread pool (comparisons) */
     sift_pgpool_opts pg_opts;
     struct shop_loop {
         uv_loop_t *loop;
@@ -183,6 +184,7 @@ int sift_shop_new(const sift_shop_opts *opts, sift_shop **out, sift_err *err)
     if (!s)
         return sift_err_set(err, SIFT_ENOMEM, "out of memory");
     s->pg = pg;
+    s->pg_threadpool = opts->pg_threadpool != 0;
     s->pg_opts = opts->pg;
     atomic_init(&s->nloops, 0);
     s->max_conns = opts->max_conns ? opts->max_conns : default_pool_size();
@@ -1118,7 +1120,7 @@ static void req_submit(struct shop_req *r)
     }
     /* search_products keeps the thread pool: its store (SQLite or PostgreSQL,
      * pgstore.h) is synchronous and the searcher is too. */
-    if (r->shop->pg && r->tool != TOOL_SEARCH) {
+    if (r->shop->pg && !r->shop->pg_threadpool && r->tool != TOOL_SEARCH) {
         pg_submit(r);
         return;
     }
