@@ -47,7 +47,9 @@
  * non-blocking; a name from /etc/hosts is resolved in microseconds.
  *
  * Closing. sift_pgpool_close fails everything queued or in flight with
- * SIFT_ECANCELED and closes every handle; the memory is released from the
+ * SIFT_ECANCELED, sends a cancel request for each statement still running
+ * (a backend notices a closed client only when it next writes), and closes
+ * every handle; the memory is released from the
  * last close callback, so run the loop afterwards (uv_run) until it is. */
 #ifndef SIFT_PGPOOL_H
 #define SIFT_PGPOOL_H

@@ -965,6 +965,12 @@ static void pool_teardown(sift_pgpool *p)
         q_fail(q, SIFT_ECANCELED, "PostgreSQL pool closed");
         q_free(q);
     }
+    /* A backend notices a closed client only when it next writes: stop the
+     * statement each connection is running, or it runs on to its end. */
+    for (struct pgconn *c = p->conns; c; c = c->next) {
+        if (c->state == C_READY && c->pipe.n > 0)
+            send_cancel(c); /* a failure closes c; the loop below sees that */
+    }
     while (p->conns)
         conn_close(p->conns, SIFT_ECANCELED, "PostgreSQL pool closed");
     p->queue_timer.data = p;

@@ -399,6 +399,24 @@ static void test_close_with_work(void **state)
     assert_string_equal(sleeping.msg, "PostgreSQL pool closed");
     assert_int_equal(queued.called, 1);
     assert_int_equal(queued.code, SIFT_ECANCELED);
+    /* The server was asked to stop the sleep: no backend is still in it. */
+    assert_int_equal(sift_pgpool_new(&loop, &(sift_pgpool_opts){.conninfo = cluster.url}, &p, &err),
+                     0);
+    int busy = sift_pgpool_prepare(p,
+                                   "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                                   " AND query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()",
+                                   0, &err);
+    char last[64] = "";
+    for (int i = 0; i < 20 && strcmp(last, "0") != 0; i++) {
+        struct res b = {.loop = &loop};
+        assert_int_equal(sift_pgpool_query(p, root, busy, 0, NULL, on_res, &b, &err), 0);
+        run_until(&loop, &b.called, 1, 5000);
+        assert_int_equal(b.code, 0);
+        snprintf(last, sizeof last, "%s", b.value);
+        uv_sleep(50);
+    }
+    assert_string_equal(last, "0");
+    sift_pgpool_close(p);
     sift_ctx_release(root);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
