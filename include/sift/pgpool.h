@@ -46,6 +46,9 @@
  * address (host=127.0.0.1, or hostaddr=) to keep connecting fully
  * non-blocking; a name from /etc/hosts is resolved in microseconds.
  *
+ * Tested on plain TCP (loopback) only; TLS (sslmode=require) has not been
+ * exercised with this pool yet. */
+ *
  * Closing. sift_pgpool_close fails everything queued or in flight with
  * SIFT_ECANCELED, sends a cancel request for each statement still running
  * (a backend notices a closed client only when it next writes), and closes
