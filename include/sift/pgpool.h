@@ -47,7 +47,7 @@
  * non-blocking; a name from /etc/hosts is resolved in microseconds.
  *
  * Tested on plain TCP (loopback) only; TLS (sslmode=require) has not been
- * exercised with this pool yet. */
+ * exercised with this pool yet.
  *
  * Closing. sift_pgpool_close fails everything queued or in flight with
  * SIFT_ECANCELED, sends a cancel request for each statement still running
