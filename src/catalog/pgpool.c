@@ -105,9 +105,15 @@ struct sift_pgpool {
     uint64_t next_conn_id;
 
     uv_timer_t queue_timer; /* fires when the queue's head times out */
-    /* Pumps the queue on the next loop iteration: when a query was submitted
-     * outside the pool's callbacks, or when the reconnect backoff is over. */
+    /* Pumps the queue when the reconnect backoff is over. */
     uv_timer_t pump_timer;
+    /* Pumps the queries submitted outside the pool's callbacks, in the check
+     * phase: after this iteration's I/O, so a connection the server closed
+     * meanwhile is known dead before anything is sent on it. The idle handle
+     * only keeps that iteration's poll from blocking while a pump is due. */
+    uv_check_t pump_check;
+    uv_idle_t pump_idle;
+    bool pump_due;
     uint64_t next_connect_at;
     int backoff_ms;
     char last_error[SIFT_ERR_MSG_MAX];
@@ -707,6 +713,11 @@ static void conn_read(struct pgconn *c)
      * closed) are in it. A broken connection yields a few results at most,
      * so `spins` bounds that reading. */
     bool ok = PQconsumeInput(c->pg) == 1;
+    /* Data on an idle connection is usually the server's last words
+     * ("terminating connection ..."), with the end of the stream right
+     * behind: read again so that end is seen now, not by the next query. */
+    if (ok && c->pipe.n == 0)
+        ok = PQconsumeInput(c->pg) == 1;
     int spins = 0;
     struct pgq *q;
     while (c->state == C_READY && (q = c->pipe.head) && !PQisBusy(c->pg) && (ok || spins++ < 16)) {
@@ -778,6 +789,30 @@ static void on_conn_poll(uv_poll_t *h, int status, int events)
 }
 
 /* ---- dispatch ---- */
+
+static void on_pump_idle(uv_idle_t *h)
+{
+    (void)h;
+}
+
+static void on_pump_check(uv_check_t *h)
+{
+    sift_pgpool *p = container_of(h, sift_pgpool, pump_check);
+    uv_check_stop(&p->pump_check);
+    uv_idle_stop(&p->pump_idle);
+    p->pump_due = false;
+    enter(p);
+    leave(p); /* leave pumps */
+}
+
+static void pump_soon(sift_pgpool *p)
+{
+    if (p->pump_due)
+        return;
+    p->pump_due = true;
+    uv_check_start(&p->pump_check, on_pump_check);
+    uv_idle_start(&p->pump_idle, on_pump_idle);
+}
 
 static void on_pump_timer(uv_timer_t *t)
 {
@@ -866,7 +901,9 @@ int sift_pgpool_new(uv_loop_t *loop, const sift_pgpool_opts *o, sift_pgpool **ou
         p->backoff_max_ms = p->backoff_min_ms;
     uv_timer_init(loop, &p->queue_timer);
     uv_timer_init(loop, &p->pump_timer);
-    p->handles = 2;
+    uv_check_init(loop, &p->pump_check);
+    uv_idle_init(loop, &p->pump_idle);
+    p->handles = 4;
     *out = p;
     return 0;
 }
@@ -927,10 +964,11 @@ int sift_pgpool_query(sift_pgpool *p, sift_ctx *ctx, int stmt, int nparams,
     ql_push(&p->queue, q);
     /* Sending could fail the query at once (a connection found broken), and
      * the callback must not run inside this call: outside the pool's own
-     * callbacks the queue is pumped on the next loop iteration, which also
-     * puts the queries submitted in one iteration on the wire together. */
+     * callbacks the queue is pumped in this iteration's check phase (after
+     * its I/O), which also puts the queries submitted in one iteration on
+     * the wire together. */
     if (p->depth == 0)
-        uv_timer_start(&p->pump_timer, on_pump_timer, 0, 0);
+        pump_soon(p);
     arm_queue_timer(p);
     return 0;
 }
@@ -947,7 +985,7 @@ uv_loop_t *sift_pgpool_loop(const sift_pgpool *p)
     return p->loop;
 }
 
-static void pool_timer_closed(uv_handle_t *h)
+static void pool_handle_closed(uv_handle_t *h)
 {
     sift_pgpool *p = h->data;
     p->handles--;
@@ -975,8 +1013,12 @@ static void pool_teardown(sift_pgpool *p)
         conn_close(p->conns, SIFT_ECANCELED, "PostgreSQL pool closed");
     p->queue_timer.data = p;
     p->pump_timer.data = p;
-    uv_close((uv_handle_t *)&p->queue_timer, pool_timer_closed);
-    uv_close((uv_handle_t *)&p->pump_timer, pool_timer_closed);
+    p->pump_check.data = p;
+    p->pump_idle.data = p;
+    uv_close((uv_handle_t *)&p->queue_timer, pool_handle_closed);
+    uv_close((uv_handle_t *)&p->pump_timer, pool_handle_closed);
+    uv_close((uv_handle_t *)&p->pump_check, pool_handle_closed);
+    uv_close((uv_handle_t *)&p->pump_idle, pool_handle_closed);
 }
 
 void sift_pgpool_close(sift_pgpool *p)

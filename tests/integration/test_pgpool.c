@@ -490,6 +490,33 @@ static void test_out_of_memory(void **state)
     assert_true(succeeded > 0); /* the later rounds had enough memory */
 }
 
+/* The server restarts while the pool's connection is idle and the loop is
+ * not running: the next query must not be sent on the dead connection (the
+ * pool reads the socket before it dispatches), so it succeeds. */
+static void test_idle_connection_after_restart(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fx_open(&f, (sift_pgpool_opts){.size = 1});
+    sift_err err = {0};
+    int one = sift_pgpool_prepare(f.pool, "SELECT 'one'", 0, &err);
+    struct res a = {.loop = &f.loop}, b = {.loop = &f.loop};
+    assert_int_equal(sift_pgpool_query(f.pool, f.root, one, 0, NULL, on_res, &a, &err), 0);
+    run_until(&f.loop, &a.called, 1, 5000);
+    assert_int_equal(a.code, 0);
+    assert_int_equal(pgtest_ctl(&cluster, "restart"), 0);
+    assert_int_equal(sift_pgpool_query(f.pool, f.root, one, 0, NULL, on_res, &b, &err), 0);
+    run_until(&f.loop, &b.called, 1, 10000);
+    if (b.code != 0)
+        fail_msg("%s", b.msg);
+    assert_string_equal(b.value, "one");
+    sift_pgpool_stats st;
+    sift_pgpool_get_stats(f.pool, &st);
+    assert_int_equal(st.conns_lost, 1);
+    assert_int_equal(st.connects, 2);
+    fx_close(&f);
+}
+
 /* ---- PostgreSQL restarted under load ---- */
 
 struct restart {
@@ -607,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_close_with_work),
         cmocka_unit_test(test_second_host),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_idle_connection_after_restart),
         cmocka_unit_test(test_restart_mid_load),
     };
     rc = cmocka_run_group_tests(tests, NULL, NULL);
