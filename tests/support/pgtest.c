@@ -111,6 +111,12 @@ void pgtest_destroy(pgtest_cluster *c)
     pgtest_ctl(c, "destroy");
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", c->dir);
-    (void)system(cmd);
+    /* A server process still exiting can write into the directory while it
+     * is removed; try again until it is gone. */
+    for (int i = 0; i < 10 && access(c->dir, F_OK) == 0; i++) {
+        if (i)
+            usleep(100 * 1000);
+        (void)system(cmd);
+    }
     c->dir[0] = '\0';
 }
