@@ -103,7 +103,7 @@ typedef struct sift_shop_opts {
     /* The hybrid searcher (search.h) search_products draws its candidates
      * from: BM25 and vectors fused, exact SKUs first. NULL: the store's
      * full-text search. It must outlive the shop; it is a snapshot of the
-     * catalog taken when it was opened. */
+     * catalog taken when it was opened (sift_shop_swap_searcher refreshes). */
     const struct sift_searcher *searcher;
     /* PostgreSQL (store_path is a postgres:// URL): the pool each loop gets
      * (pgpool.h); conninfo is ignored (store_path is used). */
@@ -126,6 +126,15 @@ int sift_shop_tools_register(sift_tool_registry *r, sift_shop *shop, sift_err *e
 /* The shop's tool called `name` ("search_products", ...), or NULL. */
 const sift_tool *sift_shop_tool(const sift_shop *shop, const char *name);
 
+/* Replaces the searcher search_products uses with `next` (a fresher
+ * snapshot of the catalog), atomically for every thread: a search already
+ * running (its query embedding included) finishes on the searcher it started
+ * with, the next one uses `next`. The shop owns `next` from then on (closed
+ * when replaced and no longer in use, or with the shop); a searcher given in
+ * sift_shop_opts stays the caller's. Thread-safe. SIFT_ENOMEM (then `next`
+ * is closed). */
+int sift_shop_swap_searcher(sift_shop *shop, struct sift_searcher *next, sift_err *err);
+
 /* Tool calls whose work item (or query embedding) has not come back to its
  * loop yet (any loop). */
 size_t sift_shop_inflight(const sift_shop *shop);
@@ -145,5 +154,28 @@ void sift_shop_loop_close(sift_shop *shop, uv_loop_t *loop);
  * PostgreSQL, closed its pool (sift_shop_loop_close): freeing a shop with
  * work in flight or a pool open is a bug and aborts. NULL is a no-op. */
 void sift_shop_free(sift_shop *shop);
+
+/* ---- Other store reads on the shop's connections ---- */
+
+struct sift_store;
+struct uv_loop_s;
+
+/* Runs on a pool thread with a borrowed read-only connection; returns 0 or a
+ * negative SIFT_E code with err set. It must be short and bounded (a few
+ * indexed lookups), like the tools' own queries. */
+typedef int (*sift_shop_query_fn)(struct sift_store *st, void *ud, sift_err *err);
+
+/* Runs on the loop after the query: code is fn's result (or the error that
+ * kept it from running, e.g. SIFT_EIO when no connection could be opened). */
+typedef void (*sift_shop_query_done_fn)(void *ud, int code, const sift_err *err);
+
+/* Queues fn on the uv thread pool with one of the shop's pooled connections,
+ * then calls done on `loop` exactly once, also during shutdown (the query is
+ * not cancellable: it is short, and `ud` must stay valid until done). Counts
+ * as in flight (sift_shop_inflight) until done has returned. For reads that
+ * are not tools, such as GET /v1/products/{sku}. Returns 0, or SIFT_ENOMEM /
+ * SIFT_EINTERNAL (nothing queued, done not called). */
+int sift_shop_query(sift_shop *shop, struct uv_loop_s *loop, sift_shop_query_fn fn,
+                    sift_shop_query_done_fn done, void *ud, sift_err *err);
 
 #endif

@@ -25,21 +25,26 @@ static const char usage[] =
     "  -h, --help      this text\n"
     "\n"
     "routes:\n"
+    "  GET /            the search page (built into the binary)\n"
     "  POST /v1/search  {\"query\",\"session_id\"}: the agent's run "
     "events over SSE\n"
     "                   (one JSON body with Accept: application/json)\n"
+    "  GET /v1/products/{sku}  a product with its live stock and prices\n"
     "  POST /v1/chat/completions  OpenAI-compatible; model: agent.name "
     "(\"sift\")\n"
-    "  GET /v1/models   the agent as the one model\n"
+    "  GET /v1/models   the agent as the one model (/v1/models/{id}: that one)\n"
+    "  GET /metrics     Prometheus text: runs, latencies, tools, loop lag\n"
     "  GET /healthz     200 while the process runs\n"
-    "  GET /readyz      200 once every worker accepts requests\n"
+    "  GET /readyz      200 when the store can be read (else 503)\n"
     "\n"
     "The store is store.url (SIFT_DB): a SQLite file or a postgres:// URL\n"
     "(migrated with sift migrate); the model is llm.provider: offline "
     "(rule-based,\nno language model) unless SIFT_LLM_BASE_URL is set.\n"
     "Search vectors come from embed.provider: hashed (built in, the default) or\n"
     "openai (an OpenAI-compatible /v1/embeddings, also chosen by setting\n"
-    "SIFT_EMBED_BASE_URL; the catalog is embedded at start).\n";
+    "SIFT_EMBED_BASE_URL; the catalog is embedded at start).\n"
+    "With a kafka: block (or SIFT_KAFKA_BROKERS and SIFT_KAFKA_TOPIC), the catalog topic\n"
+    "is consumed into the store and search follows it (docs/search.md).\n";
 
 static int parse_int(const char *s, long min, long max, long *out)
 {
@@ -114,6 +119,7 @@ int cli_serve(int argc, char **argv)
     int rc = CLI_FAIL;
     sift_server *srv = NULL;
     sift_api *api = NULL;
+    sift_api_kafka *kafka = NULL;
     if (!sift_pg_is_url(cfg.store.url) && access(cfg.store.url, R_OK) != 0) {
         sift_err_set(&err, SIFT_ENOTFOUND,
                      "no store at %s: load a catalog first (sift ingest --db %s FILE)",
@@ -121,6 +127,8 @@ int cli_serve(int argc, char **argv)
         goto out;
     }
     if (sift_api_new(&cfg, &api, &err))
+        goto out;
+    if (sift_api_kafka_start(api, &kafka, &err))
         goto out;
     sift_api_server_opts(api, &opts);
     srv = sift_server_new(&opts, &err);
@@ -139,6 +147,7 @@ out:
     if (rc != CLI_OK)
         fprintf(stderr, "sift serve: %s\n", err.msg);
     sift_server_free(srv);
+    sift_api_kafka_stop(kafka);
     sift_api_free(api);
     sift_config_free(&cfg);
     return rc;

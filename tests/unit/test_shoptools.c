@@ -22,6 +22,7 @@
 #include "sift/ctx.h"
 #include "sift/model.h"
 #include "sift/planner.h"
+#include "sift/search.h"
 #include "sift/shoptools.h"
 #include "sift/store.h"
 #include "sift/tool.h"
@@ -470,6 +471,41 @@ static void block_after(uv_work_t *w, int status)
 
 /* A query still queued behind busy pool threads is uv_cancel'led: the job
  * ends at once with the ctx's cause, once, and nothing leaks. */
+/* A searcher swapped in replaces the snapshot for the next searches; the
+ * replaced ones are freed (ASan checks there is no leak and no double free). */
+static void test_searcher_swap(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new(false, NULL);
+    sift_err e = {0};
+    sift_searcher *before = NULL, *after = NULL;
+    assert_int_equal(sift_searcher_open_sqlite(f->path, NULL, &before, &e), 0);
+    assert_int_equal(sift_shop_swap_searcher(f->shop, before, &e), 0);
+    sift_store *st = NULL;
+    assert_int_equal(sift_store_sqlite_open(f->path, NULL, &st, &e), 0);
+    sift_product p = {.sku = "QUOKKA-1",
+                      .parent_id = "",
+                      .title = "Quokka Trail Shoe",
+                      .brand = "",
+                      .category = "",
+                      .description = "",
+                      .version = 1};
+    int applied = 0;
+    assert_int_equal(sift_store_upsert_product(st, &p, &applied, &e), 0);
+    assert_int_equal(applied, 1);
+    sift_store_close(st);
+    /* the snapshot predates the product (the vectors still bring neighbours) */
+    struct outcome o = call(f, "search_products", "{\"query\":\"quokka trail shoe\"}");
+    assert_int_equal(o.code, 0);
+    assert_null(strstr(o.result, "QUOKKA-1"));
+    assert_int_equal(sift_searcher_open_sqlite(f->path, NULL, &after, &e), 0);
+    assert_int_equal(sift_shop_swap_searcher(f->shop, after, &e), 0);
+    o = call(f, "search_products", "{\"query\":\"quokka trail shoe\",\"k\":1}");
+    assert_int_equal(o.code, 0);
+    assert_non_null(strstr(o.result, "{\"products\":[{\"sku\":\"QUOKKA-1\""));
+    fixture_free(f);
+}
+
 static void test_cancel_queued(void **state)
 {
     (void)state;
@@ -852,26 +888,94 @@ static void test_tools_node(void **state)
     fixture_free(f);
 }
 
+/* sift_shop_query: fn on a pool thread with a connection of the shop's
+ * pool, done once on the loop with fn's code and error, counted in flight
+ * meanwhile; a store that cannot be opened reaches done as SIFT_EIO. */
+struct query_probe {
+    uv_thread_t loop_thread, fn_thread;
+    int fn_calls, done_calls, done_code;
+    size_t inflight_in_done;
+    sift_shop *shop;
+    char title[128];
+    char msg[SIFT_ERR_MSG_MAX];
+};
+
+static int probe_fn(struct sift_store *st, void *ud, sift_err *err)
+{
+    struct query_probe *p = ud;
+    p->fn_calls++;
+    p->fn_thread = uv_thread_self();
+    sift_arena *a = sift_arena_new(0);
+    sift_product prod;
+    int rc = sift_store_get_product(st, "NIKE-PEG40-42", a, &prod, err);
+    if (rc == 0)
+        snprintf(p->title, sizeof p->title, "%s", prod.title);
+    if (rc == 0)
+        rc = sift_store_get_product(st, "NO-SUCH", a, &prod, err);
+    sift_arena_free(a);
+    return rc;
+}
+
+static void probe_done(void *ud, int code, const sift_err *err)
+{
+    struct query_probe *p = ud;
+    p->done_calls++;
+    p->done_code = code;
+    p->inflight_in_done = sift_shop_inflight(p->shop);
+    snprintf(p->msg, sizeof p->msg, "%s", err->msg);
+    uv_thread_t self = uv_thread_self();
+    assert_true(uv_thread_equal(&self, &p->loop_thread));
+}
+
+static void test_shop_query(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new(false, NULL);
+    struct query_probe p = {.loop_thread = uv_thread_self(), .shop = f->shop};
+    sift_err e = {0};
+    assert_int_equal(sift_shop_query(f->shop, &f->loop, probe_fn, probe_done, &p, &e), 0);
+    assert_int_equal(sift_shop_inflight(f->shop), 1);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(p.fn_calls, 1);
+    assert_int_equal(p.done_calls, 1);
+    assert_false(uv_thread_equal(&p.fn_thread, &p.loop_thread));
+    assert_string_equal(p.title, "Nike Pegasus 40 Men's Running Shoe - Black");
+    assert_int_equal(p.done_code, SIFT_ENOTFOUND);
+    assert_int_equal(p.inflight_in_done, 1);
+    assert_int_equal(sift_shop_inflight(f->shop), 0);
+
+    /* no store at the path: fn never runs, done gets the open error */
+    sift_shop *bad = NULL;
+    char path[192];
+    snprintf(path, sizeof path, "%s/nothing-here.db", f->dir);
+    assert_int_equal(sift_shop_new(&(sift_shop_opts){.store_path = path}, &bad, &e), 0);
+    struct query_probe q = {.loop_thread = uv_thread_self(), .shop = bad};
+    assert_int_equal(sift_shop_query(bad, &f->loop, probe_fn, probe_done, &q, &e), 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(q.fn_calls, 0);
+    assert_int_equal(q.done_calls, 1);
+    assert_int_equal(q.done_code, SIFT_EIO);
+    if (!strstr(q.msg, "nothing-here.db"))
+        fail_msg("%s", q.msg);
+    sift_shop_free(bad);
+    fixture_free(f);
+}
+
 int main(void)
 {
     /* The pool size must be known for the queued-cancellation test; it is
      * read once, when the pool first starts. */
     setenv("UV_THREADPOOL_SIZE", "4", 1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_registry),
-        cmocka_unit_test(test_check_inventory),
-        cmocka_unit_test(test_get_price),
-        cmocka_unit_test(test_list_warehouses),
-        cmocka_unit_test(test_search_products),
-        cmocka_unit_test(test_cancel_queued),
-        cmocka_unit_test(test_cancel_running),
-        cmocka_unit_test(test_cancel_before),
-        cmocka_unit_test(test_concurrent),
-        cmocka_unit_test(test_sample_skus),
-        cmocka_unit_test(test_planner_loop),
-        cmocka_unit_test(test_store_missing),
-        cmocka_unit_test(test_oom),
+        cmocka_unit_test(test_registry),        cmocka_unit_test(test_check_inventory),
+        cmocka_unit_test(test_get_price),       cmocka_unit_test(test_list_warehouses),
+        cmocka_unit_test(test_search_products), cmocka_unit_test(test_searcher_swap),
+        cmocka_unit_test(test_cancel_queued),   cmocka_unit_test(test_cancel_running),
+        cmocka_unit_test(test_cancel_before),   cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_sample_skus),     cmocka_unit_test(test_planner_loop),
+        cmocka_unit_test(test_store_missing),   cmocka_unit_test(test_oom),
         cmocka_unit_test(test_tools_node),
+        cmocka_unit_test(test_shop_query),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
