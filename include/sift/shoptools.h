@@ -149,6 +149,11 @@ size_t sift_shop_inflight(const sift_shop *shop);
  * SQLite shop or a loop without a pool. */
 void sift_shop_loop_close(sift_shop *shop, uv_loop_t *loop);
 
+/* PostgreSQL: the counters of `loop`'s pool (sift_pgpool_get_stats), on the
+ * loop's thread. SIFT_ENOTFOUND when the loop has no pool (a SQLite shop, no
+ * call on that loop yet, or the pool closed). */
+int sift_shop_pg_stats(const sift_shop *shop, uv_loop_t *loop, sift_pgpool_stats *out);
+
 /* Closes the connections and frees the shop. Every loop that ran its tools
  * must have finished their calls first (sift_shop_inflight() == 0) and, for
  * PostgreSQL, closed its pool (sift_shop_loop_close): freeing a shop with

@@ -1063,6 +1063,18 @@ void sift_shop_loop_close(sift_shop *s, uv_loop_t *loop)
     }
 }
 
+int sift_shop_pg_stats(const sift_shop *s, uv_loop_t *loop, sift_pgpool_stats *out)
+{
+    size_t n = atomic_load_explicit(&s->nloops, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        if (s->loops[i].loop == loop && s->loops[i].pool) {
+            sift_pgpool_get_stats(s->loops[i].pool, out);
+            return 0;
+        }
+    }
+    return SIFT_ENOTFOUND;
+}
+
 static bool pg_live(const PGresult *res)
 {
     return PQntuples(res) > 0 && PQgetvalue(res, 0, 0)[0] == 't';
