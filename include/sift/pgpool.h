@@ -13,7 +13,14 @@
  * other's round trip, and an error in one query does not abort the next (each
  * has its own sync point). A connection takes a new query when it has fewer
  * than pipeline_depth in flight; idle connections are preferred, and a new
- * connection is opened before an existing one is pipelined deeper.
+ * connection is opened before an existing one is pipelined deeper. Queries
+ * submitted outside the pool's own callbacks are sent in the loop's check
+ * phase, after that iteration's I/O: together, and never on a connection the
+ * server has closed meanwhile.
+ *
+ * Loop liveness. An idle open connection does not keep the loop alive (its
+ * poll handle is unref'd while nothing is on the wire), so uv_run returns
+ * when the work is done; the socket is still watched whenever the loop runs.
  *
  * Queueing. When every connection is at its depth, a query waits in a FIFO
  * queue: at most `queue_max` waiting (beyond that sift_pgpool_query returns
@@ -32,8 +39,9 @@
  * an error and the connection carries on. A cancel request can arrive late
  * and hit the next query in the pipeline; a query that fails with
  * query_canceled (57014) on a connection that was sent a cancel, and was not
- * cancelled itself, is retried (up to 3 times). When the cancel request cannot be sent,
- * the connection is discarded (its other queries fail as connection lost).
+ * cancelled itself, is retried (up to 3 times). When the cancel request
+ * cannot be sent, the connection is discarded (its other queries fail as
+ * connection lost).
  *
  * Broken connections. A connection whose socket fails (server restart,
  * network) fails every query it carries with SIFT_EIO "PostgreSQL connection
@@ -52,8 +60,8 @@
  * Closing. sift_pgpool_close fails everything queued or in flight with
  * SIFT_ECANCELED, sends a cancel request for each statement still running
  * (a backend notices a closed client only when it next writes), and closes
- * every handle; the memory is released from the
- * last close callback, so run the loop afterwards (uv_run) until it is. */
+ * every handle; the memory is released from the last close callback, so run
+ * the loop afterwards (uv_run) until it is. */
 #ifndef SIFT_PGPOOL_H
 #define SIFT_PGPOOL_H
 
