@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Sessions that any server can continue: two `sift serve` processes on one
+# PostgreSQL database (a throwaway cluster), a question on server A and its
+# follow-up on server B under the same session_id; two follow-ups answered at
+# the same moment on A and B are both kept (the merge rule of
+# session_pool.h); then the same continuation with two servers sharing one
+# SQLite file, and sessions.store: memory keeping them per process.
+# Exits 77 (skipped) without PostgreSQL server binaries.
+set -euo pipefail
+sift="$SIFT_BUILD_DIR/sift"
+sample="$SIFT_SOURCE_DIR/catalog/sample"
+cluster="$SIFT_SOURCE_DIR/tests/support/pg_cluster.sh"
+tmp=$(mktemp -d)
+chmod 755 "$tmp" # under root the cluster runs as "postgres", who must reach it
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    bash "$cluster" destroy "$tmp/pg" >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() {
+    echo "FAIL: $*"
+    for f in "$tmp"/*.log; do [ -f "$f" ] && { echo "== $f"; tail -5 "$f"; }; done
+    exit 1
+}
+cd "$tmp" # no sift.yaml here: defaults only
+unset SIFT_LLM_BASE_URL SIFT_LLM_PROVIDER SIFT_DB
+
+set +e
+url=$(bash "$cluster" start "$tmp/pg" 2>"$tmp/cluster.err")
+st=$?
+set -e
+if [ "$st" = 77 ]; then
+    echo "skipped: no PostgreSQL server binaries"
+    exit 77
+fi
+[ "$st" = 0 ] || { cat "$tmp/cluster.err"; fail "the throwaway cluster did not start"; }
+psql_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)/psql"
+
+"$sift" migrate --db "$url" >/dev/null || fail "migrate"
+for kind in products inventory prices; do
+    "$sift" ingest --quiet --db "$url" --kind "$kind" "$sample/$kind.jsonl" 2>/dev/null ||
+        fail "ingest $kind into PostgreSQL"
+    "$sift" ingest --quiet --db "$tmp/sift.db" --kind "$kind" "$sample/$kind.jsonl" 2>/dev/null ||
+        fail "ingest $kind into SQLite"
+done
+
+# serve NAME [ENV=VALUE...]: starts sift serve (with the options in
+# serve_args) with its log in NAME.log and sets the variable NAME to its base URL
+serve_args=()
+serve() {
+    local name=$1 port=
+    shift
+    env "$@" SIFT_LOG_LEVEL=info "$sift" serve "${serve_args[@]}" --port 0 --workers 1 >"$tmp/$name.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do
+        port=$(sed -n 's/.*serving on http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$tmp/$name.log")
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    [ -n "$port" ] || fail "server $name did not start"
+    printf -v "$name" 'http://127.0.0.1:%s' "$port"
+}
+
+# ask BASE SESSION QUESTION: the JSON answer of POST /v1/search
+ask() {
+    curl -sf -X POST -H 'Accept: application/json' "$1/v1/search" \
+        -d "{\"query\":\"$3\",\"session_id\":\"$2\"}"
+}
+answer() { sed -n 's/.*"answer":"\([^"]*\)".*/\1/p'; }
+
+first="Find Nike running shoes size 42 and check if they are in stock at the Hanoi, Da Nang, and HCMC warehouses"
+
+# ---- PostgreSQL: two servers, one database ----
+# A token delay makes each run last about a second, for the concurrent turns.
+serve A SIFT_DB="$url" SIFT_OFFLINE_TOKEN_DELAY_MS=15
+serve B SIFT_DB="$url" SIFT_OFFLINE_TOKEN_DELAY_MS=15
+grep -q "sessions: postgres at postgresql://postgres@127.0.0.1" "$tmp/A.log" ||
+    fail "server A does not say where sessions are: $(cat "$tmp/A.log")"
+
+ask "$A" pg-1 "$first" >"$tmp/a1" || fail "first question on A"
+grep -q '"error":null' "$tmp/a1" || fail "first answer: $(head -c 300 "$tmp/a1")"
+ask "$B" pg-1 "what about size 43?" >"$tmp/b1" || fail "follow-up on B"
+b1=$(answer <"$tmp/b1")
+grep -q 'size 43' <<<"$b1" || fail "B's follow-up is not about size 43: $b1"
+grep -q 'Running Shoe' <<<"$b1" || fail "B's follow-up forgot the first turn (running shoes): $b1"
+grep -q 'HAN' <<<"$b1" || fail "B's follow-up forgot the warehouses: $b1"
+# without the first turn the same words mean something else
+ask "$B" pg-fresh "what about size 43?" >"$tmp/b0" || fail "fresh question on B"
+[ "$(answer <"$tmp/b0")" != "$b1" ] || fail "the follow-up answer does not depend on the session"
+
+# and back on A: the session now holds both turns
+ask "$A" pg-1 "what about size 44?" >"$tmp/a2" || fail "third turn on A"
+grep -q 'size 44' <<<"$(answer <"$tmp/a2")" || fail "third turn: $(head -c 300 "$tmp/a2")"
+
+# Two turns of one session at the same moment, one per server: both are kept.
+ask "$A" pg-1 "what about size 45?" >"$tmp/c1" &
+ca=$!
+ask "$B" pg-1 "what about size 41?" >"$tmp/c2" &
+cb=$!
+wait "$ca" || fail "concurrent turn on A"
+wait "$cb" || fail "concurrent turn on B"
+if [ -x "$psql_bin" ]; then
+    "$psql_bin" -X -q -t -A "$url" -c "SELECT messages FROM sessions WHERE id = 'pg-1'" >"$tmp/row" ||
+        fail "psql"
+    for q in "size 43" "size 44" "size 45" "size 41"; do
+        grep -q "\"role\":\"user\",\"content\":\"what about $q?\"" "$tmp/row" ||
+            fail "the stored session lost the turn \"$q\": $(head -c 600 "$tmp/row")"
+    done
+    [ "$(grep -o '"role":"user"' "$tmp/row" | wc -l)" = 5 ] ||
+        fail "the stored session should hold 5 questions: $(head -c 600 "$tmp/row")"
+fi
+grep -q "another turn was saved meanwhile" "$tmp/A.log" "$tmp/B.log" ||
+    fail "neither server merged a concurrent turn"
+# the next follow-up sees the latest turns
+ask "$B" pg-1 "and the price?" >"$tmp/b3" || fail "follow-up after the concurrent turns"
+grep -q '"error":null' "$tmp/b3" || fail "follow-up after the concurrent turns: $(head -c 300 "$tmp/b3")"
+
+# ---- SQLite: two servers on one machine, one file ----
+serve C SIFT_DB="$tmp/sift.db"
+serve D SIFT_DB="$tmp/sift.db"
+grep -q "sessions: sqlite at $tmp/sift.db" "$tmp/C.log" || fail "server C: $(cat "$tmp/C.log")"
+ask "$C" lite-1 "$first" >/dev/null || fail "first question on C"
+ask "$D" lite-1 "what about size 43?" >"$tmp/d1" || fail "follow-up on D"
+d1=$(answer <"$tmp/d1")
+grep -q 'size 43' <<<"$d1" && grep -q 'Running Shoe' <<<"$d1" && grep -q 'HAN' <<<"$d1" || fail "D did not continue C's session: $d1"
+
+# ---- sessions.store: memory: one process's own ----
+printf 'sessions:\n  store: memory\n' >"$tmp/mem.yaml"
+serve_args=(--config "$tmp/mem.yaml")
+serve E SIFT_DB="$tmp/sift.db"
+serve_args=()
+grep -q "sessions: memory" "$tmp/E.log" || fail "server E: $(cat "$tmp/E.log")"
+ask "$E" lite-1 "what about size 43?" >"$tmp/e1" || fail "question on E"
+[ "$(answer <"$tmp/e1")" != "$d1" ] || fail "a memory store saw the SQLite session"
+
+# a bad sessions section stops the server at start with a clear message
+printf 'sessions:\n  store: redis\n' >"$tmp/bad.yaml"
+if SIFT_DB="$tmp/sift.db" "$sift" serve --config "$tmp/bad.yaml" --port 0 >"$tmp/bad.out" 2>&1; then
+    fail "serve started with sessions.store: redis"
+fi
+grep -q "sessions.store: must be one of auto, memory, sqlite, postgres" "$tmp/bad.out" ||
+    fail "bad sessions.store: $(cat "$tmp/bad.out")"
+echo "ok"
