@@ -15,7 +15,7 @@ chmod 755 "$tmp" # under root the cluster runs as "postgres", who must reach it
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
     bash "$cluster" destroy "$tmp/pg" >/dev/null 2>&1 || true
     rm -rf "$tmp"
 }
@@ -53,6 +53,7 @@ serve_args=()
 serve() {
     local name=$1 port=
     shift
+    : >"$tmp/$name.log" # exists before the server opens it, for the sed below
     env "$@" SIFT_LOG_LEVEL=info "$sift" serve "${serve_args[@]}" --port 0 --workers 1 >"$tmp/$name.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do
@@ -117,6 +118,33 @@ grep -q "another turn was saved meanwhile" "$tmp/A.log" "$tmp/B.log" ||
 # the next follow-up sees the latest turns
 ask "$B" pg-1 "and the price?" >"$tmp/b3" || fail "follow-up after the concurrent turns"
 grep -q '"error":null' "$tmp/b3" || fail "follow-up after the concurrent turns: $(head -c 300 "$tmp/b3")"
+
+# While a session's load waits (a transaction holds a lock on the sessions
+# table), the server's one worker still answers other requests, and a client
+# that gives up while its load waits leaves nothing behind.
+if [ -x "$psql_bin" ]; then
+    "$psql_bin" -X -q "$url" -c "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE;
+        SELECT pg_sleep(3); COMMIT;" >/dev/null 2>&1 &
+    locker=$!
+    pids+=("$locker")
+    sleep 0.5
+    t0=$(date +%s%N)
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 -X POST -H 'Accept: application/json' \
+        "$A/v1/search" -d '{"query":"and the price?","session_id":"pg-1"}' || true)
+    [ "$code" = 000 ] || fail "a load behind a lock should have made the client wait (status $code)"
+    curl -sf -X POST -H 'Accept: application/json' "$A/v1/search" \
+        -d '{"query":"is NIKE-PEG40-42 in stock in Hanoi?"}' >"$tmp/nolock" ||
+        fail "a search without a session while a load waits"
+    curl -sf "$A/healthz" >/dev/null || fail "healthz while a load waits"
+    t1=$(date +%s%N)
+    [ $(((t1 - t0) / 1000000)) -lt 2500 ] || fail "other requests waited for the locked load"
+    wait "$locker" || true
+    sleep 0.3
+    curl -sf "$A/metrics" | grep -q '^sift_active_runs 0' ||
+        fail "a run is left over after its client left: $(curl -s "$A/metrics" | grep active)"
+    ask "$A" pg-1 "and the price?" >"$tmp/a4" || fail "a turn after the lock"
+    grep -q '"error":null' "$tmp/a4" || fail "a turn after the lock: $(head -c 300 "$tmp/a4")"
+fi
 
 # ---- SQLite: two servers on one machine, one file ----
 serve C SIFT_DB="$tmp/sift.db"
