@@ -88,13 +88,14 @@ int sift_session_config_read(const cJSON *doc, const char *name, const char *sto
     }
     if (!strcmp(kind, "auto"))
         kind = !c->url ? "memory" : sift_pg_is_url(c->url) ? "postgres" : "sqlite";
-    if (strcmp(kind, "memory") && strcmp(kind, "sqlite") && strcmp(kind, "postgres")) {
+    if (strcmp(kind, "memory") != 0 && strcmp(kind, "sqlite") != 0 &&
+        strcmp(kind, "postgres") != 0) {
         rc =
             sift_err_set(err, SIFT_EINVAL,
                          "%s: sessions.store: must be one of auto, memory, sqlite, postgres", name);
         goto fail;
     }
-    if (strcmp(kind, "memory") && !c->url) {
+    if (strcmp(kind, "memory") != 0 && !c->url) {
         rc = sift_err_set(err, SIFT_EINVAL, "%s: sessions.url: needed for sessions.store: %s", name,
                           kind);
         goto fail;
@@ -150,7 +151,7 @@ static int open_cfg(void *ud, sift_session_store **out, sift_err *err)
 
 static void give(sift_session_pool *p, sift_session_store *s, struct idle_store *node)
 {
-    if (p->opts.shared)
+    if (p->opts.shared || !node)
         return;
     node->s = s;
     uv_mutex_lock(&p->mu);
@@ -244,10 +245,10 @@ int sift_session_pool_open(const sift_session_config *c, sift_session_pool **out
     sift_session_pool_opts o = {
         .open = open_cfg, .open_ud = copy, .shared = !strcmp(c->backend, "memory")};
     int rc = sift_session_pool_new(&o, &p, err);
-    if (rc) {
+    if (rc || !p) {
         sift_session_config_free(copy);
         sift_free(copy);
-        return rc;
+        return rc ? rc : sift_err_set(err, SIFT_EINTERNAL, "session pool: none made");
     }
     /* the pool owns the copy from now on: moved into p->cfg */
     p->cfg = *copy;

@@ -48,7 +48,7 @@ static int read_yaml(const char *yaml, const char *store_url, sift_session_confi
 static void test_config(void **state)
 {
     (void)state;
-    sift_session_config c;
+    sift_session_config c = {0};
     sift_err err = {0};
     /* auto follows store.url */
     must(read_yaml("server: {port: 1}\n", "data/sift.db", &c, &err), &err);
