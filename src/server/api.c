@@ -144,7 +144,15 @@ static int open_sessions(sift_api *api, sift_err *err)
     if (rc)
         return rc;
     rc = sift_session_pool_open(&sc, &api->sessions, err);
-    if (!rc) {
+    if (rc) {
+        /* say which setting this is: the store's message alone reads like a
+         * catalog problem */
+        sift_err why = *err;
+        sift_err_set(err, rc,
+                     "session store (%s; sessions.store: memory in sift.yaml keeps them in "
+                     "the process): %s",
+                     sc.backend, why.msg);
+    } else {
         char shown[512]; /* a password in a postgres:// URL is never logged */
         sift_pg_url_mask(sc.url ? sc.url : "", shown, sizeof shown);
         sift_log(SIFT_LOG_INFO, NULL, NULL, "sessions: %s%s%s", sc.backend, sc.url ? " at " : "",
