@@ -50,12 +50,14 @@ done
 # serve NAME [ENV=VALUE...]: starts sift serve (with the options in
 # serve_args) with its log in NAME.log and sets the variable NAME to its base URL
 serve_args=()
+servers=() # NAME:PID of each server started
 serve() {
     local name=$1 port=
     shift
     : >"$tmp/$name.log" # exists before the server opens it, for the sed below
     env "$@" SIFT_LOG_LEVEL=info "$sift" serve "${serve_args[@]}" --port 0 --workers 1 >"$tmp/$name.log" 2>&1 &
     pids+=($!)
+    servers+=("$name:$!")
     for _ in $(seq 100); do
         port=$(sed -n 's/.*serving on http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$tmp/$name.log")
         [ -n "$port" ] && break
@@ -171,4 +173,11 @@ if SIFT_DB="$tmp/sift.db" "$sift" serve --config "$tmp/bad.yaml" --port 0 >"$tmp
 fi
 grep -q "sessions.store: must be one of auto, memory, sqlite, postgres" "$tmp/bad.out" ||
     fail "bad sessions.store: $(cat "$tmp/bad.out")"
+# Every server stops cleanly on SIGTERM (under ASan: no error, no leak).
+for sp in "${servers[@]}"; do
+    kill -TERM "${sp#*:}"
+    st=0
+    wait "${sp#*:}" || st=$?
+    [ "$st" = 0 ] || fail "server ${sp%%:*} exited with status $st: $(grep -A8 Sanitizer "$tmp/${sp%%:*}.log" | head -20)"
+done
 echo "ok"
