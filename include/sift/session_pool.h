@@ -16,6 +16,8 @@
  *                      # PostgreSQL; or memory, sqlite, postgres
  *     url: ...         # sqlite/postgres: the file or URL; default store.url
  *     ttl_ms: 0        # 0: sessions never expire
+ *     timeout_ms: 5000 # how long one load or save may wait for the store
+ *                      # (a locked SQLite file, a PostgreSQL lock or slow query)
  *     max_bytes: 0     # memory: 0 is 64 MB
  *     max_sessions: 0  # memory: 0 is no limit besides max_bytes
  *
@@ -49,6 +51,7 @@ typedef struct sift_session_config {
     char *backend; /* "memory", "sqlite" or "postgres" (auto resolved) */
     char *url;     /* sqlite: the file; postgres: the URL; memory: NULL */
     int64_t ttl_ms;
+    int timeout_ms;      /* sqlite: busy timeout; postgres: statement_timeout; 0: 5000 */
     size_t max_bytes;    /* memory only */
     size_t max_sessions; /* memory only */
 } sift_session_config;

@@ -66,7 +66,7 @@ int sift_session_config_read(const cJSON *doc, const char *name, const char *sto
 {
     memset(c, 0, sizeof *c);
     char *store = NULL;
-    double ttl = 0, max_bytes = 0, max_sessions = 0;
+    double ttl = 0, max_bytes = 0, max_sessions = 0, timeout = 5000;
     int rc = 0;
     const cJSON *sec = doc ? cJSON_GetObjectItemCaseSensitive(doc, "sessions") : NULL;
     if (sec && !cJSON_IsObject(sec) && !cJSON_IsNull(sec))
@@ -75,9 +75,17 @@ int sift_session_config_read(const cJSON *doc, const char *name, const char *sto
         ((rc = cfg_str(sec, name, "store", &store, err)) ||
          (rc = cfg_str(sec, name, "url", &c->url, err)) ||
          (rc = cfg_num(sec, name, "ttl_ms", 9.0e15, &ttl, err)) ||
+         (rc = cfg_num(sec, name, "timeout_ms", 3600000, &timeout, err)) ||
          (rc = cfg_num(sec, name, "max_bytes", 1.0e15, &max_bytes, err)) ||
          (rc = cfg_num(sec, name, "max_sessions", 1.0e15, &max_sessions, err))))
         goto fail;
+    if (timeout < 1) {
+        rc =
+            sift_err_set(err, SIFT_EINVAL,
+                         "%s: sessions.timeout_ms: must be an integer between 1 and 3600000", name);
+        goto fail;
+    }
+    c->timeout_ms = (int)timeout;
     c->ttl_ms = (int64_t)ttl;
     c->max_bytes = (size_t)max_bytes;
     c->max_sessions = (size_t)max_sessions;
@@ -142,11 +150,28 @@ static int open_cfg(void *ud, sift_session_store **out, sift_err *err)
         return sift_session_mem_new(&o, out, err);
     }
     if (!strcmp(c->backend, "sqlite")) {
-        sift_session_sqlite_opts o = {.ttl_ms = c->ttl_ms};
+        sift_session_sqlite_opts o = {.ttl_ms = c->ttl_ms, .busy_timeout_ms = c->timeout_ms};
         return sift_session_sqlite_open(c->url, &o, out, err);
     }
     sift_session_pg_opts o = {.ttl_ms = c->ttl_ms};
     return sift_session_pg_open(c->url, &o, out, err);
+}
+
+/* The PostgreSQL URL the pool connects with: the configured one plus a
+ * statement_timeout (libpq's "options" parameter), so that a session query
+ * stuck behind a lock gives its pool thread back. A URL that sets options
+ * itself is left alone. */
+static int pg_url_with_timeout(const char *url, int timeout_ms, char **out, sift_err *err)
+{
+    if (strstr(url, "options=")) {
+        *out = sift_strdup(url);
+    } else {
+        size_t n = strlen(url) + 64;
+        if ((*out = sift_malloc(n)))
+            snprintf(*out, n, "%s%soptions=-c%%20statement_timeout%%3D%d", url,
+                     strchr(url, '?') ? "&" : "?", timeout_ms);
+    }
+    return *out ? 0 : sift_err_set(err, SIFT_ENOMEM, "out of memory");
 }
 
 static void give(sift_session_pool *p, sift_session_store *s, struct idle_store *node)
@@ -239,7 +264,18 @@ int sift_session_pool_open(const sift_session_config *c, sift_session_pool **out
         sift_free(copy);
         return sift_err_set(err, SIFT_ENOMEM, "out of memory");
     }
+    if (copy->url && !strcmp(c->backend, "postgres")) {
+        char *u = NULL;
+        if (pg_url_with_timeout(c->url, c->timeout_ms > 0 ? c->timeout_ms : 5000, &u, err)) {
+            sift_session_config_free(copy);
+            sift_free(copy);
+            return SIFT_ENOMEM;
+        }
+        sift_free(copy->url);
+        copy->url = u;
+    }
     copy->ttl_ms = c->ttl_ms;
+    copy->timeout_ms = c->timeout_ms;
     copy->max_bytes = c->max_bytes;
     copy->max_sessions = c->max_sessions;
     sift_session_pool_opts o = {

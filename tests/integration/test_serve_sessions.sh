@@ -124,6 +124,11 @@ grep -q '"error":null' "$tmp/b3" || fail "follow-up after the concurrent turns: 
 # While a session's load waits (a transaction holds a lock on the sessions
 # table), the server's one worker still answers other requests, and a client
 # that gives up while its load waits leaves nothing behind.
+# Server F gives a session query 500 ms (sessions.timeout_ms).
+printf 'sessions:\n  timeout_ms: 500\n' >"$tmp/short.yaml"
+serve_args=(--config "$tmp/short.yaml")
+serve F SIFT_DB="$url"
+serve_args=()
 if [ -x "$psql_bin" ]; then
     "$psql_bin" -X -q "$url" -c "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE;
         SELECT pg_sleep(3); COMMIT;" >/dev/null 2>&1 &
@@ -140,6 +145,13 @@ if [ -x "$psql_bin" ]; then
     curl -sf "$A/healthz" >/dev/null || fail "healthz while a load waits"
     t1=$(date +%s%N)
     [ $(((t1 - t0) / 1000000)) -lt 2500 ] || fail "other requests waited for the locked load"
+    # past sessions.timeout_ms the load gives up: 503 with the store's words
+    code=$(curl -s -o "$tmp/f1" -w '%{http_code}' --max-time 2 -X POST -H 'Accept: application/json' \
+        "$F/v1/search" -d '{"query":"and the price?","session_id":"pg-1"}' || true)
+    [ "$code" = 503 ] && grep -q '"code":"io_error"' "$tmp/f1" && grep -q 'statement timeout' "$tmp/f1" ||
+        fail "a load past sessions.timeout_ms: status $code $(head -c 300 "$tmp/f1")"
+    t2=$(date +%s%N)
+    [ $(((t2 - t1) / 1000000)) -lt 1500 ] || fail "the load took longer than its timeout"
     wait "$locker" || true
     sleep 0.3
     curl -sf "$A/metrics" | grep -q '^sift_active_runs 0' ||

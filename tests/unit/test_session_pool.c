@@ -55,6 +55,7 @@ static void test_config(void **state)
     assert_string_equal(c.backend, "sqlite");
     assert_string_equal(c.url, "data/sift.db");
     assert_int_equal(c.ttl_ms, 0);
+    assert_int_equal(c.timeout_ms, 5000);
     sift_session_config_free(&c);
     must(read_yaml("sessions: {ttl_ms: 60000}\n", "postgres://u@h/db", &c, &err), &err);
     assert_string_equal(c.backend, "postgres");
@@ -83,6 +84,11 @@ static void test_config(void **state)
     assert_non_null(strstr(err.msg, "does not match sessions.url"));
     assert_int_equal(read_yaml("sessions: {ttl_ms: -1}\n", "x.db", &c, &err), SIFT_EINVAL);
     assert_non_null(strstr(err.msg, "sessions.ttl_ms: must be an integer"));
+    assert_int_equal(read_yaml("sessions: {timeout_ms: 0}\n", "x.db", &c, &err), SIFT_EINVAL);
+    assert_non_null(strstr(err.msg, "sessions.timeout_ms: must be an integer between 1"));
+    must(read_yaml("sessions: {timeout_ms: 250}\n", "x.db", &c, &err), &err);
+    assert_int_equal(c.timeout_ms, 250);
+    sift_session_config_free(&c);
     assert_int_equal(read_yaml("sessions: [1]\n", "x.db", &c, &err), SIFT_EINVAL);
     assert_non_null(strstr(err.msg, "sessions: must be a mapping"));
     assert_int_equal(read_yaml("sessions: {store: sqlite}\n", NULL, &c, &err), SIFT_EINVAL);
