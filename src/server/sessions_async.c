@@ -266,7 +266,7 @@ int sift_session_pool_open(const sift_session_config *c, sift_session_pool **out
     }
     if (copy->url && !strcmp(c->backend, "postgres")) {
         char *u = NULL;
-        if (pg_url_with_timeout(c->url, c->timeout_ms > 0 ? c->timeout_ms : 5000, &u, err)) {
+        if (pg_url_with_timeout(copy->url, c->timeout_ms > 0 ? c->timeout_ms : 5000, &u, err)) {
             sift_session_config_free(copy);
             sift_free(copy);
             return SIFT_ENOMEM;
