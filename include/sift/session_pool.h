@@ -27,11 +27,13 @@
  * saved in between), it stores what is there now followed by this run's turn
  * (its last user message and everything after it), instead of replacing it.
  * So two turns answered at once on two servers are both kept, in the order
- * their saves finished. The read and the write are two statements, not one
- * transaction: a third save landing between them (a window of one round
- * trip) is overwritten. A save of a run that did not load (the
- * OpenAI-compatible route, whose client sends the whole conversation)
- * replaces the session. */
+ * their saves finished. The write is a compare-and-set
+ * (sift_session_save_if): it happens only if the session is still what was
+ * just read, so a save landing between the read and the write makes this one
+ * read again and merge again (up to 4 times; then, since the stored text is
+ * evidently not in sift's form, it replaces). A store without save_if writes
+ * unconditionally. A save of a run that did not load (the OpenAI-compatible
+ * route, whose client sends the whole conversation) replaces the session. */
 #ifndef SIFT_SESSION_POOL_H
 #define SIFT_SESSION_POOL_H
 

@@ -353,38 +353,80 @@ static int do_load(sift_session_store *s, sift_session_op *op)
     return 0;
 }
 
+/* Saves after a load, keeping a turn another run saved since: read the
+ * session again; if it is what this run loaded, save this run's conversation,
+ * else what is there now plus this run's turn. With a store that can
+ * compare-and-set (save_if), the write happens only if the session is still
+ * what was just read, and a lost race starts over; a store without it writes
+ * unconditionally (a save landing between the read and the write is lost). */
+#define SAVE_TRIES 4
+
+static int do_merge_save(sift_session_store *s, sift_session_op *op)
+{
+    const sift_conv *c = op->conv;
+    char *mine = NULL;
+    int rc = as_json(c->msgs, c->len, &mine, &op->err);
+    if (rc)
+        return rc;
+    for (int attempt = 0; attempt < SAVE_TRIES; attempt++) {
+        sift_arena *a = sift_arena_new(8192);
+        char *now = NULL;
+        bool found = false, saved = false, merge = false;
+        sift_conv cur;
+        if (!a) {
+            rc = sift_err_set(&op->err, SIFT_ENOMEM, "out of memory");
+            break;
+        }
+        sift_conv_init(&cur, a);
+        rc = sift_session_load(s, op->id, &cur, &found, &op->err);
+        if (rc == SIFT_EPROTO) {
+            /* unreadable now: this run's conversation repairs it */
+            sift_arena_free(a);
+            rc = sift_session_save(s, op->id, c->msgs, c->len, &op->err);
+            break;
+        }
+        if (!rc && found)
+            rc = as_json(cur.msgs, cur.len, &now, &op->err);
+        if (!rc && found && !strcmp(now, mine)) {
+            /* already there: a save whose reply was lost, then retried */
+            sift_free(now);
+            sift_arena_free(a);
+            break;
+        }
+        merge = !rc && found && strcmp(now, op->base) != 0;
+        /* it changed since the load: keep what is there, then this turn */
+        for (size_t i = turn_start(c); !rc && merge && i < c->len; i++)
+            rc = sift_conv_append(&cur, &c->msgs[i], &op->err);
+        const sift_conv *target = merge ? &cur : c;
+        if (!rc && !s->ops->save_if) {
+            rc = sift_session_save(s, op->id, target->msgs, target->len, &op->err);
+            saved = rc == 0;
+        } else if (!rc) {
+            rc = sift_session_save_if(s, op->id, found ? now : NULL, target->msgs, target->len,
+                                      &saved, &op->err);
+        }
+        sift_free(now);
+        sift_arena_free(a);
+        if (rc || saved) {
+            op->merged = saved && merge;
+            break;
+        }
+        if (attempt == SAVE_TRIES - 1) {
+            /* four lost races in a row means the stored text never matches
+             * (a row not written by sift): replace it */
+            rc = sift_session_save(s, op->id, c->msgs, c->len, &op->err);
+        }
+    }
+    sift_free(mine);
+    return rc;
+}
+
 static int do_save(sift_session_store *s, sift_session_op *op)
 {
     const sift_conv *c = op->conv;
     if (!op->loaded)
         return sift_session_save(s, op->id, c->msgs, c->len, &op->err);
-    /* Did another turn land since the load? Read the session again. */
-    sift_arena *a = sift_arena_new(8192);
-    char *now = NULL;
-    bool found = false;
-    sift_conv cur;
-    int rc;
-    if (!a)
-        return sift_err_set(&op->err, SIFT_ENOMEM, "out of memory");
-    sift_conv_init(&cur, a);
-    if ((rc = sift_session_load(s, op->id, &cur, &found, &op->err)))
-        goto out;
-    if (found && (rc = as_json(cur.msgs, cur.len, &now, &op->err)))
-        goto out;
-    if (!found || !strcmp(now, op->base)) {
-        rc = sift_session_save(s, op->id, c->msgs, c->len, &op->err);
-        goto out;
-    }
-    /* it changed: keep what is there, then this run's turn */
-    for (size_t i = turn_start(c); i < c->len; i++)
-        if ((rc = sift_conv_append(&cur, &c->msgs[i], &op->err)))
-            goto out;
-    rc = sift_session_save(s, op->id, cur.msgs, cur.len, &op->err);
-    op->merged = rc == 0;
-out:
-    sift_free(now);
-    sift_arena_free(a);
-    return rc;
+    return do_merge_save(s, op);
 }
 
 static void on_work(uv_work_t *w)
@@ -395,6 +437,10 @@ static void on_work(uv_work_t *w)
     struct idle_store *node = NULL;
     if ((op->rc = take(p, &s, &node, &op->err)))
         return;
+    if (!s) {
+        op->rc = sift_err_set(&op->err, SIFT_EINTERNAL, "session pool: no store");
+        return;
+    }
     op->rc = op->kind == OP_LOAD ? do_load(s, op) : do_save(s, op);
     give(p, s, node);
 }

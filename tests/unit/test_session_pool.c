@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "sift/arena.h"
+#include "sift/buf.h"
 #include "sift/config.h"
 #include "sift/err.h"
 #include "sift/memory.h"
@@ -121,6 +122,23 @@ static int slow_save(sift_session_store *s, const char *id, const sift_message *
     return sift_session_save(((struct slow *)s)->inner, id, msgs, n, err);
 }
 
+/* Set by a test: runs once, on a pool thread, just before the next
+ * save_if reaches the store: another server's save landing between the
+ * pool's read and its write. */
+static void (*g_before_save_if)(sift_session_store *inner, const char *id);
+static atomic_int g_save_ifs;
+
+static int slow_save_if(sift_session_store *s, const char *id, const char *expect,
+                        const sift_message *msgs, size_t n, bool *saved, sift_err *err)
+{
+    void (*hook)(sift_session_store *, const char *) = g_before_save_if;
+    g_before_save_if = NULL;
+    if (hook)
+        hook(((struct slow *)s)->inner, id);
+    atomic_fetch_add(&g_save_ifs, 1);
+    return sift_session_save_if(((struct slow *)s)->inner, id, expect, msgs, n, saved, err);
+}
+
 static int slow_remove(sift_session_store *s, const char *id, sift_err *err)
 {
     return sift_session_delete(((struct slow *)s)->inner, id, err);
@@ -135,7 +153,8 @@ static const sift_session_ops slow_ops = {.kind = "slow",
                                           .load = slow_load,
                                           .save = slow_save,
                                           .remove = slow_remove,
-                                          .close = slow_close};
+                                          .close = slow_close,
+                                          .save_if = slow_save_if};
 
 static int slow_open(void *ud, sift_session_store **out, sift_err *err)
 {
@@ -160,6 +179,8 @@ static int setup(void **state)
     atomic_store(&g_loads, 0);
     atomic_store(&g_delay_ms, 0);
     atomic_store(&g_fail_open, 0);
+    atomic_store(&g_save_ifs, 0);
+    g_before_save_if = NULL;
     return sift_session_mem_new(NULL, &g_inner, &err);
 }
 
@@ -400,6 +421,125 @@ static void test_merge(void **state)
     sift_session_pool_free(p);
 }
 
+/* Another server saves between the pool's read and its write: the
+ * compare-and-set fails, the pool reads again and keeps all three turns. */
+static void race_in(sift_session_store *inner, const char *id)
+{
+    sift_arena *a = sift_arena_new(4096);
+    sift_conv c;
+    sift_err err = {0};
+    bool found = false;
+    sift_conv_init(&c, a);
+    must(sift_session_load(inner, id, &c, &found, &err), &err);
+    add_turn(&c, "q-race", "a-race");
+    must(sift_session_save(inner, id, c.msgs, c.len, &err), &err);
+    sift_arena_free(a);
+}
+
+static void test_merge_race(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    sift_err err = {0};
+    char q[256];
+    assert_int_equal(uv_loop_init(&loop), 0);
+    sift_session_pool *p = slow_pool();
+    struct call seed, a, b;
+    call_init(&seed);
+    call_init(&a);
+    call_init(&b);
+    must(sift_conv_add_system(&seed.conv, "You sell shoes.", &err), &err);
+    add_turn(&seed.conv, "q1", "a1");
+    run_one(&loop, p, &seed, 1, "s-7");
+    run_one(&loop, p, &a, 0, "s-7");
+    run_one(&loop, p, &b, 0, "s-7");
+    add_turn(&a.conv, "q2a", "a2a");
+    add_turn(&b.conv, "q2b", "a2b");
+    run_one(&loop, p, &a, 1, "s-7");
+    /* b's save: its read sees q2a (merge), then q-race lands before its write */
+    g_before_save_if = race_in;
+    run_one(&loop, p, &b, 1, "s-7");
+    assert_int_equal(b.op.rc, 0);
+    assert_true(b.op.merged);
+    assert_int_equal(atomic_load(&g_save_ifs), 3); /* a once, b twice */
+    questions("s-7", q, sizeof q);
+    assert_string_equal(q, "q1|q2a|q-race|q2b");
+    assert_int_equal(uv_loop_close(&loop), 0);
+    call_free(&seed);
+    call_free(&a);
+    call_free(&b);
+    sift_session_pool_free(p);
+}
+
+/* save_if of the memory and SQLite stores: it writes only over the text
+ * expected, or, expecting nothing, over no session or an expired one. */
+static int64_t g_now = 1000000;
+static int64_t fake_clock(void *ud)
+{
+    (void)ud;
+    return g_now;
+}
+
+static void check_save_if(sift_session_store *st)
+{
+    sift_err err = {0};
+    sift_arena *ar = sift_arena_new(4096);
+    sift_conv v1, v2, v3, got;
+    sift_buf j1;
+    bool saved = true, found = false;
+    sift_conv_init(&v1, ar);
+    sift_conv_init(&v2, ar);
+    sift_conv_init(&v3, ar);
+    sift_conv_init(&got, ar);
+    add_turn(&v1, "v1", "x");
+    add_turn(&v2, "v2", "x");
+    add_turn(&v3, "v3", "x");
+    sift_buf_init(&j1, 0);
+    must(sift_memory_to_json(v1.msgs, v1.len, &j1, &err), &err);
+    must(sift_buf_putc(&j1, 0), &err);
+    /* expecting nothing: a new id is written, an existing one is not */
+    must(sift_session_save_if(st, "c-1", NULL, v1.msgs, v1.len, &saved, &err), &err);
+    assert_true(saved);
+    must(sift_session_save_if(st, "c-1", NULL, v2.msgs, v2.len, &saved, &err), &err);
+    assert_false(saved);
+    /* expecting v1: written once; the second writer expecting v1 loses */
+    must(sift_session_save_if(st, "c-1", j1.data, v2.msgs, v2.len, &saved, &err), &err);
+    assert_true(saved);
+    must(sift_session_save_if(st, "c-1", j1.data, v3.msgs, v3.len, &saved, &err), &err);
+    assert_false(saved);
+    must(sift_session_load(st, "c-1", &got, &found, &err), &err);
+    assert_true(found);
+    assert_string_equal(got.msgs[0].content, "v2");
+    /* an expired session counts as none */
+    g_now += 600000; /* ten minutes, past the 60 s TTL */
+    must(sift_session_save_if(st, "c-1", NULL, v3.msgs, v3.len, &saved, &err), &err);
+    assert_true(saved);
+    sift_buf_free(&j1);
+    sift_arena_free(ar);
+}
+
+static void test_save_if_stores(void **state)
+{
+    (void)state;
+    sift_session_store *st = NULL;
+    sift_err err = {0};
+    sift_session_mem_opts mo = {.ttl_ms = 60000, .clock = fake_clock};
+    must(sift_session_mem_new(&mo, &st, &err), &err);
+    check_save_if(st);
+    sift_session_close(st);
+    char dir[] = "/tmp/sift-session-cas-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/s.db", dir);
+    sift_session_sqlite_opts so = {.ttl_ms = 60000, .clock = fake_clock};
+    must(sift_session_sqlite_open(path, &so, &st, &err), &err);
+    check_save_if(st);
+    sift_session_close(st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* Sequential calls reuse the one store object opened at start; a store that
  * cannot be opened fails the pool at start with its message; a bad id is
  * refused before anything is queued. */
@@ -478,6 +618,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_loop_not_blocked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_merge_race, setup, teardown),
+        cmocka_unit_test(test_save_if_stores),
         cmocka_unit_test_setup_teardown(test_open_and_reuse, setup, teardown),
         cmocka_unit_test(test_sqlite_shared),
     };
