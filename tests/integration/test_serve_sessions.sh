@@ -160,6 +160,31 @@ if [ -x "$psql_bin" ]; then
     grep -q '"error":null' "$tmp/a4" || fail "a turn after the lock: $(head -c 300 "$tmp/a4")"
 fi
 
+# A server told to stop while a session load waits stops cleanly once the
+# load returns: status 0 (under ASan: no use after free, no leak).
+if [ -x "$psql_bin" ]; then
+    printf 'server:\n  shutdown_grace_ms: 200\n' >"$tmp/grace.yaml"
+    serve_args=(--config "$tmp/grace.yaml")
+    serve G SIFT_DB="$url"
+    serve_args=()
+    gpid=${servers[-1]#*:}
+    "$psql_bin" -X -q "$url" -c "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE;
+        SELECT pg_sleep(2); COMMIT;" >/dev/null 2>&1 &
+    locker=$!
+    pids+=("$locker")
+    sleep 0.5
+    curl -s -o /dev/null --max-time 5 -X POST "$G/v1/search" \
+        -d '{"query":"and the price?","session_id":"pg-1"}' &
+    pids+=($!)
+    sleep 0.3
+    kill -TERM "$gpid"
+    st=0
+    wait "$gpid" || st=$?
+    [ "$st" = 0 ] || fail "server G stopped with status $st during a load: $(grep -A8 Sanitizer "$tmp/G.log" | head -20)"
+    unset 'servers[-1]'
+    wait "$locker" || true
+fi
+
 # ---- SQLite: two servers on one machine, one file ----
 serve C SIFT_DB="$tmp/sift.db"
 serve D SIFT_DB="$tmp/sift.db"
