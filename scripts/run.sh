@@ -12,11 +12,17 @@ mkdir -p "$(dirname "$db")"
 "$sift" ingest --quiet --db "$db" --kind inventory "$sample/inventory.jsonl"
 "$sift" ingest --quiet --db "$db" --kind prices "$sample/prices.jsonl"
 
+if [ -n "${SIFT_LLM_BASE_URL:-}" ]; then
+    model="the model at $SIFT_LLM_BASE_URL (SIFT_LLM_BASE_URL${SIFT_LLM_MODEL:+, model $SIFT_LLM_MODEL})"
+else
+    model="the offline rule-based planner (set SIFT_LLM_BASE_URL to use a language model)"
+fi
 cat <<MSG
-sift: serving the API on http://127.0.0.1:$port/ (Ctrl-C stops it). Try:
-  curl -N -X POST http://127.0.0.1:$port/v1/search \\
-       -d '{"query":"Nike running shoes size 42 in stock in Hanoi, Da Nang or HCMC?"}'
-The model is the offline rule-based planner unless SIFT_LLM_BASE_URL is set.
+sift: serving on http://127.0.0.1:$port/ (Ctrl-C stops it)
+  the search page:  open http://127.0.0.1:$port/ in a browser
+  the API:          curl -N -X POST http://127.0.0.1:$port/v1/search \\
+                         -d '{"query":"Nike running shoes size 42 in stock in Hanoi, Da Nang or HCMC?"}'
+  answering with:   $model
 MSG
 export SIFT_DB="$db"
 exec "$sift" serve --port "$port"

@@ -12,8 +12,14 @@
  *                     true, chat.completion.chunk objects over SSE ending with
  *                     [DONE]; tool activity in a "sift" member (docs/api.md).
  *   GET  /v1/models   the agent as the one model (/v1/models/{id}: that one)
+ *   GET  /v1/products/{sku}
+ *                     the product with its live stock per warehouse and its
+ *                     prices, read on the thread pool (src/server/products.c)
+ *   GET  /            the search page (web/, embedded at build time; also
+ *                     /index.html, /app.css, /app.js)
+ *   GET  /metrics     Prometheus text
  *   GET  /healthz     200 while the process runs
- *   GET  /readyz      200 once the workers accept requests
+ *   GET  /readyz      200 when the store can be read, 503 not_ready when not
  *
  * Every error is a JSON body {"error": {"code", "message"}}; on the
  * OpenAI-compatible routes with OpenAI's "type" and "param" as well. */

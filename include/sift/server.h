@@ -190,6 +190,13 @@ const char *sift_http_path(const sift_http_exchange *x);
 const char *sift_http_query(const sift_http_exchange *x);
 const char *sift_http_route_rest(const sift_http_exchange *x);
 
+/* The path as the client sent it, before percent-decoding and dot-segment
+ * removal, without the query (not NUL-terminated: `len` bytes). For a handler
+ * that must decode a segment itself ("%2F" in a SKU is not a separator, "%00"
+ * is not the end). NULL with *len = 0 once the client has gone; valid while
+ * the handler runs. */
+const char *sift_http_raw_path(const sift_http_exchange *x, size_t *len);
+
 /* The first request header named `name` (case-insensitive), or NULL. `len`
  * (may be NULL) receives its length; the value is also NUL-terminated. */
 const char *sift_http_header(const sift_http_exchange *x, const char *name, size_t *len);

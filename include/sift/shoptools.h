@@ -118,4 +118,27 @@ size_t sift_shop_inflight(const sift_shop *shop);
  * a shop with work in flight is a bug and aborts. NULL is a no-op. */
 void sift_shop_free(sift_shop *shop);
 
+/* ---- Other store reads on the shop's connections ---- */
+
+struct sift_store;
+struct uv_loop_s;
+
+/* Runs on a pool thread with a borrowed read-only connection; returns 0 or a
+ * negative SIFT_E code with err set. It must be short and bounded (a few
+ * indexed lookups), like the tools' own queries. */
+typedef int (*sift_shop_query_fn)(struct sift_store *st, void *ud, sift_err *err);
+
+/* Runs on the loop after the query: code is fn's result (or the error that
+ * kept it from running, e.g. SIFT_EIO when no connection could be opened). */
+typedef void (*sift_shop_query_done_fn)(void *ud, int code, const sift_err *err);
+
+/* Queues fn on the uv thread pool with one of the shop's pooled connections,
+ * then calls done on `loop` exactly once, also during shutdown (the query is
+ * not cancellable: it is short, and `ud` must stay valid until done). Counts
+ * as in flight (sift_shop_inflight) until done has returned. For reads that
+ * are not tools, such as GET /v1/products/{sku}. Returns 0, or SIFT_ENOMEM /
+ * SIFT_EINTERNAL (nothing queued, done not called). */
+int sift_shop_query(sift_shop *shop, struct uv_loop_s *loop, sift_shop_query_fn fn,
+                    sift_shop_query_done_fn done, void *ud, sift_err *err);
+
 #endif

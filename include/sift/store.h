@@ -60,6 +60,9 @@ typedef struct sift_store_ops {
                           sift_err *err);
     int (*get_product)(sift_store *s, const char *sku, sift_arena *a, sift_product *out,
                        sift_err *err);
+    /* May be NULL (SIFT_ESTATE): a backend without a variants query. */
+    int (*list_variants)(sift_store *s, const char *parent_id, size_t max, sift_arena *a,
+                         sift_product **out, size_t *n, sift_err *err);
     int (*set_stock)(sift_store *s, const sift_stock *st, int *applied, sift_err *err);
     int (*get_stock)(sift_store *s, const char *sku, const char *warehouse, sift_arena *a,
                      sift_stock **rows, size_t *n, sift_err *err);
@@ -127,6 +130,14 @@ int sift_store_delete_product(sift_store *s, const char *sku, int64_t version, i
 /* The stored product; SIFT_ENOTFOUND when unknown or deleted. */
 int sift_store_get_product(sift_store *s, const char *sku, sift_arena *a, sift_product *out,
                            sift_err *err);
+
+/* The live products whose parent_id is `parent_id` (the variants of one
+ * model: its sizes and colours), in catalog order, at most `max` (capped at
+ * SIFT_VARIANTS_MAX), attributes included. One indexed read. An unknown
+ * parent gives *n = 0. SIFT_ESTATE when the backend has no such query. */
+#define SIFT_VARIANTS_MAX 100
+int sift_store_list_variants(sift_store *s, const char *parent_id, size_t max, sift_arena *a,
+                             sift_product **out, size_t *n, sift_err *err);
 
 /* Sets the quantity of one SKU in one warehouse (versioned per row). A SKU
  * need not exist yet: stock may arrive before its product. */

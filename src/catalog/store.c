@@ -203,3 +203,18 @@ int sift_store_scan_products(sift_store *s, sift_store_scan_fn fn, void *ud, sif
         return sift_err_set(err, SIFT_ESTATE, "store %s: cannot scan products", s->ops->name);
     return s->ops->scan_products(s, fn, ud, err);
 }
+
+int sift_store_list_variants(sift_store *s, const char *parent_id, size_t max, sift_arena *a,
+                             sift_product **out, size_t *n, sift_err *err)
+{
+    int rc;
+    *out = NULL;
+    *n = 0;
+    if ((rc = check_store(s, err)) || (rc = check_sku("parent_id", parent_id, err)))
+        return rc;
+    if (!s->ops->list_variants)
+        return sift_err_set(err, SIFT_ESTATE, "store %s: cannot list variants", s->ops->name);
+    if (max > SIFT_VARIANTS_MAX)
+        max = SIFT_VARIANTS_MAX;
+    return max ? s->ops->list_variants(s, parent_id, max, a, out, n, err) : 0;
+}

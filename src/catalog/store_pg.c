@@ -49,6 +49,7 @@ enum {
     ST_UPSERT_PRODUCT,
     ST_DELETE_PRODUCT,
     ST_GET_PRODUCT,
+    ST_LIST_VARIANTS,
     ST_SET_STOCK,
     ST_GET_STOCK,
     ST_SET_PRICE,
@@ -99,6 +100,10 @@ static const struct {
             " SELECT id FROM p"},
     [ST_GET_PRODUCT] = {1, "SELECT sku, parent_id, title, brand, category, attrs, description,"
                            " version FROM products WHERE lower(sku) = lower($1) AND NOT deleted"},
+    /* "parent_id <> ''" lets the planner use the partial index products_parent */
+    [ST_LIST_VARIANTS] = {2, "SELECT sku, parent_id, title, brand, category, attrs, description,"
+                             " version FROM products WHERE parent_id = $1 AND parent_id <> ''"
+                             " AND NOT deleted ORDER BY id LIMIT $2"},
     [ST_SET_STOCK] =
         {5, "WITH s AS ("
             " INSERT INTO inventory (sku, warehouse, quantity, version, updated_at)"
@@ -565,6 +570,34 @@ static int pg_get_product(sift_store *base, const char *sku, sift_arena *a, sift
     return rc;
 }
 
+static int pg_list_variants(sift_store *base, const char *parent_id, size_t max, sift_arena *a,
+                            sift_product **out, size_t *n, sift_err *err)
+{
+    pg_store *s = impl(base);
+    params pa = {0};
+    p_str(&pa, parent_id);
+    p_i64(&pa, (int64_t)max);
+    PGresult *r;
+    int rc = run(s, ST_LIST_VARIANTS, &pa, &r, "list variants", err);
+    if (rc)
+        return rc;
+    int cnt = PQntuples(r);
+    sift_product *v = sift_arena_calloc(a, cnt ? (size_t)cnt : 1, sizeof *v);
+    if (!v) {
+        rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < cnt; i++) {
+        if ((rc = product_of(a, r, i, &v[i], err)))
+            goto out;
+        *n = (size_t)i + 1;
+    }
+    *out = v;
+out:
+    PQclear(r);
+    return rc;
+}
+
 static int pg_set_stock(sift_store *base, const sift_stock *stk, int *applied, sift_err *err)
 {
     pg_store *s = impl(base);
@@ -981,6 +1014,7 @@ static const sift_store_ops pg_ops = {
     .upsert_product = pg_upsert_product,
     .delete_product = pg_delete_product,
     .get_product = pg_get_product,
+    .list_variants = pg_list_variants,
     .set_stock = pg_set_stock,
     .get_stock = pg_get_stock,
     .set_price = pg_set_price,

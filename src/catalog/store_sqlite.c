@@ -75,6 +75,7 @@ enum {
     ST_FTS_DELETE,
     ST_PRODUCT_ID,
     ST_GET_PRODUCT,
+    ST_LIST_VARIANTS,
     ST_SET_STOCK,
     ST_ADD_WAREHOUSE,
     ST_GET_STOCK,
@@ -126,6 +127,11 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_PRODUCT_ID] = "SELECT id FROM products WHERE sku = ?1",
     [ST_GET_PRODUCT] = "SELECT sku, parent_id, title, brand, category, attrs, description, version"
                        " FROM products WHERE sku = ?1 AND deleted = 0",
+    /* "parent_id <> ''" lets the planner use the partial index products_parent */
+    [ST_LIST_VARIANTS] =
+        "SELECT sku, parent_id, title, brand, category, attrs, description, version"
+        " FROM products WHERE parent_id = ?1 AND parent_id <> '' AND deleted = 0"
+        " ORDER BY id LIMIT ?2",
     [ST_SET_STOCK] = "INSERT INTO inventory(sku, warehouse, quantity, version, updated_at)"
                      " VALUES (?1, ?2, ?3, ?4, ?5)"
                      " ON CONFLICT(sku, warehouse) DO UPDATE SET quantity = excluded.quantity,"
@@ -574,6 +580,42 @@ static int sq_get_product(sift_store *base, const char *sku, sift_arena *a, sift
     rc = load_attrs(a, (const char *)sqlite3_column_text(st, 5), out, err);
 out:
     done(st);
+    return rc;
+}
+
+static int sq_list_variants(sift_store *base, const char *parent_id, size_t max, sift_arena *a,
+                            sift_product **out, size_t *n, sift_err *err)
+{
+    sqlite_store *s = impl(base);
+    sqlite3_stmt *st = s->st[ST_LIST_VARIANTS];
+    int rc = 0, src = SQLITE_DONE;
+    sift_product *v = sift_arena_calloc(a, max, sizeof *v);
+    if (!v)
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    bind_str(st, 1, parent_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    while (*n < max && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        sift_product *p = &v[*n];
+        p->sku = col_str(a, st, 0);
+        p->parent_id = col_str(a, st, 1);
+        p->title = col_str(a, st, 2);
+        p->brand = col_str(a, st, 3);
+        p->category = col_str(a, st, 4);
+        p->description = col_str(a, st, 6);
+        p->version = sqlite3_column_int64(st, 7);
+        if (!p->sku || !p->parent_id || !p->title || !p->brand || !p->category || !p->description) {
+            rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
+            goto out;
+        }
+        if ((rc = load_attrs(a, (const char *)sqlite3_column_text(st, 5), p, err)))
+            goto out;
+        (*n)++;
+    }
+    if (*n < max && src != SQLITE_DONE)
+        rc = db_err(s, src, "list variants", err);
+out:
+    done(st);
+    *out = v;
     return rc;
 }
 
@@ -1129,6 +1171,7 @@ static const sift_store_ops sqlite_ops = {
     .upsert_product = sq_upsert_product,
     .delete_product = sq_delete_product,
     .get_product = sq_get_product,
+    .list_variants = sq_list_variants,
     .set_stock = sq_set_stock,
     .get_stock = sq_get_stock,
     .set_price = sq_set_price,

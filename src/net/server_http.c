@@ -843,3 +843,15 @@ void sift_http_exchange_release(sift_http_exchange *x)
 {
     sift_http_stream_abort(x);
 }
+
+/* ---- the request target as sent (GET /v1/products/{sku}) ---- */
+
+const char *sift_http_raw_path(const sift_http_exchange *x, size_t *len)
+{
+    if (x->req == NULL) {
+        *len = 0;
+        return NULL;
+    }
+    *len = x->req->query_at != SIZE_MAX ? x->req->query_at : x->req->path.len;
+    return x->req->path.base;
+}

@@ -62,6 +62,11 @@ struct sift_api {
     uint64_t rate_burst_ns;     /* bucket size, as time */
     _Atomic uint64_t *rate_tat; /* per key (+1 for "anonymous"): when the bucket is full again */
     int64_t created;            /* time(NULL) at sift_api_new */
+
+    /* GET /v1/products/{sku} in flight (products.c) */
+    _Atomic int product_lookups;
+    /* each model request, measured by model_metrics.c */
+    sift_metric *llm_req_s, *llm_first_s;
 };
 
 static const char *const finish_reasons[] = {
@@ -105,7 +110,15 @@ static int metrics_init(sift_api *api)
     if (!m->started || !m->finished || !m->run_s || !m->ttft_s || !m->model_s || !m->tool_s ||
         !m->active || !m->requests || !m->rejected || !m->lag_s)
         return SIFT_ENOMEM;
-    return 0;
+    /* one model request each (model_metrics.c), beside the per-run figures */
+    static const char *const outcomes[] = {"ok", "deadline_exceeded", "cancelled", "error", NULL};
+    api->llm_req_s = sift_metrics_histogram(r, "sift_llm_request_seconds",
+                                            "One model request, start to end, by outcome.",
+                                            "outcome", outcomes, 0, run_b, nrun);
+    api->llm_first_s = sift_metrics_histogram(
+        r, "sift_llm_first_token_seconds",
+        "One model request, start to its first token or tool call.", NULL, NULL, 0, tool_b, ntool);
+    return api->llm_req_s && api->llm_first_s ? 0 : SIFT_ENOMEM;
 }
 
 static int limits_init(sift_api *api)
@@ -258,6 +271,10 @@ static int worker_start(sift_server_worker *w, uv_loop_t *loop, void *udata)
             sift_offline_opts oo = {.token_delay_ms = api->token_delay_ms};
             wr->model = sift_offline_new(loop, &oo, &err);
         }
+        /* every model request measured for /metrics (model_metrics.c) */
+        if (wr->model &&
+            !(wr->model = sift_api_model_measured(wr->model, api->llm_req_s, api->llm_first_s)))
+            sift_err_set(&err, SIFT_ENOMEM, "out of memory");
     }
     if (!wr->model) {
         sift_log(SIFT_LOG_ERROR, NULL, NULL, "worker %d: %s", i, err.msg);
@@ -296,6 +313,11 @@ void sift_api_server_opts(sift_api *api, sift_server_opts *opts)
     opts->worker_udata = api;
 }
 
+_Atomic int *sift_api_product_lookups(sift_api *api)
+{
+    return &api->product_lookups;
+}
+
 /* ---- Admission and protection ---- */
 
 /* Answers a refused request (JSON error, optional header) and counts it. */
@@ -312,6 +334,16 @@ static void reject(sift_api *api, sift_http_exchange *x, sift_api_error_fn error
 const sift_config *sift_api_config(const sift_api *api)
 {
     return api->cfg;
+}
+
+sift_shop *sift_api_shop(sift_api *api)
+{
+    return api->shop;
+}
+
+sift_metrics *sift_api_metrics(sift_api *api)
+{
+    return api->metrics;
 }
 
 int64_t sift_api_created(const sift_api *api)
@@ -835,8 +867,10 @@ int sift_api_mount(sift_api *api, sift_server *srv, sift_err *err)
     api->srv = srv;
     if (sift_server_route(srv, "GET", "/healthz", healthz, api) ||
         sift_server_route(srv, "GET", "/metrics", metrics, api) ||
-        sift_server_route(srv, "GET", "/readyz", healthz, api) ||
         sift_server_route(srv, "POST", "/v1/search", search, api))
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory adding routes");
+    /* the product lookups and /readyz (products.c), the search page (page.c) */
+    if (sift_api_products_mount(api, srv) || sift_api_page_mount(api, srv))
         return sift_err_set(err, SIFT_ENOMEM, "out of memory adding routes");
     /* the OpenAI-compatible routes (chat.c) */
     if (sift_api_chat_mount(api, srv))

@@ -20,6 +20,12 @@
 typedef int (*sift_api_error_fn)(sift_http_exchange *x, int status, const char *code,
                                  const char *message);
 
+/* The shop and the metrics registry (for the Kafka sync, kafka_sync.c). */
+struct sift_shop;
+struct sift_metrics;
+struct sift_shop *sift_api_shop(sift_api *api);
+struct sift_metrics *sift_api_metrics(sift_api *api);
+
 /* The configuration the api was built with. */
 const sift_config *sift_api_config(const sift_api *api);
 
@@ -113,5 +119,28 @@ int sift_api_chat_mount(sift_api *api, sift_server *srv);
 /* Frees a run that was not started, after the front end has answered the
  * exchange; gives the run slot back. */
 void sift_api_run_abandon(sift_api_run *r);
+
+/* ---- GET /v1/products/{sku} and the search page (products.c, page.c) ---- */
+
+/* Product lookups in flight (products.c bounds them). */
+_Atomic int *sift_api_product_lookups(sift_api *api);
+
+/* Adds GET /v1/products/{sku} and GET /readyz (products.c). Returns 0 or
+ * SIFT_ENOMEM. */
+int sift_api_products_mount(sift_api *api, sift_server *srv);
+
+/* Wraps `inner` in a model that observes each request in req_s (seconds,
+ * label outcome: ok, deadline_exceeded, cancelled, error) and first_s (to
+ * the first token or tool call) and otherwise forwards everything
+ * (model_metrics.c). Freeing it frees `inner`. NULL when out of memory, with
+ * `inner` freed. */
+struct sift_model;
+struct sift_metric;
+struct sift_model *sift_api_model_measured(struct sift_model *inner, struct sift_metric *req_s,
+                                           struct sift_metric *first_s);
+
+/* Adds GET / and the page's files, embedded at build time (page.c). Returns
+ * 0 or SIFT_ENOMEM. */
+int sift_api_page_mount(sift_api *api, sift_server *srv);
 
 #endif

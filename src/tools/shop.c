@@ -1068,3 +1068,60 @@ static void list_warehouses(sift_tool_job *job, const struct shop_no_args *args)
     }
     req_submit(r);
 }
+
+/* ---- sift_shop_query: other reads on the pooled connections ---- */
+
+struct shop_query {
+    uv_work_t work;
+    sift_shop *shop;
+    sift_shop_query_fn fn;
+    sift_shop_query_done_fn done;
+    void *ud;
+    int code;
+    sift_err err;
+};
+
+static void query_work(uv_work_t *w)
+{
+    struct shop_query *q = container_of(w, struct shop_query, work);
+    sift_store *st = NULL;
+    q->code = conn_acquire(q->shop, &st, &q->err);
+    if (q->code < 0)
+        return;
+    if (q->shop->work_hook)
+        q->shop->work_hook(q->shop->work_hook_data);
+    q->code = q->fn(st, q->ud, &q->err);
+    conn_release(q->shop, st);
+}
+
+static void query_after(uv_work_t *w, int status)
+{
+    struct shop_query *q = container_of(w, struct shop_query, work);
+    /* nothing cancels these requests, so the work has always run */
+    assert(status == 0);
+    (void)status;
+    q->done(q->ud, q->code, &q->err);
+    atomic_fetch_sub(&q->shop->inflight, 1);
+    sift_free(q);
+}
+
+int sift_shop_query(sift_shop *shop, uv_loop_t *loop, sift_shop_query_fn fn,
+                    sift_shop_query_done_fn done, void *ud, sift_err *err)
+{
+    struct shop_query *q = sift_calloc(1, sizeof *q);
+    if (!q)
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    q->shop = shop;
+    q->fn = fn;
+    q->done = done;
+    q->ud = ud;
+    atomic_fetch_add(&shop->inflight, 1);
+    int rc = uv_queue_work(loop, &q->work, query_work, query_after);
+    if (rc != 0) {
+        atomic_fetch_sub(&shop->inflight, 1);
+        sift_free(q);
+        return sift_err_set(err, SIFT_EINTERNAL, "cannot queue the store query: %s",
+                            uv_strerror(rc));
+    }
+    return 0;
+}

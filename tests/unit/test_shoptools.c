@@ -852,6 +852,79 @@ static void test_tools_node(void **state)
     fixture_free(f);
 }
 
+/* sift_shop_query: fn on a pool thread with a connection of the shop's
+ * pool, done once on the loop with fn's code and error, counted in flight
+ * meanwhile; a store that cannot be opened reaches done as SIFT_EIO. */
+struct query_probe {
+    uv_thread_t loop_thread, fn_thread;
+    int fn_calls, done_calls, done_code;
+    size_t inflight_in_done;
+    sift_shop *shop;
+    char title[128];
+    char msg[SIFT_ERR_MSG_MAX];
+};
+
+static int probe_fn(struct sift_store *st, void *ud, sift_err *err)
+{
+    struct query_probe *p = ud;
+    p->fn_calls++;
+    p->fn_thread = uv_thread_self();
+    sift_arena *a = sift_arena_new(0);
+    sift_product prod;
+    int rc = sift_store_get_product(st, "NIKE-PEG40-42", a, &prod, err);
+    if (rc == 0)
+        snprintf(p->title, sizeof p->title, "%s", prod.title);
+    if (rc == 0)
+        rc = sift_store_get_product(st, "NO-SUCH", a, &prod, err);
+    sift_arena_free(a);
+    return rc;
+}
+
+static void probe_done(void *ud, int code, const sift_err *err)
+{
+    struct query_probe *p = ud;
+    p->done_calls++;
+    p->done_code = code;
+    p->inflight_in_done = sift_shop_inflight(p->shop);
+    snprintf(p->msg, sizeof p->msg, "%s", err->msg);
+    uv_thread_t self = uv_thread_self();
+    assert_true(uv_thread_equal(&self, &p->loop_thread));
+}
+
+static void test_shop_query(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new(false, NULL);
+    struct query_probe p = {.loop_thread = uv_thread_self(), .shop = f->shop};
+    sift_err e = {0};
+    assert_int_equal(sift_shop_query(f->shop, &f->loop, probe_fn, probe_done, &p, &e), 0);
+    assert_int_equal(sift_shop_inflight(f->shop), 1);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(p.fn_calls, 1);
+    assert_int_equal(p.done_calls, 1);
+    assert_false(uv_thread_equal(&p.fn_thread, &p.loop_thread));
+    assert_string_equal(p.title, "Nike Pegasus 40 Men's Running Shoe - Black");
+    assert_int_equal(p.done_code, SIFT_ENOTFOUND);
+    assert_int_equal(p.inflight_in_done, 1);
+    assert_int_equal(sift_shop_inflight(f->shop), 0);
+
+    /* no store at the path: fn never runs, done gets the open error */
+    sift_shop *bad = NULL;
+    char path[192];
+    snprintf(path, sizeof path, "%s/nothing-here.db", f->dir);
+    assert_int_equal(sift_shop_new(&(sift_shop_opts){.store_path = path}, &bad, &e), 0);
+    struct query_probe q = {.loop_thread = uv_thread_self(), .shop = bad};
+    assert_int_equal(sift_shop_query(bad, &f->loop, probe_fn, probe_done, &q, &e), 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(q.fn_calls, 0);
+    assert_int_equal(q.done_calls, 1);
+    assert_int_equal(q.done_code, SIFT_EIO);
+    if (!strstr(q.msg, "nothing-here.db"))
+        fail_msg("%s", q.msg);
+    sift_shop_free(bad);
+    fixture_free(f);
+}
+
 int main(void)
 {
     /* The pool size must be known for the queued-cancellation test; it is
@@ -872,6 +945,7 @@ int main(void)
         cmocka_unit_test(test_store_missing),
         cmocka_unit_test(test_oom),
         cmocka_unit_test(test_tools_node),
+        cmocka_unit_test(test_shop_query),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
