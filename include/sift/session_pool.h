@@ -118,8 +118,9 @@ struct sift_session_op {
     char id[SIFT_SESSION_ID_MAX + 1];
     sift_conv *conv;
     sift_session_done_fn done;
-    char *base;  /* private: the loaded conversation as JSON, for the merge */
-    bool loaded; /* a load succeeded: the next save merges */
+    uint64_t queued_ns; /* uv_hrtime() when the call was submitted (for latency metrics) */
+    char *base;         /* private: the loaded conversation as JSON, for the merge */
+    bool loaded;        /* a load succeeded: the next save merges */
     /* results, valid in done */
     int rc;       /* 0, SIFT_ECANCELED (sift_session_op_cancel), or the store's error */
     sift_err err; /* the message when rc != 0 */

@@ -67,6 +67,8 @@ struct sift_api {
     _Atomic int product_lookups;
     /* each model request, measured by model_metrics.c */
     sift_metric *llm_req_s, *llm_first_s;
+    /* session loads and saves on the thread pool (open_sessions) */
+    sift_metric *session_s, *session_errors, *session_merges;
 };
 
 static const char *const finish_reasons[] = {
@@ -152,6 +154,19 @@ static sift_http_client *client_of(uv_loop_t *loop, void *udata)
  * session. */
 static int open_sessions(sift_api *api, sift_err *err)
 {
+    static const char *const ops[] = {"load", "save", NULL};
+    static const double b[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5};
+    api->session_s = sift_metrics_histogram(
+        api->metrics, "sift_session_seconds",
+        "Session load or save, queued on the thread pool to back on the loop.", "op", ops, 0, b,
+        sizeof b / sizeof b[0]);
+    api->session_errors = sift_metrics_counter(api->metrics, "sift_session_errors_total",
+                                               "Session loads or saves that failed.", "op", ops, 0);
+    api->session_merges = sift_metrics_counter(
+        api->metrics, "sift_session_merges_total",
+        "Saves that kept a turn another run saved since the load.", NULL, NULL, 0);
+    if (!api->session_s || !api->session_errors || !api->session_merges)
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
     sift_session_config sc;
     int rc = sift_session_config_read(api->cfg->doc, "config", api->cfg->store.url, &sc, err);
     if (rc)
@@ -554,9 +569,19 @@ static void run_finish(sift_api_run *r, const sift_agent_result *res)
         want_drain(r);
 }
 
+static void observe_session(sift_api *api, const sift_session_op *op, const char *what)
+{
+    sift_metric_observe(api->session_s, what, (double)(uv_hrtime() - op->queued_ns) / 1e9);
+    if (op->rc && op->rc != SIFT_ECANCELED)
+        sift_metric_add(api->session_errors, what, 1);
+}
+
 static void on_saved(sift_session_op *op)
 {
     sift_api_run *r = (sift_api_run *)((char *)op - offsetof(sift_api_run, sop));
+    observe_session(r->api, op, "save");
+    if (op->merged)
+        sift_metric_add(r->api->session_merges, NULL, 1);
     if (op->rc)
         sift_log(SIFT_LOG_WARN, r->run_id, NULL, "session %s not saved: %s", r->session,
                  op->err.msg);
@@ -625,6 +650,7 @@ static void on_loaded(sift_session_op *op)
     sift_api_run *r = (sift_api_run *)((char *)op - offsetof(sift_api_run, sop));
     sift_http_exchange *x = r->x;
     sift_err err = {0};
+    observe_session(r->api, op, "load");
     sift_ctx_remove_hook(&r->gone);
     if (op->rc == SIFT_ECANCELED || sift_ctx_err(sift_http_ctx(x))) {
         /* the client has gone: nobody to answer */

@@ -472,6 +472,7 @@ static int submit(sift_session_pool *p, uv_loop_t *loop, sift_session_op *op, in
     op->rc = 0;
     op->err = (sift_err){0};
     op->found = op->merged = false;
+    op->queued_ns = uv_hrtime();
     if ((rc = uv_queue_work(loop, &op->work, on_work, on_after_work))) {
         op->kind = OP_IDLE;
         return sift_err_set(err, SIFT_EINTERNAL, "session %s: uv_queue_work: %s", id,

@@ -117,6 +117,13 @@ if [ -x "$psql_bin" ]; then
 fi
 grep -q "another turn was saved meanwhile" "$tmp/A.log" "$tmp/B.log" ||
     fail "neither server merged a concurrent turn"
+curl -sf "$A/metrics" >"$tmp/mA" && curl -sf "$B/metrics" >"$tmp/mB" || fail "metrics"
+ma=$(sed -n 's/^sift_session_merges_total \([0-9]*\)$/\1/p' "$tmp/mA")
+mb=$(sed -n 's/^sift_session_merges_total \([0-9]*\)$/\1/p' "$tmp/mB")
+[ $((${ma:-0} + ${mb:-0})) -ge 1 ] || fail "sift_session_merges_total: A ${ma:-none}, B ${mb:-none}"
+grep -q '^sift_session_seconds_count{op="load"} [1-9]' "$tmp/mA" ||
+    fail "no session loads in A's metrics: $(grep sift_session "$tmp/mA")"
+grep -q '^sift_session_seconds_count{op="save"} [1-9]' "$tmp/mA" || fail "no session saves in A's metrics"
 # the next follow-up sees the latest turns
 ask "$B" pg-1 "and the price?" >"$tmp/b3" || fail "follow-up after the concurrent turns"
 grep -q '"error":null' "$tmp/b3" || fail "follow-up after the concurrent turns: $(head -c 300 "$tmp/b3")"
@@ -152,6 +159,8 @@ if [ -x "$psql_bin" ]; then
         fail "a load past sessions.timeout_ms: status $code $(head -c 300 "$tmp/f1")"
     t2=$(date +%s%N)
     [ $(((t2 - t1) / 1000000)) -lt 1500 ] || fail "the load took longer than its timeout"
+    curl -sf "$F/metrics" | grep -q '^sift_session_errors_total{op="load"} 1$' ||
+        fail "F's metrics do not count the failed load: $(curl -s "$F/metrics" | grep sift_session)"
     wait "$locker" || true
     sleep 0.3
     curl -sf "$A/metrics" | grep -q '^sift_active_runs 0' ||
