@@ -15,7 +15,8 @@
  *     store: auto      # auto (the default): where store.url is, SQLite or
  *                      # PostgreSQL; or memory, sqlite, postgres
  *     url: ...         # sqlite/postgres: the file or URL; default store.url
- *     ttl_ms: 0        # 0: sessions never expire
+ *     ttl_ms: 0        # 0: sessions never expire; else expired rows are
+ *                      # deleted by a save, at most once per min(TTL, 10 min)
  *     timeout_ms: 5000 # how long one load or save may wait for the store
  *                      # (a locked SQLite file, a PostgreSQL lock or slow query)
  *     max_bytes: 0     # memory: 0 is 64 MB

@@ -2,9 +2,11 @@
  * on the libuv thread pool with a store object of its own, taken from a
  * locked free list; the result comes back on the loop in uv's after_work. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sift/arena.h"
 #include "sift/buf.h"
@@ -23,9 +25,10 @@ struct sift_session_pool {
     sift_session_pool_opts opts;
     sift_session_config cfg; /* sift_session_pool_open: what open_cfg opens */
     char kind[16];
-    uv_mutex_t mu;            /* guards idle */
-    struct idle_store *idle;  /* stores not in use */
-    sift_session_store *only; /* shared: the one store */
+    uv_mutex_t mu;                 /* guards idle */
+    struct idle_store *idle;       /* stores not in use */
+    sift_session_store *only;      /* shared: the one store */
+    _Atomic int64_t next_purge_ms; /* wall clock: when a save may next purge expired rows */
 };
 
 /* ---- configuration ---- */
@@ -429,6 +432,34 @@ static int do_save(sift_session_store *s, sift_session_op *op)
     return do_merge_save(s, op);
 }
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* With a TTL, the rows of expired sessions of SQLite and PostgreSQL stay
+ * until purged (they load as empty). A save purges them, at most once per
+ * min(TTL, 10 minutes) per process: one indexed DELETE on the pool thread
+ * that won the compare-and-swap, not a timer of its own. A failed purge is
+ * not the save's failure; the next interval tries again. */
+static void maybe_purge(sift_session_pool *p, sift_session_store *s)
+{
+    const sift_session_config *c = &p->cfg;
+    if (c->ttl_ms <= 0 || !c->backend || !strcmp(c->backend, "memory"))
+        return;
+    int64_t now = wall_ms(), next = atomic_load(&p->next_purge_ms);
+    int64_t every = c->ttl_ms < 600000 ? c->ttl_ms : 600000;
+    if (now < next || !atomic_compare_exchange_strong(&p->next_purge_ms, &next, now + every))
+        return;
+    sift_err err = {0};
+    if (!strcmp(c->backend, "sqlite"))
+        sift_session_sqlite_purge(s, NULL, &err);
+    else
+        sift_session_pg_purge(s, NULL, &err);
+}
+
 static void on_work(uv_work_t *w)
 {
     sift_session_op *op = (sift_session_op *)((char *)w - offsetof(sift_session_op, work));
@@ -442,6 +473,8 @@ static void on_work(uv_work_t *w)
         return;
     }
     op->rc = op->kind == OP_LOAD ? do_load(s, op) : do_save(s, op);
+    if (op->kind == OP_SAVE && op->rc == 0)
+        maybe_purge(p, s);
     give(p, s, node);
 }
 

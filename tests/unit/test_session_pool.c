@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -540,6 +541,60 @@ static void test_save_if_stores(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* With a TTL, saves purge the rows of expired sessions (at most once per
+ * TTL here, since it is under 10 minutes). */
+static int count_rows(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int n = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM sessions", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void test_purge_on_save(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/sift-session-purge-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/s.db", dir);
+    sift_session_config c = {.backend = "sqlite", .url = path, .ttl_ms = 500};
+    sift_session_pool *p = NULL;
+    sift_err err = {0};
+    must(sift_session_pool_open(&c, &p, &err), &err);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct call a, b, d;
+    call_init(&a);
+    call_init(&b);
+    call_init(&d);
+    add_turn(&a.conv, "old", "x");
+    add_turn(&b.conv, "new", "x");
+    add_turn(&d.conv, "newer", "x");
+    run_one(&loop, p, &a, 1, "s-old");
+    assert_int_equal(count_rows(path), 1);
+    usleep(600 * 1000); /* s-old expires; the next purge is due */
+    run_one(&loop, p, &b, 1, "s-new");
+    assert_int_equal(b.op.rc, 0);
+    assert_int_equal(count_rows(path), 1); /* s-old purged, s-new kept */
+    run_one(&loop, p, &d, 1, "s-newer");
+    assert_int_equal(count_rows(path), 2); /* not due again yet: nothing purged */
+    assert_int_equal(uv_loop_close(&loop), 0);
+    call_free(&a);
+    call_free(&b);
+    call_free(&d);
+    sift_session_pool_free(p);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* Sequential calls reuse the one store object opened at start; a store that
  * cannot be opened fails the pool at start with its message; a bad id is
  * refused before anything is queued. */
@@ -622,6 +677,7 @@ int main(void)
         cmocka_unit_test(test_save_if_stores),
         cmocka_unit_test_setup_teardown(test_open_and_reuse, setup, teardown),
         cmocka_unit_test(test_sqlite_shared),
+        cmocka_unit_test(test_purge_on_save),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
