@@ -1,8 +1,9 @@
 /* mock_embed: the mock OpenAI-compatible /v1/embeddings server as a program,
  * for shell tests and trying the provider by hand.
  *
- *   mock_embed [--dims N]
+ *   mock_embed [--dims N] [--fail N]
  *
+ * --fail N: the first N requests are answered 503 (for retry tests).
  * Prints its base URL ("http://127.0.0.1:PORT/v1") as the first line of
  * stdout, then serves until SIGINT or SIGTERM. On SIGUSR1 and at exit it
  * prints one JSON line on stdout: {"requests":N}. Vectors: mock_embed.h. */
@@ -16,12 +17,14 @@
 
 int main(int argc, char **argv)
 {
-    int dims = 8;
+    int dims = 8, nfail = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--dims") == 0 && i + 1 < argc) {
             dims = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--fail") == 0 && i + 1 < argc) {
+            nfail = atoi(argv[++i]);
         } else {
-            fprintf(stderr, "usage: mock_embed [--dims N]\n");
+            fprintf(stderr, "usage: mock_embed [--dims N] [--fail N]\n");
             return 2;
         }
     }
@@ -44,6 +47,9 @@ int main(int argc, char **argv)
         return 1;
     }
     mock_embed_set_dims(m, dims);
+    mock_embed_reply r503 = {.status = 503};
+    for (int i = 0; i < nfail; i++)
+        mock_embed_push(m, &r503);
     printf("%s\n", mock_embed_base_url(m));
     fflush(stdout);
     for (;;) {

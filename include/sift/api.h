@@ -47,4 +47,22 @@ int sift_api_mount(sift_api *api, sift_server *srv, sift_err *err);
 /* Releases the api, after the server has stopped. NULL is a no-op. */
 void sift_api_free(sift_api *api);
 
+/* ---- Kafka catalog sync (src/server/kafka_sync.c, docs/search.md) ---- */
+
+typedef struct sift_api_kafka sift_api_kafka;
+
+/* When sift.yaml has a kafka: block with brokers and topic (or
+ * SIFT_KAFKA_BROKERS and SIFT_KAFKA_TOPIC are set), starts a thread that
+ * consumes the catalog topic into cfg->store.url (kafka.h) and, after batches
+ * that changed products, rebuilds search_products' searcher and swaps it in
+ * (at most once per kafka.refresh_ms). Registers the sift_kafka_* metrics, so
+ * call it after sift_api_new and before the server starts. *out is NULL when
+ * Kafka is not configured. SIFT_EINVAL for a bad kafka: block. */
+int sift_api_kafka_start(sift_api *api, sift_api_kafka **out, sift_err *err);
+
+/* Stops the consumer after its batch in progress (committing what is
+ * durable), joins its thread and frees it. Call after the server has
+ * stopped and before sift_api_free. NULL is a no-op. */
+void sift_api_kafka_stop(sift_api_kafka *k);
+
 #endif

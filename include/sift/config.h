@@ -36,6 +36,9 @@ typedef struct sift_config {
         char **api_keys;        /* NULL-terminated; NULL: no auth */
         int rate_limit_rps;     /* runs per second per API key; default 0: no limit */
         int rate_burst;         /* token bucket size; default 0: rate_limit_rps (at least 1) */
+        /* connections per worker to each upstream host (the model, each HTTP
+         * tool's host); requests past it wait in order. Default 64 */
+        int upstream_connections;
     } server;
     struct {
         char *provider;  /* "offline" (default) or "openai" */

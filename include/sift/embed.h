@@ -57,6 +57,9 @@ typedef struct sift_embedder_ops {
     int (*embed_sync)(sift_embedder *e, const char *const *texts, const size_t *lens, size_t n,
                       float *out, sift_err *err);
     void (*free)(sift_embedder *e);
+    /* Batches retried so far (a count kept with atomics, read from any
+     * thread); NULL: the provider never retries. */
+    uint64_t (*retries)(sift_embedder *e);
 } sift_embedder_ops;
 
 /* The common head of every provider; implementations embed it first in their
@@ -86,6 +89,85 @@ int sift_embedder_embed_sync(sift_embedder *e, const char *const *texts, const s
 /* Frees the provider. NULL is a no-op. A remote provider must have no embed
  * call in flight. */
 void sift_embedder_free(sift_embedder *e);
+
+/* Batches the provider has retried since it was created (429, 5xx, failed
+ * connections); 0 for a provider that never retries. Any thread. */
+uint64_t sift_embedder_retries(sift_embedder *e);
+
+/* ---- the query-vector cache ----
+ *
+ * A bounded map from (embedder id, normalised text) to a vector of `dims`
+ * floats, so a query asked again is not embedded again (a remote call costs
+ * a round trip; docs/vectors.md has the figures). Normalised: leading and
+ * trailing white space dropped and every run of white space made one space;
+ * case and accents are kept, since a model may embed "Nike" and "nike"
+ * differently. Eviction is CLOCK: a hit sets the entry's reference bit, and
+ * the hand clears bits until it finds an entry without one, so a full
+ * cache keeps the texts asked again and loses those asked once.
+ *
+ * Not thread-safe, on purpose: one cache per event loop (sift_embedder_wrap_new
+ * keeps one per loop), so a lookup takes no lock. Memory: entries x dims x 4
+ * bytes of vectors plus the texts (1024 x 1536 floats: 6 MiB). */
+typedef struct sift_embed_cache sift_embed_cache;
+
+/* Texts longer than this (after normalising) are never cached. */
+#define SIFT_EMBED_CACHE_TEXT_MAX 4096
+
+/* A cache of `entries` (1..2^20) vectors of `dims` (1..SIFT_VEC_DIMS_MAX)
+ * floats. SIFT_EINVAL, SIFT_ENOMEM. */
+int sift_embed_cache_new(size_t entries, size_t dims, sift_embed_cache **out, sift_err *err);
+
+/* Frees the cache. NULL is a no-op. */
+void sift_embed_cache_free(sift_embed_cache *c);
+
+/* Looks up text[0..len) embedded by `id`: 1 and the vector copied to out
+ * (dims floats) on a hit, 0 on a miss. */
+int sift_embed_cache_get(sift_embed_cache *c, const char *id, const char *text, size_t len,
+                         float *out);
+
+/* Stores the vector v (dims floats) of text[0..len) embedded by `id`,
+ * replacing the vector a key already has, or the CLOCK victim when the
+ * cache is full. 0 (also when the text is too long to cache), SIFT_ENOMEM
+ * (nothing stored, the cache unchanged). */
+int sift_embed_cache_put(sift_embed_cache *c, const char *id, const char *text, size_t len,
+                         const float *v);
+
+/* Entries held. */
+size_t sift_embed_cache_count(const sift_embed_cache *c);
+
+/* ---- the serving wrapper: query cache and metrics ----
+ *
+ * A provider that forwards to `inner` (same id, dims, max_batch, remote) and
+ *  - answers a one-text `embed` under a context from the cache of the
+ *    context's loop when it can (the callback then fires before `embed`
+ *    returns, as the provider contract allows), and stores what the inner
+ *    provider returns for it; several texts (catalog batches) and
+ *    `embed_sync` are never cached;
+ *  - observes every call it forwards (embed and embed_sync): its duration in
+ *    `seconds` by outcome (ok, deadline_exceeded, cancelled, error; a call
+ *    the inner provider refuses counts as error), the texts of successful
+ *    calls in `texts`, and, after each call, the inner provider's retry
+ *    count in `retries`; each cache lookup in `cache` (hit, miss).
+ * One cache per loop, made at the loop's first query and kept until the
+ * wrapper is freed; at most SIFT_EMBED_WRAP_LOOPS loops get one (later
+ * loops run uncached). The loops must outlive their use of the wrapper. */
+#define SIFT_EMBED_WRAP_LOOPS 64
+
+struct sift_metric;
+typedef struct sift_embed_wrap_opts {
+    size_t query_cache; /* entries per loop (as sift_embed_cache_new); 0: no cache */
+    /* metrics (metrics.h), each may be NULL: */
+    struct sift_metric *seconds; /* histogram, label outcome (the four values above) */
+    struct sift_metric *texts;   /* counter, unlabelled */
+    struct sift_metric *retries; /* counter, unlabelled (set to the inner count) */
+    struct sift_metric *cache;   /* counter, label result: hit, miss */
+} sift_embed_wrap_opts;
+
+/* Wraps `inner`, which the wrapper takes over: it is freed with the
+ * wrapper, or at once when this fails. SIFT_EINVAL (no inner, a cache size
+ * out of range), SIFT_ENOMEM. */
+int sift_embedder_wrap_new(sift_embedder *inner, const sift_embed_wrap_opts *opts,
+                           sift_embedder **out, sift_err *err);
 
 /* ---- the OpenAI-compatible remote provider ----
  *
@@ -164,6 +246,7 @@ int sift_embed_openai_parse(const char *body, size_t len, size_t n, size_t dims,
  *     concurrency: 4        # openai: requests in flight per call
  *     timeout_ms: 30000     # openai: per request attempt
  *     max_retries: 3        # openai: retries of a 429/5xx/failed connection
+ *     query_cache: 1024     # query vectors kept per server loop (0: no cache)
  *
  * Environment overrides, applied after the file: SIFT_EMBED_PROVIDER,
  * SIFT_EMBED_BASE_URL (setting it also selects "openai"), SIFT_EMBED_MODEL,
@@ -176,6 +259,7 @@ typedef struct sift_embed_config {
     char *base_url, *model, *api_key; /* openai */
     int send_dimensions;
     long batch_size, concurrency, timeout_ms, max_retries;
+    long query_cache; /* entries per loop of sift_embedder_wrap_new; 0: none */
 } sift_embed_config;
 
 struct cJSON;

@@ -155,6 +155,16 @@ int sift_searcher_remote(const sift_searcher *s);
 int sift_searcher_embed_query(const sift_searcher *s, struct sift_ctx *ctx, const char *text,
                               float *out, sift_embed_done_fn done, void *ud, sift_err *err);
 
+/* Embeds texts[0..n) (NUL-terminated) with the searcher's own embedder on
+ * the calling thread into out[0..n*dims), for opts.query_vec (with
+ * query_vec_id = sift_searcher_vector_id): how a batch job (sift eval, the
+ * relevance bench) gets query vectors from a remote provider, in batches
+ * and with its retries. A remote provider runs a private loop for the call,
+ * so never call this on a thread whose loop serves requests. The errors of
+ * sift_embedder_embed_sync. */
+int sift_searcher_embed_sync(const sift_searcher *s, const char *const *texts, size_t n, float *out,
+                             sift_err *err);
+
 /* Searches for `text` (NUL-terminated) and fills *hits (allocated from `a`)
  * with at most opts->k results, best first; *n gets how many. `store` is
  * the calling thread's connection to the same catalog (used in lexical and

@@ -93,7 +93,7 @@ typedef struct sift_shop_opts {
     /* The hybrid searcher (search.h) search_products draws its candidates
      * from: BM25 and vectors fused, exact SKUs first. NULL: the store's
      * full-text search. It must outlive the shop; it is a snapshot of the
-     * catalog taken when it was opened. */
+     * catalog taken when it was opened (sift_shop_swap_searcher refreshes). */
     const struct sift_searcher *searcher;
 } sift_shop_opts;
 
@@ -108,6 +108,15 @@ int sift_shop_tools_register(sift_tool_registry *r, sift_shop *shop, sift_err *e
 
 /* The shop's tool called `name` ("search_products", ...), or NULL. */
 const sift_tool *sift_shop_tool(const sift_shop *shop, const char *name);
+
+/* Replaces the searcher search_products uses with `next` (a fresher
+ * snapshot of the catalog), atomically for every thread: a search already
+ * running (its query embedding included) finishes on the searcher it started
+ * with, the next one uses `next`. The shop owns `next` from then on (closed
+ * when replaced and no longer in use, or with the shop); a searcher given in
+ * sift_shop_opts stays the caller's. Thread-safe. SIFT_ENOMEM (then `next`
+ * is closed). */
+int sift_shop_swap_searcher(sift_shop *shop, struct sift_searcher *next, sift_err *err);
 
 /* Tool calls whose work item (or query embedding) has not come back to its
  * loop yet (any loop). */

@@ -268,6 +268,11 @@ void sift_embedder_free(sift_embedder *e)
         e->ops->free(e);
 }
 
+uint64_t sift_embedder_retries(sift_embedder *e)
+{
+    return e && e->ops->retries ? e->ops->retries(e) : 0;
+}
+
 /* ---- the hashed n-gram embedder ---------------------------------------- */
 
 typedef struct hashed {

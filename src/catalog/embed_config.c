@@ -60,6 +60,7 @@ int sift_embed_config_read(const cJSON *doc, const char *name, sift_embed_config
     c->concurrency = 4;
     c->timeout_ms = 30000;
     c->max_retries = 3;
+    c->query_cache = 1024;
     long dims = 0;
     int rc = set_str(&c->provider, "hashed", err);
     rc = rc ? rc : set_str(&c->base_url, "https://api.openai.com/v1", err);
@@ -87,7 +88,8 @@ int sift_embed_config_read(const cJSON *doc, const char *name, sift_embed_config
             (rc = get_long(sec, name, "batch_size", 1, 2048, &c->batch_size, err)) ||
             (rc = get_long(sec, name, "concurrency", 1, 64, &c->concurrency, err)) ||
             (rc = get_long(sec, name, "timeout_ms", 100, 600000, &c->timeout_ms, err)) ||
-            (rc = get_long(sec, name, "max_retries", 0, 20, &c->max_retries, err)))
+            (rc = get_long(sec, name, "max_retries", 0, 20, &c->max_retries, err)) ||
+            (rc = get_long(sec, name, "query_cache", 0, 1L << 20, &c->query_cache, err)))
             goto fail;
     }
     const char *v;

@@ -15,6 +15,7 @@
  * client does for on_done). */
 #include <cJSON.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,7 @@ typedef struct openai_emb {
     int max_retries;
     int64_t backoff_ms;
     size_t max_text_bytes;
+    _Atomic uint64_t retries; /* batches retried, for /metrics (several loops add) */
 } openai_emb;
 
 typedef struct ecall ecall;
@@ -347,6 +349,7 @@ static void retry_or_fail(eworker *w, const sift_err *why)
     if (w->wait_ms >= 0)
         wait = w->wait_ms < RETRY_AFTER_MAX_MS ? w->wait_ms : RETRY_AFTER_MAX_MS;
     w->state = W_BACKOFF;
+    atomic_fetch_add_explicit(&e->retries, 1, memory_order_relaxed);
     uv_timer_start(&w->timer, on_backoff, (uint64_t)wait, 0);
 }
 
@@ -600,11 +603,17 @@ static void openai_free(sift_embedder *eb)
     sift_free(e);
 }
 
+static uint64_t openai_retries(sift_embedder *eb)
+{
+    return atomic_load_explicit(&((openai_emb *)eb)->retries, memory_order_relaxed);
+}
+
 static const sift_embedder_ops openai_ops = {
     .name = "openai",
     .embed = openai_embed,
     .embed_sync = openai_embed_sync,
     .free = openai_free,
+    .retries = openai_retries,
 };
 
 static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

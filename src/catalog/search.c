@@ -824,6 +824,14 @@ int sift_searcher_embed_query(const sift_searcher *s, struct sift_ctx *ctx, cons
     return sift_embedder_embed(s->emb, ctx, &text, NULL, 1, out, done, ud, err);
 }
 
+int sift_searcher_embed_sync(const sift_searcher *s, const char *const *texts, size_t n, float *out,
+                             sift_err *err)
+{
+    if (!s || (n && (!texts || !out)))
+        return sift_err_set(err, SIFT_EINVAL, "search: missing argument to embed the queries");
+    return n ? sift_embedder_embed_sync(s->emb, texts, NULL, n, out, err) : 0;
+}
+
 /* ---- search ----------------------------------------------------------------------------- */
 
 /* The active filters as attribute ids; a value the catalog never carries is

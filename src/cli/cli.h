@@ -8,6 +8,8 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
 int cli_serve(int argc, char **argv);
 int cli_ingest(int argc, char **argv);
+/* sift ingest --kafka (ingest_kafka.c); cli_ingest hands over to it. */
+int cli_ingest_kafka(int argc, char **argv);
 int cli_ask(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_migrate(int argc, char **argv);

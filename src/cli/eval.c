@@ -5,9 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "sift/catalog.h"
+#include "sift/config.h"
+#include "sift/embed.h"
 #include "sift/eval.h"
 #include "sift/search.h"
 #include "sift/store.h"
@@ -31,6 +34,9 @@ static const char usage[] =
     "  --w-lexical W      RRF weight of the BM25 list (default 1)\n"
     "  --w-vector W       RRF weight of the vector list (default 0.25)\n"
     "  --embed-full       embed whole chunks, descriptions included\n"
+    "  --config FILE      configuration whose \"embed\" section (and SIFT_EMBED_* in the\n"
+    "                     environment) chooses the embedding provider (default: ./sift.yaml\n"
+    "                     when it exists; without one, the built-in hashed embedder)\n"
     "  --lexical-store    BM25 from the store's FTS5 index instead of the in-memory one\n"
     "  --json             print the figures as one JSON object\n"
     "  -h, --help         this text\n";
@@ -39,6 +45,11 @@ struct run {
     const sift_searcher *searcher;
     sift_store *store;
     sift_search_opts opts;
+    /* a remote embedder's query vectors, one per query in set order (the
+     * search itself never waits on the network) */
+    const sift_eval_query *queries;
+    const float *qvecs;
+    size_t dims;
 };
 
 static int search_cb(void *ud, const sift_eval_query *q, size_t k, sift_arena *a,
@@ -47,6 +58,10 @@ static int search_cb(void *ud, const sift_eval_query *q, size_t k, sift_arena *a
     struct run *r = ud;
     sift_search_opts o = r->opts;
     o.k = k;
+    if (r->qvecs) {
+        o.query_vec = r->qvecs + (size_t)(q - r->queries) * r->dims;
+        o.query_vec_id = sift_searcher_vector_id(r->searcher);
+    }
     sift_search_hit *h;
     size_t nh;
     int rc = sift_search(r->searcher, r->store, q->text, &o, a, &h, &nh, err);
@@ -66,6 +81,45 @@ static void on_bad(void *ud, size_t lineno, const char *msg)
 {
     (void)lineno;
     fprintf(stderr, "sift eval: %s: skipped %s\n", (const char *)ud, msg);
+}
+
+/* A JSON string: the embedder's id comes from the configuration. */
+static void print_json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+/* Embeds every query up front, in the provider's batches: one request per
+ * batch instead of one per query, and the search timings stay the search's. */
+static int embed_queries(struct run *r, const sift_eval_set *set, sift_arena *a, double *secs,
+                         sift_err *err)
+{
+    size_t n = set->n_queries, dims = sift_searcher_dims(r->searcher);
+    const char **texts = sift_arena_calloc(a, n + 1, sizeof *texts);
+    float *v = n ? sift_arena_alloc(a, n * dims * sizeof *v) : NULL;
+    if (!texts || (n && !v))
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory for %zu query vectors", n);
+    for (size_t i = 0; i < n; i++)
+        texts[i] = set->queries[i].text;
+    uint64_t t0 = uv_hrtime();
+    int rc = sift_searcher_embed_sync(r->searcher, texts, n, v, err);
+    *secs = (double)(uv_hrtime() - t0) / 1e9;
+    if (rc)
+        return rc;
+    r->queries = set->queries;
+    r->qvecs = v;
+    r->dims = dims;
+    return 0;
 }
 
 static int parse_num(const char *name, const char *arg, double lo, double hi, double *out)
@@ -96,9 +150,10 @@ int cli_eval(int argc, char **argv)
                                              {"embed-full", no_argument, NULL, 'E'},
                                              {"lexical-store", no_argument, NULL, 'S'},
                                              {"json", no_argument, NULL, 'j'},
+                                             {"config", required_argument, NULL, 'C'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    const char *qpath = NULL, *lpath = NULL, *db = NULL, *products = NULL;
+    const char *qpath = NULL, *lpath = NULL, *db = NULL, *products = NULL, *config = NULL;
     struct run r = {0};
     sift_eval_opts eo = {0};
     sift_searcher_opts so = {0};
@@ -160,6 +215,9 @@ int cli_eval(int argc, char **argv)
         case 'j':
             json = 1;
             break;
+        case 'C':
+            config = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return CLI_OK;
@@ -177,7 +235,15 @@ int cli_eval(int argc, char **argv)
         return CLI_USAGE;
     }
 
+    if (!config && access("sift.yaml", R_OK) == 0)
+        config = "sift.yaml";
+    sift_config cfg;
+    if (sift_config_load(&cfg, config, &err)) {
+        fprintf(stderr, "sift eval: %s\n", err.msg);
+        return CLI_FAIL;
+    }
     int status = CLI_FAIL;
+    double embed_s = -1;
     sift_arena *a = sift_arena_new(1 << 20), *qa = sift_arena_new(1 << 16);
     sift_store *store = NULL;
     sift_searcher *searcher = NULL;
@@ -209,26 +275,50 @@ int cli_eval(int argc, char **argv)
             goto out;
         }
     }
-    if (sift_searcher_open(store, &so, &searcher, &err)) {
+    /* the embedding provider of the configuration (docs/vectors.md), as sift
+     * serve and sift ask read it; no loop here, so a remote one answers
+     * through embed_sync */
+    sift_embed_config ec;
+    if (sift_embed_config_read(cfg.doc, config ? config : "config", &ec, &err)) {
+        fprintf(stderr, "sift eval: %s\n", err.msg);
+        goto out;
+    }
+    int erc = sift_embed_config_embedder(&ec, NULL, NULL, &so.embedder, &err);
+    sift_embed_config_free(&ec);
+    if (erc || sift_searcher_open(store, &so, &searcher, &err)) {
         fprintf(stderr, "sift eval: %s\n", err.msg);
         goto out;
     }
     r.searcher = searcher;
     r.store = store;
+    if (r.opts.mode != SIFT_SEARCH_LEXICAL && sift_searcher_remote(searcher) &&
+        embed_queries(&r, &set, a, &embed_s, &err)) {
+        fprintf(stderr, "sift eval: embedding the queries: %s\n", err.msg);
+        goto out;
+    }
     if (sift_eval_run(&set, &eo, search_cb, &r, qa, &rep, &err)) {
         fprintf(stderr, "sift eval: %s\n", err.msg);
         goto out;
     }
     size_t rk = eo.recall_k ? eo.recall_k : 100;
     const char *mode = sift_search_mode_name(r.opts.mode);
+    const char *eid = sift_searcher_vector_id(searcher);
     if (json) {
-        printf("{\"mode\":\"%s\",\"products\":%zu,\"queries\":%zu,\"judged\":%zu,"
+        printf("{\"embedder\":");
+        print_json_str(eid);
+        if (embed_s >= 0)
+            printf(",\"query_embed_s\":%.3f", embed_s);
+        printf(",\"mode\":\"%s\",\"products\":%zu,\"queries\":%zu,\"judged\":%zu,"
                "\"with_top_gain\":%zu,\"top_gain\":%g,\"ndcg@10\":%.4f,\"mrr@10\":%.4f,"
                "\"recall@%zu\":%.4f,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
                mode, sift_searcher_count(searcher), rep.n_queries, rep.n_judged, rep.n_has_top,
                rep.top_gain, rep.ndcg, rep.mrr, rk, rep.recall, rep.ms_p50, rep.ms_p99);
     } else {
         printf("mode       %s (%zu products)\n", mode, sift_searcher_count(searcher));
+        printf("embedder   %s\n", eid);
+        if (embed_s >= 0)
+            printf("embedding  %zu queries in %.3f s, before the searches (not in the latency)\n",
+                   set.n_queries, embed_s);
         printf("queries    %zu run, %zu judged, %zu with a label of gain >= %g\n", rep.n_queries,
                rep.n_judged, rep.n_has_top, rep.top_gain);
         printf("NDCG@10    %.4f\n", rep.ndcg);
@@ -244,5 +334,6 @@ out:
     sift_store_close(store);
     sift_arena_free(qa);
     sift_arena_free(a);
+    sift_config_free(&cfg);
     return status;
 }

@@ -16,6 +16,9 @@
 
 static const char usage[] =
     "usage: sift ingest [options] FILE\n"
+    "       sift ingest --kafka BROKERS --topic TOPIC [--group G] [--dlq TOPIC] [--db PATH]\n"
+    "                   [--batch N] [--batch-ms N] [--assign] [--exit-at-end] [-X KEY=VALUE]\n"
+    "                   (`sift ingest --kafka BROKERS --help` explains these)\n"
     "\n"
     "Loads JSON Lines (docs/catalog.md) into the store; FILE `-` reads stdin.\n"
     "Bad lines are reported with their line number and skipped.\n"
@@ -94,6 +97,9 @@ int cli_ingest(int argc, char **argv)
     sift_load_opts opts = {0};
     struct progress prog = {0};
     int c;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--kafka") || !strncmp(argv[i], "--kafka=", 8))
+            return cli_ingest_kafka(argc, argv);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         char *end;

@@ -44,7 +44,9 @@ static const char usage[] =
     "(rule-based,\nno language model) unless SIFT_LLM_BASE_URL is set.\n"
     "Search vectors come from embed.provider: hashed (built in, the default) or\n"
     "openai (an OpenAI-compatible /v1/embeddings, also chosen by setting\n"
-    "SIFT_EMBED_BASE_URL; the catalog is embedded at start).\n";
+    "SIFT_EMBED_BASE_URL; the catalog is embedded at start).\n"
+    "With a kafka: block (or SIFT_KAFKA_BROKERS and SIFT_KAFKA_TOPIC), the catalog topic\n"
+    "is consumed into the store and search follows it (docs/search.md).\n";
 
 static int parse_int(const char *s, long min, long max, long *out)
 {
@@ -119,6 +121,7 @@ int cli_serve(int argc, char **argv)
     int rc = CLI_FAIL;
     sift_server *srv = NULL;
     sift_api *api = NULL;
+    sift_api_kafka *kafka = NULL;
     if (!sift_pg_is_url(cfg.store.url) && access(cfg.store.url, R_OK) != 0) {
         sift_err_set(&err, SIFT_ENOTFOUND,
                      "no store at %s: load a catalog first (sift ingest --db %s FILE)",
@@ -126,6 +129,8 @@ int cli_serve(int argc, char **argv)
         goto out;
     }
     if (sift_api_new(&cfg, &api, &err))
+        goto out;
+    if (sift_api_kafka_start(api, &kafka, &err))
         goto out;
     sift_api_server_opts(api, &opts);
     srv = sift_server_new(&opts, &err);
@@ -144,6 +149,7 @@ out:
     if (rc != CLI_OK)
         fprintf(stderr, "sift serve: %s\n", err.msg);
     sift_server_free(srv);
+    sift_api_kafka_stop(kafka);
     sift_api_free(api);
     sift_config_free(&cfg);
     return rc;

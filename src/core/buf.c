@@ -78,15 +78,29 @@ int sift_buf_putc(sift_buf *b, char c)
 
 int sift_buf_vprintf(sift_buf *b, const char *fmt, va_list ap)
 {
+    /* One pass when the text fits in the room already allocated (the usual
+     * case: event JSON is printed into reused buffers); a second only when
+     * it did not. */
+    size_t room = b->data ? b->cap - b->len : 0;
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = room ? vsnprintf(b->data + b->len, room, fmt, ap2) : vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
-    if (n < 0)
-        return SIFT_EINVAL;
-    int rc = sift_buf_reserve(b, (size_t)n);
-    if (rc)
+    int rc = n < 0 ? SIFT_EINVAL : 0;
+    if (!rc && (size_t)n < room) {
+        if (!b->limit || b->len + (size_t)n <= b->limit) {
+            b->len += (size_t)n;
+            return 0;
+        }
+        rc = SIFT_ETOOBIG;
+    }
+    if (!rc)
+        rc = sift_buf_reserve(b, (size_t)n);
+    if (rc) {
+        if (b->data) /* the failed pass may have written past len */
+            b->data[b->len] = '\0';
         return rc;
+    }
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     b->len += (size_t)n;
     return 0;

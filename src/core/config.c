@@ -358,6 +358,7 @@ static int defaults(sift_config *c)
     c->server.max_body_bytes = 1 << 20;
     c->server.shutdown_grace_ms = 5000;
     c->server.max_runs = 10000;
+    c->server.upstream_connections = 64;
     c->server.max_query_bytes = 2048;
     c->llm.timeout_ms = 60000;
     c->llm.max_retries = 3;
@@ -416,6 +417,8 @@ int sift_config_load_text(sift_config *c, const char *name, const char *text, si
     GET_INT(&r, server, "server", "max_query_bytes", 16, 1 << 20, c->server.max_query_bytes);
     GET_INT(&r, server, "server", "rate_limit_rps", 0, 1000000, c->server.rate_limit_rps);
     GET_INT(&r, server, "server", "rate_burst", 0, 1000000, c->server.rate_burst);
+    GET_INT(&r, server, "server", "upstream_connections", 1, 100000,
+            c->server.upstream_connections);
     GET_INT(&r, llm, "llm", "timeout_ms", 100, 3600000, c->llm.timeout_ms);
     GET_INT(&r, llm, "llm", "max_retries", 0, 20, c->llm.max_retries);
     GET_INT(&r, agent, "agent", "deadline_ms", 100, 3600000, c->agent.deadline_ms);

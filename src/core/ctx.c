@@ -176,7 +176,9 @@ static void cancel_tree(sift_ctx *ctx, const sift_err *cause)
         h->fn(h, &ctx->cause);
     }
     /* A child stays linked while we hold a reference on it, so its `next`
-     * is valid when we come back from its subtree. */
+     * is valid when we come back from its subtree. A child without
+     * references is never in the list (unlink_child runs when refs reach
+     * zero), so taking a reference here cannot revive a closing one. */
     sift_ctx *c = ctx->children;
     if (c)
         c->refs++;

@@ -2,6 +2,7 @@
  * one assembled assistant message out. Pure: no I/O, no globals. */
 #include "sift/model.h"
 
+#include "llm/fastchunk.h"
 #include "llm/wire.h"
 
 #include <cjson/cJSON.h>
@@ -398,6 +399,27 @@ int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err
     if (is_done(data, len)) {
         s->state = SIFT_STREAM_DONE;
         return 0;
+    }
+    /* most chunks are one piece of text or of a started call's arguments:
+     * read those without building a tree */
+    sift_fastchunk fc;
+    char args[512];
+    if (s->state != SIFT_STREAM_FINISHED && sift_fastchunk_read(data, len, &fc)) {
+        int rc = 0;
+        if (!fc.has_args) {
+            if (fc.content_len == 0)
+                return 0;
+            rc = append(s, &s->content, fc.content, fc.content_len, "content", err);
+            return rc ? rc : emit_content(s, false, err);
+        }
+        /* a call not started yet, or a long fragment: cJSON says what is wrong */
+        if ((size_t)fc.args_index < s->n_calls && fc.args_len <= sizeof args) {
+            size_t n = sift_fastchunk_unescape(fc.args, fc.args_len, args);
+            if (n == 0)
+                return 0;
+            rc = append(s, &s->calls[fc.args_index].args, args, n, "tool call arguments", err);
+            return rc ? rc : emit_args(s, (size_t)fc.args_index, false, err);
+        }
     }
     size_t at;
     cJSON *j = sift_wire_parse(data, len, &at);

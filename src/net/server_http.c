@@ -696,6 +696,11 @@ static void each_line(const char *data, size_t len, void (*fn)(void *, const cha
         fn(arg, "", 0);
         return;
     }
+    /* the usual event is one line of JSON: two memchr scans, not a byte loop */
+    if (!memchr(data, '\n', len) && !memchr(data, '\r', len)) {
+        fn(arg, data, len);
+        return;
+    }
     while (i < len) {
         if (data[i] == '\n' || data[i] == '\r') {
             fn(arg, data + start, i - start);

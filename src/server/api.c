@@ -67,6 +67,10 @@ struct sift_api {
     _Atomic int product_lookups;
     /* each model request, measured by model_metrics.c */
     sift_metric *llm_req_s, *llm_first_s;
+
+    /* the embedding families (registered once) every provider made here
+     * reports to, through the wrapper that also holds the query cache */
+    sift_embed_wrap_opts embed_wrap;
     /* session loads and saves on the thread pool (open_sessions) */
     sift_metric *session_s, *session_errors, *session_merges;
 };
@@ -140,6 +144,44 @@ static int limits_init(sift_api *api)
     return 0;
 }
 
+/* ---- embedding: metrics and the query cache ---- */
+
+/* Registers the embedding families, once, before any provider is made. */
+static int embed_metrics_init(sift_api *api)
+{
+    static const double b[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+    static const char *const outcomes[] = {"ok", "deadline_exceeded", "cancelled", "error", NULL};
+    static const char *const results[] = {"hit", "miss", NULL};
+    sift_metrics *r = api->metrics;
+    sift_embed_wrap_opts *o = &api->embed_wrap;
+    o->seconds = sift_metrics_histogram(r, "sift_embed_request_seconds",
+                                        "Embedding calls (query or catalog batch), start to end, "
+                                        "by outcome.",
+                                        "outcome", outcomes, 0, b, sizeof b / sizeof b[0]);
+    o->texts = sift_metrics_counter(r, "sift_embed_texts_total",
+                                    "Texts embedded by the provider (cache hits excluded).", NULL,
+                                    NULL, 0);
+    o->retries = sift_metrics_counter(r, "sift_embed_retries_total",
+                                      "Embedding requests retried (429, 5xx, failed connection).",
+                                      NULL, NULL, 0);
+    o->cache = sift_metrics_counter(r, "sift_embed_query_cache_total",
+                                    "Query-vector cache lookups, by result.", "result", results, 0);
+    return o->seconds && o->texts && o->retries && o->cache ? 0 : SIFT_ENOMEM;
+}
+
+/* Wraps the provider *emb in the per-loop query cache (query_cache entries)
+ * and the measurements (sift_embedder_wrap_new, which takes *emb over: on
+ * failure it is freed and *emb is NULL). Registers nothing, so it may run
+ * for every provider the api makes. */
+static int embed_wrap(sift_api *api, size_t query_cache, sift_embedder **emb, sift_err *err)
+{
+    sift_embed_wrap_opts o = api->embed_wrap;
+    o.query_cache = query_cache;
+    sift_embedder *inner = *emb;
+    *emb = NULL;
+    return sift_embedder_wrap_new(inner, &o, emb, err);
+}
+
 static sift_http_client *client_of(uv_loop_t *loop, void *udata)
 {
     sift_api *api = udata;
@@ -147,6 +189,34 @@ static sift_http_client *client_of(uv_loop_t *loop, void *udata)
         if (api->workers[i]->loop == loop)
             return api->workers[i]->http;
     return NULL;
+}
+
+int sift_api_searcher_opts(sift_api *api, sift_searcher_opts *out, sift_err *err)
+{
+    sift_embed_config ec;
+    memset(out, 0, sizeof *out);
+    int rc = sift_embed_config_read(api->cfg->doc, "config", &ec, err);
+    if (rc)
+        return rc;
+    rc = sift_embed_config_embedder(&ec, client_of, api, &out->embedder, err);
+    if (!rc)
+        rc = embed_wrap(api, (size_t)ec.query_cache, &out->embedder, err);
+    sift_embed_config_free(&ec);
+    return rc;
+}
+
+/* The built-in shop tools whose names no HTTP tool has taken. */
+static int shop_tools_register(sift_tool_registry *r, sift_shop *shop, sift_err *err)
+{
+    static const char *const names[] = {"search_products", "check_inventory", "get_price",
+                                        "list_warehouses"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const sift_tool *t = sift_shop_tool(shop, names[i]);
+        int rc;
+        if (t && !sift_tool_registry_find(r, names[i]) && (rc = sift_tool_registry_add(r, t, err)))
+            return rc;
+    }
+    return 0;
 }
 
 /* The session store sift.yaml "sessions" names (session_pool.h); by default
@@ -210,25 +280,27 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
      * catalog here, before the server starts, and each worker's queries
      * through that worker's HTTP client (client_of). */
     sift_searcher_opts sopts = {0};
-    sift_embed_config ec;
-    if ((rc = sift_embed_config_read(cfg->doc, "config", &ec, err)))
+    /* the metrics first: the embedding provider reports to them */
+    if (metrics_init(api) || embed_metrics_init(api)) {
+        rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
         goto fail;
-    rc = sift_embed_config_embedder(&ec, client_of, api, &sopts.embedder, err);
-    sift_embed_config_free(&ec);
-    if (rc || (rc = sift_searcher_open_sqlite(cfg->store.url, &sopts, &api->searcher, err)))
+    }
+    if ((rc = sift_api_searcher_opts(api, &sopts, err)) ||
+        (rc = sift_searcher_open_sqlite(cfg->store.url, &sopts, &api->searcher, err)))
         goto fail;
     so.searcher = api->searcher;
     sift_httptools_opts ho = {.client = client_of, .udata = api};
     api->tools = sift_tool_registry_new();
-    if (!api->tools || metrics_init(api) || limits_init(api)) {
+    if (!api->tools || limits_init(api)) {
         rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
         goto fail;
     }
+    /* HTTP tools first: one named like a built-in shop tool replaces it (a
+     * shop's own inventory service instead of the store's table) */
     if ((rc = sift_shop_new(&so, &api->shop, err)) ||
-        (rc = sift_shop_tools_register(api->tools, api->shop, err)) ||
         (rc = sift_httptools_load(cfg->tools, &ho, &api->htools, err)) ||
         (rc = sift_httptools_register(api->htools, api->tools, err)) ||
-        (rc = open_sessions(api, err)))
+        (rc = shop_tools_register(api->tools, api->shop, err)) || (rc = open_sessions(api, err)))
         goto fail;
     *out = api;
     return 0;
@@ -276,7 +348,13 @@ static int worker_start(sift_server_worker *w, uv_loop_t *loop, void *udata)
     if (!wr)
         return SIFT_ENOMEM;
     wr->loop = loop;
-    wr->http = sift_http_client_new(loop, NULL, &err);
+    /* every upstream host may use upstream_connections; the total bound
+     * leaves room for the model and a few tool hosts */
+    sift_http_client_opts co = {
+        .max_host_connections = api->cfg->server.upstream_connections,
+        .max_total_connections = 4L * api->cfg->server.upstream_connections,
+    };
+    wr->http = sift_http_client_new(loop, &co, &err);
     if (wr->http) {
         if (!strcmp(api->cfg->llm.provider, "openai")) {
             sift_openai_opts oo;
@@ -624,7 +702,9 @@ sift_api_run *sift_api_run_new(sift_api *api, sift_http_exchange *x, const sift_
                                int json_mode, const char *session)
 {
     sift_api_run *r = sift_calloc(1, sizeof *r);
-    if (!r || !(r->arena = sift_arena_new(8192))) {
+    /* a seed-workload run uses ~3.5 KB of its arena; the first block is held
+     * for the whole run, so its size is memory per concurrent run */
+    if (!r || !(r->arena = sift_arena_new(4096))) {
         sift_free(r);
         atomic_fetch_sub(&api->active, 1);
         fe->error(x, 503, "busy", "out of memory");

@@ -26,6 +26,13 @@ struct sift_metrics;
 struct sift_shop *sift_api_shop(sift_api *api);
 struct sift_metrics *sift_api_metrics(sift_api *api);
 
+/* Searcher options with a new embedder made from the configuration's embed
+ * block (the one the api's searcher was built with; remote providers find
+ * each loop's HTTP client through the api). sift_searcher_open takes the
+ * embedder over (search.h), even when it fails. */
+struct sift_searcher_opts;
+int sift_api_searcher_opts(sift_api *api, struct sift_searcher_opts *out, sift_err *err);
+
 /* The configuration the api was built with. */
 const sift_config *sift_api_config(const sift_api *api);
 

@@ -114,6 +114,13 @@ enum { TOOL_SEARCH, TOOL_INVENTORY, TOOL_PRICE, TOOL_WAREHOUSES, TOOL_COUNT };
 
 /* ---- the shop: connection pool ---- */
 
+struct searcher_ref {
+    const sift_searcher *s;
+    int owned;    /* the shop closes it (swapped in); 0: the caller's (sift_shop_opts) */
+    int retired;  /* replaced: freed when the last search using it ends */
+    size_t users; /* searches running on it */
+};
+
 struct sift_shop {
     sift_tool tools[TOOL_COUNT]; /* copies of the templates above, udata = this shop */
     char *path;
@@ -121,9 +128,12 @@ struct sift_shop {
     int busy_timeout_ms;
     void (*work_hook)(void *data);
     void *work_hook_data;
-    const sift_searcher *searcher;
+    /* The searcher in use; swapped whole by sift_shop_swap_searcher (a
+     * refreshed catalog). Guarded by mu; a search holds a use count on the
+     * one it started with, and a retired searcher is freed by its last user. */
+    struct searcher_ref *searcher;
 
-    uv_mutex_t mu; /* guards the pool below */
+    uv_mutex_t mu; /* guards the pool below and `searcher` */
     uv_cond_t cv;  /* signalled when a connection is returned or a slot frees */
     sift_store **idle;
     size_t n_idle;
@@ -173,7 +183,18 @@ int sift_shop_new(const sift_shop_opts *opts, sift_shop **out, sift_err *err)
     s->busy_timeout_ms = opts->busy_timeout_ms;
     s->work_hook = opts->work_hook;
     s->work_hook_data = opts->work_hook_data;
-    s->searcher = opts->searcher;
+    if (opts->searcher) {
+        if (!(s->searcher = sift_calloc(1, sizeof *s->searcher))) {
+            uv_cond_destroy(&s->cv);
+            uv_mutex_destroy(&s->mu);
+            sift_free(s->path);
+            sift_free(s->default_currency);
+            sift_free(s->idle);
+            sift_free(s);
+            return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+        }
+        s->searcher->s = opts->searcher;
+    }
     atomic_init(&s->inflight, 0);
     s->tools[TOOL_SEARCH] = search_products_tool;
     s->tools[TOOL_INVENTORY] = check_inventory_tool;
@@ -198,12 +219,62 @@ void sift_shop_free(sift_shop *s)
     assert(s->n_idle == s->opened);
     for (size_t i = 0; i < s->n_idle; i++)
         sift_store_close(s->idle[i]);
+    if (s->searcher && s->searcher->owned)
+        sift_searcher_close((sift_searcher *)s->searcher->s);
+    sift_free(s->searcher);
     uv_cond_destroy(&s->cv);
     uv_mutex_destroy(&s->mu);
     sift_free(s->idle);
     sift_free(s->path);
     sift_free(s->default_currency);
     sift_free(s);
+}
+
+static struct searcher_ref *searcher_acquire(sift_shop *s)
+{
+    uv_mutex_lock(&s->mu);
+    struct searcher_ref *ref = s->searcher;
+    if (ref)
+        ref->users++;
+    uv_mutex_unlock(&s->mu);
+    return ref;
+}
+
+static void searcher_drop(struct searcher_ref *ref)
+{
+    if (ref->owned)
+        sift_searcher_close((sift_searcher *)ref->s);
+    sift_free(ref);
+}
+
+static void searcher_release(sift_shop *s, struct searcher_ref *ref)
+{
+    uv_mutex_lock(&s->mu);
+    int last = --ref->users == 0 && ref->retired;
+    uv_mutex_unlock(&s->mu);
+    if (last)
+        searcher_drop(ref);
+}
+
+int sift_shop_swap_searcher(sift_shop *shop, sift_searcher *next, sift_err *err)
+{
+    struct searcher_ref *ref = sift_calloc(1, sizeof *ref);
+    if (!ref) {
+        sift_searcher_close(next);
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    }
+    ref->s = next;
+    ref->owned = 1;
+    uv_mutex_lock(&shop->mu);
+    struct searcher_ref *old = shop->searcher;
+    shop->searcher = ref;
+    int idle = old && old->users == 0;
+    if (old)
+        old->retired = 1;
+    uv_mutex_unlock(&shop->mu);
+    if (idle)
+        searcher_drop(old);
+    return 0;
 }
 
 int sift_shop_tools_register(sift_tool_registry *r, sift_shop *shop, sift_err *err)
@@ -306,6 +377,10 @@ struct shop_req {
     const char *location; /* inventory; NULL: every warehouse */
     const char *currency; /* price */
     struct search_req search;
+    /* The searcher a search uses, held from the query's embedding (its
+     * vector belongs to that searcher's embedder) to the end of the search;
+     * NULL otherwise. */
+    struct searcher_ref *sref;
     int64_t now; /* unix seconds at the call: prices in force then */
     /* Outcome, written by the pool thread, read on the loop after it. */
     int code;
@@ -321,8 +396,12 @@ static void req_set_state(struct shop_req *r, enum req_state from, enum req_stat
     r->state = to;
 }
 
+static void searcher_release(sift_shop *s, struct searcher_ref *ref);
+
 static void req_free(struct shop_req *r)
 {
+    if (r->sref)
+        searcher_release(r->shop, r->sref);
     sift_buf_free(&r->out);
     sift_arena_free(r->arena);
     sift_free(r);
@@ -564,21 +643,29 @@ static int candidates(struct shop_req *r, sift_store *st, size_t pool, const cha
 {
     const struct search_req *q = &r->search;
     int rc;
-    if (r->shop->searcher) {
+    struct searcher_ref *ref = r->sref ? r->sref : searcher_acquire(r->shop);
+    r->sref = NULL;
+    if (ref) {
         sift_search_opts so = {.k = pool, .no_filters = 1};
         if (q->qvec) {
             so.query_vec = q->qvec;
-            so.query_vec_id = sift_searcher_vector_id(r->shop->searcher);
+            so.query_vec_id = sift_searcher_vector_id(ref->s);
         }
         if (q->lexical_only)
             so.mode = SIFT_SEARCH_LEXICAL;
         sift_search_hit *hits = NULL;
-        rc = sift_search(r->shop->searcher, st, q->retrieval, &so, r->arena, &hits, n, err);
+        const char **out = NULL;
+        rc = sift_search(ref->s, st, q->retrieval, &so, r->arena, &hits, n, err);
+        /* hits point into the searcher, which may be retired once released */
+        if (rc >= 0)
+            out = sift_arena_calloc(r->arena, *n ? *n : 1, sizeof *out);
+        for (size_t i = 0; rc >= 0 && out && i < *n; i++)
+            if (!(out[i] = sift_arena_strdup(r->arena, hits[i].sku)))
+                out = NULL;
+        searcher_release(r->shop, ref);
         if (rc < 0)
             return rc;
-        *skus = sift_arena_calloc(r->arena, *n ? *n : 1, sizeof **skus);
-        for (size_t i = 0; *skus && i < *n; i++)
-            (*skus)[i] = hits[i].sku;
+        *skus = out;
     } else {
         sift_hit *hits = NULL;
         rc = sift_store_search_fts(st, q->retrieval, pool, r->arena, &hits, n, err);
@@ -588,7 +675,10 @@ static int candidates(struct shop_req *r, sift_store *st, size_t pool, const cha
         for (size_t i = 0; *skus && i < *n; i++)
             (*skus)[i] = hits[i].sku;
     }
-    return *skus ? 0 : sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    if (*skus)
+        return 0;
+    sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    return SIFT_ENOMEM;
 }
 
 static int run_search(struct shop_req *r, sift_store *st, sift_err *err)
@@ -913,12 +1003,16 @@ static void on_query_vec(void *ud, int code, const sift_err *err)
  * that runs the search must not wait on the network. */
 static void search_submit(struct shop_req *r)
 {
-    const sift_searcher *se = r->shop->searcher;
+    struct searcher_ref *ref = searcher_acquire(r->shop);
+    const sift_searcher *se = ref ? ref->s : NULL;
     sift_tool_job *job = r->job;
     if (!se || !sift_searcher_remote(se) || !job->ctx) {
+        if (ref)
+            searcher_release(r->shop, ref);
         req_submit(r);
         return;
     }
+    r->sref = ref; /* searched with the embedder that makes its vector */
     float *qv = sift_arena_alloc(r->arena, sift_searcher_dims(se) * sizeof *qv);
     if (!qv) {
         req_free(r);

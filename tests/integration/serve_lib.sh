@@ -7,7 +7,9 @@ tmp=$(mktemp -d)
 pid=           # the sift server; cleared once a test has stopped it itself
 extra_pids=()  # other background processes of the test
 cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null
+    # || true: under set -e a server that has already exited must not stop
+    # the cleanup before the other processes and the directory
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     for p in "${extra_pids[@]}"; do kill "$p" 2>/dev/null || true; done
     rm -rf "$tmp"
 }

@@ -220,6 +220,7 @@ static void test_500_retried_then_fails(void **state)
     run(f, e, f->root, ten, 1, out, &o);
     assert_int_equal(o.code, SIFT_EHTTP);
     assert_int_equal(mock_embed_requests(f->mock), 3); /* 1 + 2 retries */
+    assert_int_equal(sift_embedder_retries(e), 2);
     assert_non_null(strstr(o.msg, "HTTP 500"));
     assert_non_null(strstr(o.msg, "mock error 500"));
     assert_non_null(strstr(o.msg, "after 3 attempts"));
@@ -238,6 +239,7 @@ static void test_500_then_success(void **state)
     run(f, e, f->root, ten, 1, out, &o);
     assert_int_equal(o.code, 0);
     assert_int_equal(mock_embed_requests(f->mock), 3);
+    assert_int_equal(sift_embedder_retries(e), 2);
     expect_vec(ten[0], 8, out);
     sift_embedder_free(e);
 }
@@ -287,6 +289,7 @@ static void test_401_not_retried(void **state)
     assert_int_equal(mock_embed_requests(f->mock), 1);
     assert_non_null(strstr(o.msg, "HTTP 401"));
     assert_non_null(strstr(o.msg, "API key was refused"));
+    assert_int_equal(sift_embedder_retries(e), 0);
     assert_null(strstr(o.msg, KEY)); /* never the secret */
     sift_embedder_free(e);
 }
@@ -685,6 +688,7 @@ static void test_config(void **state)
     assert_int_equal(sift_embed_config_read(NULL, "t", &c, &err), 0);
     assert_string_equal(c.provider, "hashed");
     assert_int_equal(c.dims, 256);
+    assert_int_equal(c.query_cache, 1024);
     sift_embedder *e = NULL;
     assert_int_equal(sift_embed_config_embedder(&c, NULL, NULL, &e, &err), 0);
     assert_string_equal(e->id, "hashed:256:w2:g1");
@@ -702,6 +706,7 @@ static void test_config(void **state)
     assert_int_equal(c.batch_size, 16);
     assert_int_equal(c.send_dimensions, 1);
     assert_null(c.api_key);
+    assert_int_equal(c.query_cache, 1024);
     assert_int_equal(sift_embed_config_embedder(&c, NULL, NULL, &e, &err), 0);
     assert_string_equal(e->id, "openai:nomic-embed-text:768");
     assert_int_equal(e->remote, 1);
@@ -715,6 +720,11 @@ static void test_config(void **state)
     assert_non_null(strstr(err.msg, "embed.provider: must be one of hashed, openai"));
     assert_int_equal(read_yaml("embed:\n  dimensions: 99999\n", &c, &err), SIFT_EINVAL);
     assert_non_null(strstr(err.msg, "embed.dimensions: must be an integer between 1 and 4096"));
+    assert_int_equal(read_yaml("embed:\n  query_cache: 0\n", &c, &err), 0);
+    assert_int_equal(c.query_cache, 0); /* 0: no cache */
+    sift_embed_config_free(&c);
+    assert_int_equal(read_yaml("embed:\n  query_cache: -1\n", &c, &err), SIFT_EINVAL);
+    assert_non_null(strstr(err.msg, "embed.query_cache: must be an integer between 0 and 1048576"));
     assert_int_equal(read_yaml("embed:\n  send_dimensions: 3\n", &c, &err), SIFT_EINVAL);
 
     /* the environment: a base URL selects openai; OPENAI_API_KEY only goes

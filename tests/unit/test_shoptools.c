@@ -22,6 +22,7 @@
 #include "sift/ctx.h"
 #include "sift/model.h"
 #include "sift/planner.h"
+#include "sift/search.h"
 #include "sift/shoptools.h"
 #include "sift/store.h"
 #include "sift/tool.h"
@@ -470,6 +471,41 @@ static void block_after(uv_work_t *w, int status)
 
 /* A query still queued behind busy pool threads is uv_cancel'led: the job
  * ends at once with the ctx's cause, once, and nothing leaks. */
+/* A searcher swapped in replaces the snapshot for the next searches; the
+ * replaced ones are freed (ASan checks there is no leak and no double free). */
+static void test_searcher_swap(void **state)
+{
+    (void)state;
+    fixture *f = fixture_new(false, NULL);
+    sift_err e = {0};
+    sift_searcher *before = NULL, *after = NULL;
+    assert_int_equal(sift_searcher_open_sqlite(f->path, NULL, &before, &e), 0);
+    assert_int_equal(sift_shop_swap_searcher(f->shop, before, &e), 0);
+    sift_store *st = NULL;
+    assert_int_equal(sift_store_sqlite_open(f->path, NULL, &st, &e), 0);
+    sift_product p = {.sku = "QUOKKA-1",
+                      .parent_id = "",
+                      .title = "Quokka Trail Shoe",
+                      .brand = "",
+                      .category = "",
+                      .description = "",
+                      .version = 1};
+    int applied = 0;
+    assert_int_equal(sift_store_upsert_product(st, &p, &applied, &e), 0);
+    assert_int_equal(applied, 1);
+    sift_store_close(st);
+    /* the snapshot predates the product (the vectors still bring neighbours) */
+    struct outcome o = call(f, "search_products", "{\"query\":\"quokka trail shoe\"}");
+    assert_int_equal(o.code, 0);
+    assert_null(strstr(o.result, "QUOKKA-1"));
+    assert_int_equal(sift_searcher_open_sqlite(f->path, NULL, &after, &e), 0);
+    assert_int_equal(sift_shop_swap_searcher(f->shop, after, &e), 0);
+    o = call(f, "search_products", "{\"query\":\"quokka trail shoe\",\"k\":1}");
+    assert_int_equal(o.code, 0);
+    assert_non_null(strstr(o.result, "{\"products\":[{\"sku\":\"QUOKKA-1\""));
+    fixture_free(f);
+}
+
 static void test_cancel_queued(void **state)
 {
     (void)state;
@@ -931,19 +967,13 @@ int main(void)
      * read once, when the pool first starts. */
     setenv("UV_THREADPOOL_SIZE", "4", 1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_registry),
-        cmocka_unit_test(test_check_inventory),
-        cmocka_unit_test(test_get_price),
-        cmocka_unit_test(test_list_warehouses),
-        cmocka_unit_test(test_search_products),
-        cmocka_unit_test(test_cancel_queued),
-        cmocka_unit_test(test_cancel_running),
-        cmocka_unit_test(test_cancel_before),
-        cmocka_unit_test(test_concurrent),
-        cmocka_unit_test(test_sample_skus),
-        cmocka_unit_test(test_planner_loop),
-        cmocka_unit_test(test_store_missing),
-        cmocka_unit_test(test_oom),
+        cmocka_unit_test(test_registry),        cmocka_unit_test(test_check_inventory),
+        cmocka_unit_test(test_get_price),       cmocka_unit_test(test_list_warehouses),
+        cmocka_unit_test(test_search_products), cmocka_unit_test(test_searcher_swap),
+        cmocka_unit_test(test_cancel_queued),   cmocka_unit_test(test_cancel_running),
+        cmocka_unit_test(test_cancel_before),   cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_sample_skus),     cmocka_unit_test(test_planner_loop),
+        cmocka_unit_test(test_store_missing),   cmocka_unit_test(test_oom),
         cmocka_unit_test(test_tools_node),
         cmocka_unit_test(test_shop_query),
     };
