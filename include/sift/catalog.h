@@ -225,6 +225,10 @@ typedef struct sift_load_opts {
     void *ud;
     /* Stop with SIFT_EINVAL after this many bad lines; 0: never stop. */
     size_t max_bad;
+    /* Parse on the calling thread too. By default a second thread reads and
+     * parses while the calling thread writes (same results, same order; the
+     * callbacks still run on the calling thread). */
+    int no_thread;
 } sift_load_opts;
 
 /* Reads JSON Lines of `kind` from `f` and applies them to `store` in batched

@@ -83,12 +83,15 @@ typedef struct sift_kafka_stats {
     uint64_t applied;  /* events that changed the store */
     uint64_t deleted;  /* of which deletes */
     uint64_t products; /* of which upserts and deletes (the search index must follow) */
-    uint64_t stale;    /* valid events whose version was not newer */
-    uint64_t dlq;      /* malformed events sent to the dead-letter topic */
-    uint64_t batches;  /* store transactions committed */
-    uint64_t commits;  /* successful offset commits */
-    uint64_t retries;  /* store or broker operations retried */
-    int64_t lag;       /* sum of the partitions' lag at the last batch; -1: unknown */
+    /* valid upserts and deletes read, applied or not: on a store shared by
+     * several consumers another one may have applied them first */
+    uint64_t product_events;
+    uint64_t stale;   /* valid events whose version was not newer */
+    uint64_t dlq;     /* malformed events sent to the dead-letter topic */
+    uint64_t batches; /* store transactions committed */
+    uint64_t commits; /* successful offset commits */
+    uint64_t retries; /* store or broker operations retried */
+    int64_t lag;      /* sum of the partitions' lag at the last batch; -1: unknown */
 } sift_kafka_stats;
 
 /* Lag of one assigned partition. */

@@ -75,6 +75,8 @@ typedef struct sift_store_ops {
                       size_t *n, sift_err *err);
     /* Added later (may be NULL in a backend without it: SIFT_ESTATE). */
     int (*scan_products)(sift_store *s, sift_store_scan_fn fn, void *ud, sift_err *err);
+    /* Optional (NULL: nothing to do); see sift_store_bulk. */
+    int (*bulk)(sift_store *s, int on, sift_err *err);
 } sift_store_ops;
 
 /* Every backend embeds this as its first member. */
@@ -113,6 +115,16 @@ void sift_store_close(sift_store *s);
 int sift_store_begin(sift_store *s, sift_err *err);
 int sift_store_commit(sift_store *s, sift_err *err);
 int sift_store_rollback(sift_store *s, sift_err *err);
+
+/* Brackets a bulk load: on = 1 before its first transaction, on = 0 after
+ * its last (whether it succeeded or not), outside any transaction. A
+ * backend may put off its housekeeping until the end: the SQLite store
+ * checkpoints its WAL every 256 MB and once at the end instead of every
+ * 4 MB, since a checkpoint is an fsync of the WAL and the database. Durability and
+ * consistency do not change: each committed transaction is in the WAL, and a
+ * process killed mid-load leaves a store holding exactly the committed
+ * batches. Returns 0, or the backend's error from the final housekeeping. */
+int sift_store_bulk(sift_store *s, int on, sift_err *err);
 
 /* Inserts or replaces a product and its chunk (built with sift_chunk_build)
  * and keeps the full-text index in step, if p->version is newer than the

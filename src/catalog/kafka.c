@@ -44,22 +44,32 @@ static int parse_upsert(sift_arena *a, const cJSON *root, sift_kafka_event *ev, 
         return sift_err_set(err, SIFT_EINVAL, "product: missing (an upsert carries the product)");
     if (!cJSON_IsObject(prod))
         return sift_err_set(err, SIFT_EINVAL, "product: must be an object");
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(prod, "sku");
-    if (v && !cJSON_IsNull(v) && (!cJSON_IsString(v) || strcasecmp(v->valuestring, ev->sku) != 0))
-        return sift_err_set(err, SIFT_EINVAL, "product.sku: differs from the event's sku \"%s\"",
-                            ev->sku);
-    v = cJSON_GetObjectItemCaseSensitive(prod, "version");
-    if (v && !cJSON_IsNull(v) && (!cJSON_IsNumber(v) || v->valuedouble != (double)ev->version))
-        return sift_err_set(err, SIFT_EINVAL, "product.version: differs from the event's version");
-    v = cJSON_GetObjectItemCaseSensitive(prod, "op");
-    if (v && !cJSON_IsNull(v))
-        return sift_err_set(err, SIFT_EINVAL,
-                            "product.op: not allowed (the event's op says what to do)");
+    /* every member is looked at, not the first of a name: a product that
+     * repeats "sku" must not smuggle in a second one */
+    for (const cJSON *v = prod->child; v; v = v->next) {
+        if (!v->string || cJSON_IsNull(v))
+            continue;
+        if (!strcmp(v->string, "sku") &&
+            (!cJSON_IsString(v) || strcasecmp(v->valuestring, ev->sku) != 0))
+            return sift_err_set(err, SIFT_EINVAL,
+                                "product.sku: differs from the event's sku \"%s\"", ev->sku);
+        if (!strcmp(v->string, "version") &&
+            (!cJSON_IsNumber(v) || v->valuedouble != (double)ev->version))
+            return sift_err_set(err, SIFT_EINVAL,
+                                "product.version: differs from the event's version");
+        if (!strcmp(v->string, "op"))
+            return sift_err_set(err, SIFT_EINVAL,
+                                "product.op: not allowed (the event's op says what to do)");
+    }
     cJSON *copy = cJSON_Duplicate(prod, 1);
     if (!copy)
         return sift_err_set(err, SIFT_ENOMEM, "out of memory");
-    cJSON_DeleteItemFromObjectCaseSensitive(copy, "sku");
-    cJSON_DeleteItemFromObjectCaseSensitive(copy, "version");
+    while (cJSON_GetObjectItemCaseSensitive(copy, "sku"))
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "sku");
+    while (cJSON_GetObjectItemCaseSensitive(copy, "version"))
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "version");
+    while (cJSON_GetObjectItemCaseSensitive(copy, "op"))
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "op");
     char *line = NULL;
     /* the version is set after parsing, not printed: cJSON prints large
      * doubles with 15 significant digits when they compare "close enough",
@@ -236,6 +246,7 @@ struct sift_kafka_consumer {
     size_t n_items;
     int fatal;
     char fatal_msg[SIFT_ERR_MSG_MAX];
+    int commit_pending; /* offsets stored whose commit failed: retried at the next */
     int last_err;
     double last_err_at;
     double last_lag_at;
@@ -675,7 +686,7 @@ static int parse_batch(sift_kafka_consumer *c, sift_err *err)
 }
 
 struct counts {
-    uint64_t applied, deleted, products, stale, dlq;
+    uint64_t applied, deleted, products, product_events, stale, dlq;
 };
 
 /* One store transaction for the good events. The store refusing an event's
@@ -708,6 +719,8 @@ static int apply_batch(sift_kafka_consumer *c, struct counts *n, sift_err *err)
             sift_err_copy(err, &e);
             goto fail;
         }
+        if (it->ev.op == SIFT_KAFKA_UPSERT || it->ev.op == SIFT_KAFKA_DELETE)
+            n->product_events++;
         if (applied) {
             n->applied++;
             if (it->ev.op == SIFT_KAFKA_DELETE)
@@ -815,6 +828,7 @@ static void commit_offsets(sift_kafka_consumer *c)
         sift_log(SIFT_LOG_WARN, NULL, NULL, "kafka: storing offsets: %s", rd_kafka_err2str(e));
     rd_kafka_topic_partition_list_destroy(l);
     e = rd_kafka_commit(c->rk, NULL, 0);
+    c->commit_pending = e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET;
     pthread_mutex_lock(&c->mu);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
         c->st.commits++;
@@ -874,6 +888,7 @@ static int flush_batch(sift_kafka_consumer *c, sift_err *err)
     c->st.applied += n.applied;
     c->st.deleted += n.deleted;
     c->st.products += n.products;
+    c->st.product_events += n.product_events;
     c->st.stale += n.stale;
     c->st.dlq += n.dlq;
     c->st.batches++;
@@ -971,8 +986,19 @@ int sift_kafka_consumer_run(sift_kafka_consumer *c, sift_err *err)
             break;
     }
     /* A batch collected when stop came has been applied too (it is short);
-     * one that could not be made durable is left for the replay. */
+     * one that could not be made durable is left for the replay. Offsets
+     * whose commit failed get one more try (closing does not commit). */
     release_batch(c);
+    if (c->commit_pending) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, NULL, 0);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            sift_log(SIFT_LOG_INFO, NULL, NULL, "kafka: offsets committed at stop");
+        else
+            sift_log(SIFT_LOG_WARN, NULL, NULL,
+                     "kafka: offsets not committed at stop: %s; the last batches are replayed "
+                     "next time (harmless: versions)",
+                     rd_kafka_err2str(e));
+    }
     return rc == SIFT_ECANCELED && atomic_load(&c->stop) ? 0 : rc;
 }
 

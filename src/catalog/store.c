@@ -192,6 +192,14 @@ int sift_store_search_fts(sift_store *s, const char *query, size_t k, sift_arena
     return s->ops->search_fts(s, query, k, a, hits, n, err);
 }
 
+int sift_store_bulk(sift_store *s, int on, sift_err *err)
+{
+    int rc = check_store(s, err);
+    if (rc || !s->ops->bulk)
+        return rc;
+    return s->ops->bulk(s, on, err);
+}
+
 int sift_store_scan_products(sift_store *s, sift_store_scan_fn fn, void *ud, sift_err *err)
 {
     int rc;

@@ -224,6 +224,7 @@ typedef struct sqlite_store {
     sqlite3_stmt *st[ST_COUNT];
     int readonly;
     int in_txn;
+    int bulk;         /* sift_store_bulk depth */
     sift_chunk chunk; /* reused by every upsert */
     sift_buf attrs;   /* attrs JSON, reused */
     sift_buf match;   /* FTS query text, reused */
@@ -408,15 +409,43 @@ static int product_id(sqlite_store *s, const char *sku, int64_t *id, sift_err *e
     return rc;
 }
 
+static int same_col(sqlite3_stmt *st, int i, const char *v, size_t n)
+{
+    const void *t = sqlite3_column_text(st, i);
+    return (size_t)sqlite3_column_bytes(st, i) == n && (n == 0 || (t && memcmp(t, v, n) == 0));
+}
+
+/* 1 when the stored chunk (a row of ST_OLD_CHUNK) indexes exactly what c
+ * would: the chunk text is built from these six values alone, so the chunk
+ * row is the same too. */
+static int same_chunk(sqlite3_stmt *old, const sift_chunk *c)
+{
+    return same_col(old, 0, c->sku, c->sku_len) && same_col(old, 1, c->title, c->title_len) &&
+           same_col(old, 2, c->brand, c->brand_len) &&
+           same_col(old, 3, c->category, c->category_len) &&
+           same_col(old, 4, c->attrs, c->attrs_len) &&
+           same_col(old, 5, c->description, c->description_len);
+}
+
 /* Removes chunk `id` from the full-text index, if it has a chunk: FTS5's
- * external-content 'delete' must be given the values that were indexed. */
-static int unindex(sqlite_store *s, int64_t id, sift_err *err)
+ * external-content 'delete' must be given the values that were indexed.
+ * When c (the replacement) is given and indexes the same values, nothing is
+ * removed and *same is set: a newer version that changes nothing the index
+ * sees (a re-load of the same catalog at a new version, a changed parent id
+ * or version alone) then costs no FTS work at all. Measured on 50,000 such
+ * replacements: 0.49 of 0.85 writing CPU seconds were the FTS delete, the
+ * chunk rewrite and the FTS insert. */
+static int unindex(sqlite_store *s, int64_t id, const sift_chunk *c, int *same, sift_err *err)
 {
     sqlite3_stmt *old = s->st[ST_OLD_CHUNK];
     sqlite3_bind_int64(old, 1, id);
     int src = sqlite3_step(old);
     int rc = 0;
-    if (src == SQLITE_ROW) {
+    if (same)
+        *same = 0;
+    if (src == SQLITE_ROW && c && same && same_chunk(old, c)) {
+        *same = 1;
+    } else if (src == SQLITE_ROW) {
         sqlite3_stmt *st = s->st[ST_FTS_DELETE];
         sqlite3_bind_int64(st, 1, id);
         for (int i = 0; i < 6; i++)
@@ -451,6 +480,7 @@ static int sq_upsert_product(sift_store *base, const sift_product *p, int *appli
     /* A new SKU gets a fresh rowid, which is then the last inserted one: it
      * has no chunk yet, so the id lookup and the unindexing are skipped on
      * the bulk-load path. */
+    const sift_chunk *c = &s->chunk;
     int64_t before = sqlite3_last_insert_rowid(s->db);
     if ((rc = run(s, ST_UPSERT_PRODUCT, "upsert product", err)))
         return rc;
@@ -458,10 +488,15 @@ static int sq_upsert_product(sift_store *base, const sift_product *p, int *appli
         return 0; /* a newer or equal version is stored */
     int64_t id = sqlite3_last_insert_rowid(s->db);
     if (id == before) {
-        if ((rc = product_id(s, p->sku, &id, err)) || (rc = unindex(s, id, err)))
+        int same = 0;
+        if ((rc = product_id(s, p->sku, &id, err)) || (rc = unindex(s, id, c, &same, err)))
             return rc;
+        if (same) {
+            if (applied)
+                *applied = 1;
+            return 0;
+        }
     }
-    const sift_chunk *c = &s->chunk;
     st = s->st[ST_UPSERT_CHUNK];
     sqlite3_bind_int64(st, 1, id);
     bind_text(st, 2, c->sku, c->sku_len);
@@ -502,7 +537,7 @@ static int sq_delete_product(sift_store *base, const char *sku, int64_t version,
     int64_t id = 0;
     if ((rc = product_id(s, sku, &id, err)))
         return rc;
-    if ((rc = unindex(s, id, err)))
+    if ((rc = unindex(s, id, NULL, NULL, err)))
         return rc;
     sqlite3_bind_int64(s->st[ST_DELETE_CHUNK], 1, id);
     rc = run(s, ST_DELETE_CHUNK, "delete chunk", err);
@@ -1162,6 +1197,50 @@ out:
     return rc;
 }
 
+/* WAL checkpoints, in bytes of WAL: 4 MB normally (SQLite's default of 1000
+ * pages at its default 4 KB page size), and during a bulk load 256 MB plus
+ * once at the end. Each checkpoint fsyncs the WAL and the database, and
+ * copies pages the next batches rewrite anyway (FTS5 merges its segments
+ * over and over): `sift ingest` of 50,000 products made 35 fdatasyncs with
+ * the default, 8 in bulk mode (200,000 products: 11). The WAL stays bounded
+ * (256 MB plus one batch) whatever the size of the load. */
+#define WAL_CHECKPOINT_BYTES (4 << 20)
+#define BULK_CHECKPOINT_BYTES (256 << 20)
+
+static void set_autocheckpoint(sqlite_store *s, int bytes)
+{
+    sqlite3_stmt *st = NULL;
+    int page = 4096;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0)
+        page = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_wal_autocheckpoint(s->db, bytes / page);
+}
+
+static int sq_bulk(sift_store *base, int on, sift_err *err)
+{
+    sqlite_store *s = impl(base);
+    if (s->readonly)
+        return 0;
+    if (on) {
+        if (s->bulk++ == 0)
+            set_autocheckpoint(s, BULK_CHECKPOINT_BYTES);
+        return 0;
+    }
+    if (s->bulk == 0 || --s->bulk > 0)
+        return 0;
+    set_autocheckpoint(s, WAL_CHECKPOINT_BYTES);
+    if (s->in_txn)
+        return 0; /* the commit will checkpoint, as usual */
+    /* PASSIVE: readers (a running server) are never waited for; what they
+     * still hold is copied by a later checkpoint. */
+    int src = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (src != SQLITE_OK && src != SQLITE_BUSY)
+        return db_err(s, src, "checkpoint", err);
+    return 0;
+}
+
 static const sift_store_ops sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -1179,6 +1258,7 @@ static const sift_store_ops sqlite_ops = {
     .list_warehouses = sq_list_warehouses,
     .search_fts = sq_search_fts,
     .scan_products = sq_scan_products,
+    .bulk = sq_bulk,
 };
 
 /* The FTS5 API of this connection, through the documented fts5(?) pointer
@@ -1267,12 +1347,21 @@ int sift_store_sqlite_open(const char *path, const sift_store_sqlite_opts *opts,
     }
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, opts && opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000);
+    /* 16 KB pages for a new store (an existing one keeps its own: the pragma
+     * is a no-op once the file has pages). Measured on 50,000 products
+     * against the 4 KB default: 10% less CPU on the writing thread (9.1 ->
+     * 8.2 us a product: fewer pages to split, copy and write to the WAL), 3%
+     * smaller file, search CPU p99 unchanged or lower (1.14 -> 1.03 ms on
+     * bench_ingest's query mix). */
     if (!s->readonly &&
-        (rc = exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", "open", err)))
+        (rc = exec(s, "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                   "open", err)))
         goto fail;
     if ((rc = exec(s, "PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY;", "open", err)) ||
         (rc = schema(s, path, err)))
         goto fail;
+    if (!s->readonly)
+        set_autocheckpoint(s, WAL_CHECKPOINT_BYTES);
     fts5_api *api = fts5_of(s->db);
     void *tok_ctx = NULL;
     /* FTS_TOKENIZER, built the way FTS5 builds it for the table. */

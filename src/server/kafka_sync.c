@@ -36,7 +36,7 @@ struct sift_api_kafka {
     int started;
     char *brokers, *topic, *group, *dlq;
     int refresh_ms;
-    uint64_t products_seen; /* stats.products at the last batch */
+    uint64_t products_seen; /* stats.product_events at the last batch */
     int dirty;              /* products changed since the searcher was built */
     double last_refresh;
     sift_metric *lag, *events, *dlq_total, *refreshes, *refresh_s;
@@ -100,8 +100,11 @@ static void on_batch(void *ud, const sift_kafka_stats *st)
     sift_metric_set(k->events, NULL, (int64_t)st->events);
     sift_metric_set(k->dlq_total, NULL, (int64_t)st->dlq);
     publish_lag(k);
-    if (st->products != k->products_seen) {
-        k->products_seen = st->products;
+    /* product events read, applied or not: on a PostgreSQL store shared by
+     * the replicas, another replica may have applied them first, and this
+     * replica's searcher must follow all the same */
+    if (st->product_events != k->products_seen) {
+        k->products_seen = st->product_events;
         k->dirty = 1;
     }
     maybe_refresh(k);
@@ -154,10 +157,12 @@ static int get_num(const cJSON *sec, const char *key, long lo, long hi, long *ou
         *out = cJSON_IsTrue(v);
         return 0;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble ||
-        v->valuedouble < lo || v->valuedouble > hi)
-        return sift_err_set(err, SIFT_EINVAL, "kafka.%s: must be %s", key,
-                            lo == 0 && hi == 1 ? "true or false" : "an integer in range");
+    if (lo == 0 && hi == 1 && !cJSON_IsBool(v))
+        return sift_err_set(err, SIFT_EINVAL, "kafka.%s: must be true or false", key);
+    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi ||
+        v->valuedouble != (double)(long)v->valuedouble)
+        return sift_err_set(err, SIFT_EINVAL, "kafka.%s: must be an integer between %ld and %ld",
+                            key, lo, hi);
     *out = (long)v->valuedouble;
     return 0;
 }

@@ -48,6 +48,11 @@ static const char *bootstraps;
 static char dir[64];
 static char ref_db[128]; /* the 100k events consumed once, cleanly */
 
+/* Children started by spawn_ingest, killed at teardown if a failed test
+ * left one running (it would retry the vanished brokers for ever). */
+static pid_t children[16];
+static int n_children;
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -247,6 +252,11 @@ static int setup_all(void **state)
 static int teardown_all(void **state)
 {
     (void)state;
+    for (int i = 0; i < n_children; i++)
+        if (waitpid(children[i], NULL, WNOHANG) == 0) {
+            kill(children[i], SIGKILL);
+            waitpid(children[i], NULL, 0);
+        }
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(mock_rk);
     char cmd[128];
@@ -319,6 +329,10 @@ static void test_replay_100k(void **state)
     assert_int_equal(b.events, N_EVENTS);
     assert_int_equal(b.applied, 0);
     assert_int_equal(b.stale, N_EVENTS);
+    /* product events are counted read, applied or not (40% upserts, 10% deletes) */
+    assert_int_equal(a.product_events, N_EVENTS / 2);
+    assert_int_equal(b.product_events, N_EVENTS / 2);
+    assert_int_equal(b.products, 0);
     uint64_t h2 = dump_hash(ref_db, 1, &rows2);
     assert_int_equal(rows1, rows2);
     assert_true(h1 == h2);
@@ -351,6 +365,8 @@ static pid_t spawn_ingest(const char *db, const char *group, int exit_at_end, co
     posix_spawn_file_actions_destroy(&fa);
     if (rc)
         fail_msg("spawn %s: %s", bin, strerror(rc));
+    if (n_children < 16)
+        children[n_children++] = pid;
     return pid;
 }
 

@@ -4,7 +4,8 @@
 # events (upserts with versions out of order, deletes, stock, prices) and 3
 # malformed ones; the malformed ones go to the DLQ; replaying the topic with
 # another group changes no row; a consumer killed with SIGKILL mid-stream and
-# restarted ends with the same rows as the clean run.
+# restarted ends with the same rows as the clean run; sift serve on the
+# PostgreSQL store with a kafka: block keeps its search fresh.
 # Exits 77 (skipped) without PostgreSQL server binaries or kcat.
 set -euo pipefail
 sift="$SIFT_BUILD_DIR/sift"
@@ -99,8 +100,10 @@ ingest "$url" g-replay "$tmp/replay.log" --exit-at-end || fail "replay: $(tail -
 grep -q ': 0 applied' "$tmp/replay.log" || fail "the replay applied events: $(tail -1 "$tmp/replay.log")"
 dump "$url" | cmp -s - "$tmp/clean.dump" || fail "the replay changed the store"
 
-# SIGKILL mid-stream, then a restart to the end
-ingest "$url2" g-kill "$tmp/kill1.log" &
+# SIGKILL mid-stream, then a restart to the end (started directly, not
+# through the function, so that $! is sift itself)
+"$sift" ingest --kafka "$brokers" --topic catalog --group g-kill --assign --batch 500 \
+    --db "$url2" 2>"$tmp/kill1.log" &
 kpid=$!
 pids+=("$kpid")
 for _ in $(seq 300); do
@@ -110,8 +113,45 @@ for _ in $(seq 300); do
 done
 kill -KILL "$kpid"
 wait "$kpid" 2>/dev/null || true
+kill -0 "$kpid" 2>/dev/null && fail "the consumer survived SIGKILL"
 ingest "$url2" g-kill "$tmp/kill2.log" --exit-at-end || fail "restart: $(tail -2 "$tmp/kill2.log")"
 rest=$(events "$tmp/kill2.log")
 [ "$rest" -gt 0 ] && [ "$rest" -lt 20003 ] || fail "the restart did not resume from the committed offsets ($rest events)"
 dump "$url2" | cmp -s - "$tmp/clean.dump" || fail "killed and restarted: not the same rows as the clean run"
+# sift serve on the PostgreSQL store with its own group: it replays the topic
+# (every event already applied by the loads above, so nothing changes), still
+# refreshes its searcher, and a product produced now becomes searchable
+cat >"$tmp/sift.yaml" <<YAML
+store:
+  url: "$url"
+kafka:
+  brokers: "$brokers"
+  topic: catalog
+  group: replica-pg
+  refresh_ms: 200
+YAML
+SIFT_LOG_LEVEL=info "$sift" serve --config "$tmp/sift.yaml" --port 0 --workers 1 >"$tmp/serve.log" 2>&1 &
+spid=$!
+pids+=("$spid")
+port=
+for _ in $(seq 100); do
+    port=$(sed -n 's/.*serving on http:\/\/127.0.0.1:\([0-9]*\)\/.*/\1/p' "$tmp/serve.log")
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+[ -n "$port" ] || fail "sift serve on PostgreSQL did not start: $(tail -3 "$tmp/serve.log")"
+for _ in $(seq 100); do grep -q 'kafka: search index refreshed' "$tmp/serve.log" && break; sleep 0.1; done
+grep -q 'kafka: search index refreshed' "$tmp/serve.log" ||
+    fail "no refresh after a replay of already-applied events"
+printf '%s\n' 'WOMBAT-9|{"op":"upsert","sku":"WOMBAT-9","version":1,"product":{"title":"Wombat Burrow Boot","brand":"Wombat","category":["Footwear","Boots"]}}' |
+    kcat -P -b "$brokers" -t catalog -K '|'
+found=
+for _ in $(seq 150); do
+    if curl -sf -X POST -H 'Accept: application/json' "http://127.0.0.1:$port/v1/search" \
+        -d '{"query":"wombat burrow boot"}' | grep -q 'WOMBAT-9'; then found=1; break; fi
+    sleep 0.1
+done
+[ -n "$found" ] || fail "the product produced to the topic never became searchable on PostgreSQL"
+kill -TERM "$spid"
+wait "$spid" || fail "sift serve exited with $? after SIGTERM"
 echo "test_kafka_pg: ok (killed after $n inventory rows; the restart read $rest events)"

@@ -49,6 +49,12 @@ if "$sift" serve --config "$tmp/bad.yaml" --port 0 >"$tmp/bad.log" 2>&1; then
 fi
 grep -q 'kafka: needs both brokers and topic (topic is missing)' "$tmp/bad.log" ||
     fail "bad kafka: block: $(tail -1 "$tmp/bad.log")"
+printf '%s\nkafka:\n  brokers: "%s"\n  topic: t\n  batch: 0\n' "$embed_yaml" "$brokers" >"$tmp/bad.yaml"
+if "$sift" serve --config "$tmp/bad.yaml" --port 0 >"$tmp/bad.log" 2>&1; then
+    fail "kafka.batch: 0 was accepted"
+fi
+grep -q 'kafka.batch: must be an integer between 1 and 100000' "$tmp/bad.log" ||
+    fail "bad kafka.batch: $(tail -1 "$tmp/bad.log")"
 
 cat >"$tmp/sift.yaml" <<YAML
 $embed_yaml

@@ -125,6 +125,10 @@ static void test_parse_refusals(void **state)
         {"{\"op\":\"upsert\",\"sku\":\"A\",\"version\":1,\"product\":{\"version\":2,\"title\":"
          "\"T\"}}",
          "product.version: differs"},
+        /* a repeated member cannot smuggle in another SKU (found by the fuzzer) */
+        {"{\"op\":\"upsert\",\"sku\":\"A\",\"version\":1,\"product\":{\"sku\":\"A\",\"title\":"
+         "\"T\",\"sku\":\"B\"}}",
+         "product.sku: differs"},
         {"{\"op\":\"upsert\",\"sku\":\"A\",\"version\":1,\"product\":{\"op\":\"delete\","
          "\"title\":\"T\"}}",
          "product.op: not allowed"},
