@@ -2,7 +2,8 @@
  *
  * A session is a conversation under an id chosen by the client. Before a run
  * the server loads it, after the run it saves the whole conversation back
- * (replacing what was stored). Every store keeps the conversation in the JSON
+ * (replacing what was stored, or, with sift_session_save_if, only if it is
+ * still what was loaded). Every store keeps the conversation in the JSON
  * form of sift_memory_to_json, so a session written by one store can be read
  * by another, and loading checks it like any untrusted input.
  *
@@ -40,6 +41,9 @@ typedef struct sift_session_ops {
                 sift_err *err);
     int (*remove)(sift_session_store *s, const char *id, sift_err *err);
     void (*close)(sift_session_store *s);
+    /* Optional (NULL: the store cannot): sift_session_save_if. */
+    int (*save_if)(sift_session_store *s, const char *id, const char *expect,
+                   const sift_message *msgs, size_t n, bool *saved, sift_err *err);
 } sift_session_ops;
 
 /* The base every store embeds first. */
@@ -69,6 +73,17 @@ int sift_session_load(sift_session_store *s, const char *id, sift_conv *out, boo
  * SIFT_EIO, SIFT_ENOMEM. On failure the stored session is unchanged. */
 int sift_session_save(sift_session_store *s, const char *id, const sift_message *msgs, size_t n,
                       sift_err *err);
+
+/* A compare-and-set save: stores msgs[0..n) as the conversation of `id` only
+ * if what is stored now is `expect`, the JSON text sift_memory_to_json makes
+ * of the conversation a load returned, or, with `expect` NULL, if there is no
+ * live session (none, or expired under the TTL). One atomic step in the
+ * store, so of two writers that loaded the same conversation only one
+ * succeeds. *saved says whether it saved (0 is returned either way).
+ * SIFT_EINVAL when the store has no save_if (check ops->save_if), or as
+ * sift_session_save. */
+int sift_session_save_if(sift_session_store *s, const char *id, const char *expect,
+                         const sift_message *msgs, size_t n, bool *saved, sift_err *err);
 
 /* Forgets session `id`; deleting an unknown session is not an error. */
 int sift_session_delete(sift_session_store *s, const char *id, sift_err *err);

@@ -55,6 +55,19 @@ int sift_session_save(sift_session_store *s, const char *id, const sift_message 
     return rc ? rc : s->ops->save(s, id, msgs, n, err);
 }
 
+int sift_session_save_if(sift_session_store *s, const char *id, const char *expect,
+                         const sift_message *msgs, size_t n, bool *saved, sift_err *err)
+{
+    *saved = false;
+    if (!s || (!msgs && n))
+        return sift_err_set(err, SIFT_EINVAL, "session save: no store or no messages");
+    if (!s->ops->save_if)
+        return sift_err_set(err, SIFT_EINVAL,
+                            "session save: the %s store cannot save conditionally", s->ops->kind);
+    int rc = sift_session_id_check(id, err);
+    return rc ? rc : s->ops->save_if(s, id, expect, msgs, n, saved, err);
+}
+
 int sift_session_delete(sift_session_store *s, const char *id, sift_err *err)
 {
     if (!s)

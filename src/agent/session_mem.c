@@ -184,10 +184,13 @@ static int mem_load(sift_session_store *s, const char *id, sift_conv *out, bool 
     return 0;
 }
 
-static int mem_save(sift_session_store *s, const char *id, const sift_message *msgs, size_t n,
-                    sift_err *err)
+/* A save; with `check`, only when the live entry's text is `expect` (NULL:
+ * when there is no live entry), decided under the lock. */
+static int mem_put(sift_session_store *s, const char *id, const sift_message *msgs, size_t n,
+                   bool check, const char *expect, bool *saved, sift_err *err)
 {
     mem_store *m = (mem_store *)s;
+    *saved = false;
     size_t id_len = strlen(id);
     size_t overhead = sizeof(entry) + id_len + 1 + 1;
     sift_buf b;
@@ -221,6 +224,17 @@ static int mem_save(sift_session_store *s, const char *id, const sift_message *m
     entry *victims = NULL; /* chained through hnext, freed after unlocking */
     pthread_mutex_lock(&m->mu);
     entry **p = slot(m, id, e->hash);
+    if (check) {
+        entry *cur = *p && !expired(m, *p, e->used_ms) ? *p : NULL;
+        bool same = cur ? expect && cur->json_len == strlen(expect) &&
+                              !memcmp(cur->json, expect, cur->json_len)
+                        : !expect;
+        if (!same) {
+            pthread_mutex_unlock(&m->mu);
+            free_entry(e);
+            return 0;
+        }
+    }
     if (*p) {
         entry *old = *p;
         detach(m, old);
@@ -241,6 +255,7 @@ static int mem_save(sift_session_store *s, const char *id, const sift_message *m
     }
     maybe_grow(m);
     pthread_mutex_unlock(&m->mu);
+    *saved = true;
 
     while (victims) {
         entry *next = victims->hnext;
@@ -248,6 +263,19 @@ static int mem_save(sift_session_store *s, const char *id, const sift_message *m
         victims = next;
     }
     return 0;
+}
+
+static int mem_save(sift_session_store *s, const char *id, const sift_message *msgs, size_t n,
+                    sift_err *err)
+{
+    bool saved;
+    return mem_put(s, id, msgs, n, false, NULL, &saved, err);
+}
+
+static int mem_save_if(sift_session_store *s, const char *id, const char *expect,
+                       const sift_message *msgs, size_t n, bool *saved, sift_err *err)
+{
+    return mem_put(s, id, msgs, n, true, expect, saved, err);
 }
 
 static int mem_remove(sift_session_store *s, const char *id, sift_err *err)
@@ -284,6 +312,7 @@ static const sift_session_ops mem_ops = {
     .save = mem_save,
     .remove = mem_remove,
     .close = mem_close,
+    .save_if = mem_save_if,
 };
 
 int sift_session_mem_new(const sift_session_mem_opts *opts, sift_session_store **out, sift_err *err)

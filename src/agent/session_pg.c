@@ -8,7 +8,7 @@
  * server sees the old conversation or the new one, never a mix: any server
  * behind a load balancer can continue any session.
  *
- * One blocking connection and three prepared statements per store object,
+ * One blocking connection and its prepared statements per store object,
  * no lock: one object per thread, never on an event loop. A connection found
  * dead is re-established (PQreset) and the call retried once. */
 #include <stdio.h>
@@ -22,7 +22,7 @@
 #include "sift/pgstore.h"
 #include "sift/session.h"
 
-enum { Q_GET, Q_PUT, Q_DEL, Q_PURGE, Q_COUNT };
+enum { Q_GET, Q_PUT, Q_DEL, Q_PURGE, Q_PUT_IF, Q_COUNT };
 
 static const char *const q_sql[Q_COUNT] = {
     [Q_GET] = "SELECT messages, updated_at FROM sessions WHERE id = $1",
@@ -31,6 +31,12 @@ static const char *const q_sql[Q_COUNT] = {
               " updated_at = excluded.updated_at",
     [Q_DEL] = "DELETE FROM sessions WHERE id = $1",
     [Q_PURGE] = "DELETE FROM sessions WHERE updated_at < $1",
+    /* compare-and-set: ON CONFLICT DO UPDATE locks the row and checks the
+     * WHERE on its latest version, so two of these cannot both win */
+    [Q_PUT_IF] = "INSERT INTO sessions (id, messages, updated_at) VALUES ($1, $2, $3)"
+                 " ON CONFLICT (id) DO UPDATE SET messages = excluded.messages,"
+                 " updated_at = excluded.updated_at"
+                 " WHERE sessions.messages = $4 OR sessions.updated_at < $5",
 };
 
 typedef struct pg_sessions {
@@ -135,11 +141,14 @@ done:
     return rc;
 }
 
-static int pg_save(sift_session_store *s, const char *id, const sift_message *msgs, size_t n,
-                   sift_err *err)
+/* A save; with `check`, the compare-and-set Q_PUT_IF (expect NULL matches
+ * no row; an expired row always matches). */
+static int pg_put(sift_session_store *s, const char *id, const sift_message *msgs, size_t n,
+                  bool check, const char *expect, bool *saved, sift_err *err)
 {
     pg_sessions *q = (pg_sessions *)s;
     sift_buf b;
+    *saved = false;
     /* PostgreSQL's text limit is 1 GB; stay well under it, as SQLite does. */
     sift_buf_init(&b, 256u << 20);
     int rc = sift_memory_to_json(msgs, n, &b, err);
@@ -147,15 +156,32 @@ static int pg_save(sift_session_store *s, const char *id, const sift_message *ms
         rc = sift_err_set(err, rc, "session %s: conversation too large or out of memory", id);
     if (rc)
         goto out;
-    char ms[24];
-    snprintf(ms, sizeof ms, "%lld", (long long)q->clock(q->clock_ud));
-    const char *vals[3] = {id, b.data, ms};
+    int64_t now = q->clock(q->clock_ud);
+    char ms[24], cut[24];
+    snprintf(ms, sizeof ms, "%lld", (long long)now);
+    snprintf(cut, sizeof cut, "%lld", (long long)(q->ttl_ms > 0 ? now - q->ttl_ms : INT64_MIN));
+    const char *vals[5] = {id, b.data, ms, expect, cut};
     PGresult *r;
-    if (!(rc = run(q, Q_PUT, 3, vals, &r, "save", id, err)))
+    if (!(rc = run(q, check ? Q_PUT_IF : Q_PUT, check ? 5 : 3, vals, &r, "save", id, err))) {
+        *saved = !check || strcmp(PQcmdTuples(r), "0") != 0;
         PQclear(r);
+    }
 out:
     sift_buf_free(&b);
     return rc;
+}
+
+static int pg_save(sift_session_store *s, const char *id, const sift_message *msgs, size_t n,
+                   sift_err *err)
+{
+    bool saved;
+    return pg_put(s, id, msgs, n, false, NULL, &saved, err);
+}
+
+static int pg_save_if(sift_session_store *s, const char *id, const char *expect,
+                      const sift_message *msgs, size_t n, bool *saved, sift_err *err)
+{
+    return pg_put(s, id, msgs, n, true, expect, saved, err);
 }
 
 static int pg_remove(sift_session_store *s, const char *id, sift_err *err)
@@ -182,6 +208,7 @@ static const sift_session_ops pg_ops = {
     .save = pg_save,
     .remove = pg_remove,
     .close = pg_close,
+    .save_if = pg_save_if,
 };
 
 int sift_session_pg_purge(sift_session_store *s, size_t *removed, sift_err *err)

@@ -9,10 +9,11 @@
  * so loads on other connections do not wait for a save.
  *
  * Thread rules: the store owns one connection, opened with
- * SQLITE_OPEN_NOMUTEX, and three statements prepared once. It takes no lock,
+ * SQLITE_OPEN_NOMUTEX, and its statements prepared once. It takes no lock,
  * so one store object belongs to one thread at a time; open one per worker
  * (or per pool thread) on the same file. */
 #include <sqlite3.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -23,7 +24,7 @@
 typedef struct sql_store {
     sift_session_store base;
     sqlite3 *db;
-    sqlite3_stmt *get, *put, *del, *purge;
+    sqlite3_stmt *get, *put, *del, *purge, *put_if;
     int64_t ttl_ms;
     sift_session_clock clock;
     void *clock_ud;
@@ -81,26 +82,54 @@ done:
     return rc;
 }
 
-static int sql_save(sift_session_store *s, const char *id, const sift_message *msgs, size_t n,
-                    sift_err *err)
+/* A save; with `check`, through put_if, whose upsert updates only a row
+ * holding `expect` (NULL matches no row) or one expired under the TTL. One
+ * statement, so SQLite's write lock makes it atomic. */
+static int sql_put(sift_session_store *s, const char *id, const sift_message *msgs, size_t n,
+                   bool check, const char *expect, bool *saved, sift_err *err)
 {
     sql_store *q = (sql_store *)s;
+    sqlite3_stmt *st = check ? q->put_if : q->put;
+    int64_t now = q->clock(q->clock_ud);
     sift_buf b;
+    *saved = false;
     /* SQLite's default string limit is 1e9 bytes; stay well under it. */
     sift_buf_init(&b, 256u << 20);
     int rc = sift_memory_to_json(msgs, n, &b, err);
     if (rc)
         goto out;
-    sqlite3_bind_text(q->put, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q->put, 2, b.data, (int)b.len, SQLITE_STATIC);
-    sqlite3_bind_int64(q->put, 3, q->clock(q->clock_ud));
-    if (sqlite3_step(q->put) != SQLITE_DONE)
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, b.data, (int)b.len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    if (check) {
+        if (expect)
+            sqlite3_bind_text(st, 4, expect, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 4);
+        sqlite3_bind_int64(st, 5, q->ttl_ms > 0 ? now - q->ttl_ms : INT64_MIN);
+    }
+    if (sqlite3_step(st) != SQLITE_DONE)
         rc = db_fail(q, "save", id, err);
-    sqlite3_reset(q->put);
-    sqlite3_clear_bindings(q->put);
+    else
+        *saved = !check || sqlite3_changes(q->db) > 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
 out:
     sift_buf_free(&b);
     return rc;
+}
+
+static int sql_save(sift_session_store *s, const char *id, const sift_message *msgs, size_t n,
+                    sift_err *err)
+{
+    bool saved;
+    return sql_put(s, id, msgs, n, false, NULL, &saved, err);
+}
+
+static int sql_save_if(sift_session_store *s, const char *id, const char *expect,
+                       const sift_message *msgs, size_t n, bool *saved, sift_err *err)
+{
+    return sql_put(s, id, msgs, n, true, expect, saved, err);
 }
 
 static int sql_remove(sift_session_store *s, const char *id, sift_err *err)
@@ -122,6 +151,7 @@ static void sql_close(sift_session_store *s)
     sqlite3_finalize(q->put);
     sqlite3_finalize(q->del);
     sqlite3_finalize(q->purge);
+    sqlite3_finalize(q->put_if);
     sqlite3_close(q->db);
     sift_free(q);
 }
@@ -132,6 +162,7 @@ static const sift_session_ops sql_ops = {
     .save = sql_save,
     .remove = sql_remove,
     .close = sql_close,
+    .save_if = sql_save_if,
 };
 
 int sift_session_sqlite_purge(sift_session_store *s, size_t *removed, sift_err *err)
@@ -207,7 +238,13 @@ int sift_session_sqlite_open(const char *path, const sift_session_sqlite_opts *o
                       "updated_at = excluded.updated_at",
                       &q->put, path, err)) ||
         (rc = prepare(q, "DELETE FROM sessions WHERE id = ?1", &q->del, path, err)) ||
-        (rc = prepare(q, "DELETE FROM sessions WHERE updated_at < ?1", &q->purge, path, err)))
+        (rc = prepare(q, "DELETE FROM sessions WHERE updated_at < ?1", &q->purge, path, err)) ||
+        (rc = prepare(q,
+                      "INSERT INTO sessions(id, messages, updated_at) VALUES(?1, ?2, ?3) "
+                      "ON CONFLICT(id) DO UPDATE SET messages = excluded.messages, "
+                      "updated_at = excluded.updated_at "
+                      "WHERE sessions.messages IS ?4 OR sessions.updated_at < ?5",
+                      &q->put_if, path, err)))
         goto fail;
     *out = &q->base;
     return 0;

@@ -17,6 +17,7 @@
 #include "sift/log.h"
 #include "sift/memory.h"
 #include "sift/metrics.h"
+#include "sift/pgstore.h"
 #include "sift/search.h"
 #include "sift/session.h"
 #include "sift/shoptools.h"
@@ -49,7 +50,7 @@ struct sift_api {
     sift_shop *shop;
     sift_httptools *htools;
     sift_tool_registry *tools;
-    sift_session_store *sessions;
+    sift_session_pool *sessions; /* sift.yaml "sessions"; calls run on the thread pool */
     struct worker_res *workers[MAX_WORKERS];
     uint64_t next_run; /* only for run ids; races are harmless (ids stay distinct per worker) */
     sift_server *srv;  /* for the server's own counters in /metrics */
@@ -74,6 +75,8 @@ struct sift_api {
     /* the embedding families (registered once) every provider made here
      * reports to, through the wrapper that also holds the query cache */
     sift_embed_wrap_opts embed_wrap;
+    /* session loads and saves on the thread pool (open_sessions) */
+    sift_metric *session_s, *session_errors, *session_merges;
 };
 
 static const char *const finish_reasons[] = {
@@ -241,6 +244,47 @@ static int shop_tools_register(sift_tool_registry *r, sift_shop *shop, sift_err 
     return 0;
 }
 
+/* The session store sift.yaml "sessions" names (session_pool.h); by default
+ * the one store.url is, so that any server on that store continues any
+ * session. */
+static int open_sessions(sift_api *api, sift_err *err)
+{
+    static const char *const ops[] = {"load", "save", NULL};
+    static const double b[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5};
+    api->session_s = sift_metrics_histogram(
+        api->metrics, "sift_session_seconds",
+        "Session load or save, queued on the thread pool to back on the loop.", "op", ops, 0, b,
+        sizeof b / sizeof b[0]);
+    api->session_errors = sift_metrics_counter(api->metrics, "sift_session_errors_total",
+                                               "Session loads or saves that failed.", "op", ops, 0);
+    api->session_merges = sift_metrics_counter(
+        api->metrics, "sift_session_merges_total",
+        "Saves that kept a turn another run saved since the load.", NULL, NULL, 0);
+    if (!api->session_s || !api->session_errors || !api->session_merges)
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    sift_session_config sc;
+    int rc = sift_session_config_read(api->cfg->doc, "config", api->cfg->store.url, &sc, err);
+    if (rc)
+        return rc;
+    rc = sift_session_pool_open(&sc, &api->sessions, err);
+    if (rc) {
+        /* say which setting this is: the store's message alone reads like a
+         * catalog problem */
+        sift_err why = *err;
+        sift_err_set(err, rc,
+                     "session store (%s; sessions.store: memory in sift.yaml keeps them in "
+                     "the process): %s",
+                     sc.backend, why.msg);
+    } else {
+        char shown[512]; /* a password in a postgres:// URL is never logged */
+        sift_pg_url_mask(sc.url ? sc.url : "", shown, sizeof shown);
+        sift_log(SIFT_LOG_INFO, NULL, NULL, "sessions: %s%s%s", sc.backend, sc.url ? " at " : "",
+                 sc.url ? shown : "");
+    }
+    sift_session_config_free(&sc);
+    return rc;
+}
+
 int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
 {
     int rc;
@@ -277,7 +321,6 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
         goto fail;
     so.searcher = api->searcher;
     sift_httptools_opts ho = {.client = client_of, .udata = api};
-    sift_session_mem_opts mo = {0};
     api->tools = sift_tool_registry_new();
     if (!api->tools || limits_init(api)) {
         rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
@@ -288,8 +331,7 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
     if ((rc = sift_shop_new(&so, &api->shop, err)) ||
         (rc = sift_httptools_load(cfg->tools, &ho, &api->htools, err)) ||
         (rc = sift_httptools_register(api->htools, api->tools, err)) ||
-        (rc = shop_tools_register(api->tools, api->shop, err)) ||
-        (rc = sift_session_mem_new(&mo, &api->sessions, err)))
+        (rc = shop_tools_register(api->tools, api->shop, err)) || (rc = open_sessions(api, err)))
         goto fail;
     *out = api;
     return 0;
@@ -306,7 +348,7 @@ void sift_api_free(sift_api *api)
     sift_httptools_free(api->htools);
     sift_shop_free(api->shop);
     sift_searcher_close(api->searcher);
-    sift_session_close(api->sessions);
+    sift_session_pool_free(api->sessions);
     sift_metrics_free(api->metrics);
     sift_free((void *)api->rate_tat);
     sift_free(api);
@@ -576,6 +618,7 @@ static void run_set_state(sift_api_run *r, enum sift_api_run_state st)
 
 static void run_free(sift_api_run *r)
 {
+    sift_session_op_reset(&r->sop);
     sift_event_queue_free(&r->q);
     sift_buf_free(&r->events);
     sift_arena_free(r->arena);
@@ -619,6 +662,8 @@ static void on_client_gone(sift_ctx_hook *h, const sift_err *cause)
     sift_api_run *r = (sift_api_run *)((char *)h - offsetof(sift_api_run, gone));
     if (r->state == SIFT_API_RUN_DRAINING)
         finish_stream(r);
+    else if (r->state == SIFT_API_RUN_LOADING)
+        sift_session_op_cancel(&r->sop); /* the load's done frees the run */
 }
 
 static void on_event(void *ud, const sift_event *ev)
@@ -634,16 +679,9 @@ static void on_event(void *ud, const sift_event *ev)
         want_drain(r);
 }
 
-static void on_done(void *ud, const sift_agent_result *res)
+/* The run has ended and its session, if any, is saved: answer the client. */
+static void run_finish(sift_api_run *r, const sift_agent_result *res)
 {
-    sift_api_run *r = ud;
-    run_done(r->api, res);
-    if (res->code == 0 && r->session[0]) {
-        sift_err err = {0};
-        if (sift_session_save(r->api->sessions, r->session, r->conv.msgs, r->conv.len, &err))
-            sift_log(SIFT_LOG_WARN, r->run_id, NULL, "session %s not saved: %s", r->session,
-                     err.msg);
-    }
     if (r->json_mode) {
         run_set_state(r, SIFT_API_RUN_FINISHED);
         r->fe->respond(r, res);
@@ -662,6 +700,57 @@ static void on_done(void *ud, const sift_agent_result *res)
         finish_stream(r);
     else
         want_drain(r);
+}
+
+static void observe_session(sift_api *api, const sift_session_op *op, const char *what)
+{
+    sift_metric_observe(api->session_s, what, (double)(uv_hrtime() - op->queued_ns) / 1e9);
+    if (op->rc && op->rc != SIFT_ECANCELED)
+        sift_metric_add(api->session_errors, what, 1);
+}
+
+static void on_saved(sift_session_op *op)
+{
+    sift_api_run *r = (sift_api_run *)((char *)op - offsetof(sift_api_run, sop));
+    observe_session(r->api, op, "save");
+    if (op->merged)
+        sift_metric_add(r->api->session_merges, NULL, 1);
+    if (op->rc)
+        sift_log(SIFT_LOG_WARN, r->run_id, NULL, "session %s not saved: %s", r->session,
+                 op->err.msg);
+    else if (op->merged)
+        sift_log(SIFT_LOG_INFO, r->run_id, NULL,
+                 "session %s: another turn was saved meanwhile; this turn was added after it",
+                 r->session);
+    run_finish(r, &r->res);
+}
+
+static void on_done(void *ud, const sift_agent_result *res)
+{
+    sift_api_run *r = ud;
+    run_done(r->api, res);
+    if (res->code != 0 || !r->session[0]) {
+        run_finish(r, res);
+        return;
+    }
+    /* Saved before the client hears the end, so that a follow-up sent as
+     * soon as it does finds this turn on any server. The result is only valid
+     * during this callback: keep a copy. */
+    sift_err err = {0};
+    r->res = *res;
+    r->res.answer = res->answer ? sift_arena_strdup(r->arena, res->answer) : NULL;
+    r->res.message = res->message ? sift_arena_strdup(r->arena, res->message) : NULL;
+    if ((res->answer && !r->res.answer) || (res->message && !r->res.message)) {
+        sift_log(SIFT_LOG_WARN, r->run_id, NULL, "session %s not saved: out of memory", r->session);
+        run_finish(r, res);
+        return;
+    }
+    run_set_state(r, SIFT_API_RUN_SAVING);
+    if (sift_session_pool_save(r->api->sessions, sift_http_loop(r->x), &r->sop, r->session,
+                               &r->conv, on_saved, &err)) {
+        sift_log(SIFT_LOG_WARN, r->run_id, NULL, "session %s not saved: %s", r->session, err.msg);
+        run_finish(r, &r->res);
+    }
 }
 
 sift_api_run *sift_api_run_new(sift_api *api, sift_http_exchange *x, const sift_api_frontend *fe,
@@ -689,6 +778,57 @@ sift_api_run *sift_api_run_new(sift_api *api, sift_http_exchange *x, const sift_
     sift_event_queue_init(&r->q, r->run_id, 0, fe->write, r);
     sift_conv_init(&r->conv, r->arena);
     return r;
+}
+
+static void on_loaded(sift_session_op *op)
+{
+    sift_api_run *r = (sift_api_run *)((char *)op - offsetof(sift_api_run, sop));
+    sift_http_exchange *x = r->x;
+    sift_err err = {0};
+    observe_session(r->api, op, "load");
+    sift_ctx_remove_hook(&r->gone);
+    if (op->rc == SIFT_ECANCELED || sift_ctx_err(sift_http_ctx(x))) {
+        /* the client has gone: nobody to answer */
+        sift_http_stream_abort(x);
+        sift_api_run_abandon(r);
+        return;
+    }
+    if (op->rc) {
+        sift_log(SIFT_LOG_WARN, r->run_id, NULL, "session %s not loaded: %s", r->session,
+                 op->err.msg);
+        r->fe->error(x, op->rc == SIFT_EPROTO ? 500 : 503, sift_err_name(op->rc), op->err.msg);
+        sift_api_run_abandon(r);
+        return;
+    }
+    run_set_state(r, SIFT_API_RUN_RUNNING);
+    if ((!op->found && sift_conv_add_system(&r->conv, SIFT_AGENT_SHOP_PROMPT, &err)) ||
+        sift_conv_add_user(&r->conv, r->query, &err)) {
+        r->fe->error(x, 500, sift_err_name(err.code), err.msg);
+        sift_api_run_abandon(r);
+        return;
+    }
+    sift_api_run_start(r);
+}
+
+void sift_api_run_load_and_start(sift_api_run *r, const char *query)
+{
+    sift_http_exchange *x = r->x;
+    sift_err err = {0};
+    if (!(r->query = sift_arena_strdup(r->arena, query))) {
+        r->fe->error(x, 503, "busy", "out of memory");
+        sift_api_run_abandon(r);
+        return;
+    }
+    run_set_state(r, SIFT_API_RUN_LOADING);
+    if (sift_session_pool_load(r->api->sessions, sift_http_loop(x), &r->sop, r->session, &r->conv,
+                               on_loaded, &err)) {
+        r->fe->error(x, 500, sift_err_name(err.code), err.msg);
+        sift_api_run_abandon(r);
+        return;
+    }
+    /* a client that leaves while the load waits for a pool thread cancels
+     * it; if it has gone already, on_loaded sees that */
+    sift_ctx_add_hook(sift_http_ctx(x), &r->gone, on_client_gone);
 }
 
 int sift_api_run_start(sift_api_run *r)
@@ -839,9 +979,11 @@ static void search(sift_http_exchange *x, void *udata)
                                        sid && cJSON_IsString(sid) ? sid->valuestring : NULL);
     if (!r)
         goto out;
-    bool found = false;
-    if ((r->session[0] && sift_session_load(api->sessions, r->session, &r->conv, &found, &err)) ||
-        (!found && sift_conv_add_system(&r->conv, SIFT_AGENT_SHOP_PROMPT, &err)) ||
+    if (r->session[0]) {
+        sift_api_run_load_and_start(r, q->valuestring);
+        goto out;
+    }
+    if (sift_conv_add_system(&r->conv, SIFT_AGENT_SHOP_PROMPT, &err) ||
         sift_conv_add_user(&r->conv, q->valuestring, &err)) {
         sift_http_respond_error(x, 500, sift_err_name(err.code), err.msg);
         sift_api_run_abandon(r);

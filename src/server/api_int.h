@@ -14,6 +14,7 @@
 #include "sift/api.h"
 #include "sift/events.h"
 #include "sift/session.h"
+#include "sift/session_pool.h"
 
 /* Answers an error in a front end's shape; sift_http_respond_error is one. */
 typedef int (*sift_api_error_fn)(sift_http_exchange *x, int status, const char *code,
@@ -53,7 +54,16 @@ int sift_api_admit(sift_api *api, sift_http_exchange *x, sift_api_error_fn error
 /* Counts a query refused with 413 by a front end (shown in /metrics). */
 void sift_api_count_too_long(sift_api *api);
 
-enum sift_api_run_state { SIFT_API_RUN_RUNNING, SIFT_API_RUN_DRAINING, SIFT_API_RUN_FINISHED };
+/* LOADING: the session is being read on the thread pool (the run has not
+ * started); SAVING: the run has ended and its session is being written
+ * before the client is told (so a follow-up on any server finds it). */
+enum sift_api_run_state {
+    SIFT_API_RUN_LOADING,
+    SIFT_API_RUN_RUNNING,
+    SIFT_API_RUN_SAVING,
+    SIFT_API_RUN_DRAINING,
+    SIFT_API_RUN_FINISHED
+};
 
 typedef struct sift_api_run sift_api_run;
 
@@ -84,6 +94,9 @@ struct sift_api_run {
     sift_ctx_hook gone;
     char run_id[32];
     char session[SIFT_SESSION_ID_MAX + 2];
+    sift_session_op sop;   /* the session's load and save on the thread pool */
+    sift_agent_result res; /* SAVING: the result, answer and message copied to the arena */
+    const char *query;     /* LOADING: the question, in the arena */
 };
 
 /* A run for an admitted request, its conversation empty, in JSON mode (one
@@ -92,6 +105,12 @@ struct sift_api_run {
  * answered through fe->error and the slot given back. */
 sift_api_run *sift_api_run_new(sift_api *api, sift_http_exchange *x, const sift_api_frontend *fe,
                                int json_mode, const char *session);
+
+/* For a run with a session: loads it into r->conv on the thread pool, then,
+ * on the loop, adds the shop prompt when the session is new and `query` as
+ * the user message, and starts the run (sift_api_run_start). A client that
+ * leaves meanwhile cancels it. From the call on, the run owns the exchange. */
+void sift_api_run_load_and_start(sift_api_run *r, const char *query);
 
 /* Starts the agent on r->conv (filled by the front end): trims it to the
  * memory budget, starts the event stream unless in JSON mode, starts the

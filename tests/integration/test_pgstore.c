@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "sift/arena.h"
+#include "sift/buf.h"
 #include "sift/memory.h"
 #include "sift/model.h"
 #include "sift/pgstore.h"
@@ -514,6 +515,72 @@ static int64_t fake_clock(void *ud)
     return *(int64_t *)ud;
 }
 
+/* Compare-and-set saves (sift_session_save_if), as two servers use them:
+ * the expected text is what a load gave, serialised again, which must match
+ * the stored text byte for byte, non-ASCII content included. */
+static char *loaded_json(sift_session_store *s, const char *id)
+{
+    sift_arena *a = sift_arena_new(0);
+    sift_conv c;
+    sift_buf b;
+    sift_err err = {0};
+    bool found = false;
+    sift_conv_init(&c, a);
+    sift_buf_init(&b, 0);
+    must(sift_session_load(s, id, &c, &found, &err), &err);
+    assert_true(found);
+    must(sift_memory_to_json(c.msgs, c.len, &b, &err), &err);
+    must(sift_buf_putc(&b, 0), &err);
+    char *out = strdup(b.data);
+    sift_buf_free(&b);
+    sift_arena_free(a);
+    return out;
+}
+
+static bool save_if_tag(sift_session_store *s, const char *id, const char *expect, const char *tag)
+{
+    sift_arena *a = sift_arena_new(0);
+    sift_conv c;
+    sift_err err = {0};
+    bool saved = false;
+    sift_conv_init(&c, a);
+    must(sift_conv_add_user(&c, tag, &err), &err);
+    must(sift_conv_add_assistant(&c, "giày đẹp", NULL, 0, &err), &err);
+    must(sift_session_save_if(s, id, expect, c.msgs, c.len, &saved, &err), &err);
+    sift_arena_free(a);
+    return saved;
+}
+
+static void test_sessions_save_if(void **state)
+{
+    (void)state;
+    char url[300];
+    new_db(url, sizeof url, 1);
+    sift_err err = {0};
+    sift_session_store *s = NULL, *s2 = NULL;
+    fake_now = 1000000;
+    sift_session_pg_opts o = {.ttl_ms = 60000, .clock = fake_clock, .clock_ud = &fake_now};
+    must(sift_session_pg_open(url, &o, &s, &err), &err);
+    must(sift_session_pg_open(url, &o, &s2, &err), &err);
+    save_tag(s, "cas", "v1");
+    char *v1 = loaded_json(s2, "cas");
+    /* both servers loaded v1; the first write wins, the second loses */
+    assert_true(save_if_tag(s2, "cas", v1, "from s2"));
+    assert_false(save_if_tag(s, "cas", v1, "from s"));
+    char *now = loaded_json(s, "cas");
+    assert_non_null(strstr(now, "from s2"));
+    /* expecting no session: a new id is written, an existing one is not */
+    assert_false(save_if_tag(s, "cas", NULL, "over"));
+    assert_true(save_if_tag(s, "cas-new", NULL, "new"));
+    /* an expired session counts as none */
+    fake_now += 120000;
+    assert_true(save_if_tag(s, "cas", NULL, "after expiry"));
+    free(v1);
+    free(now);
+    sift_session_close(s2);
+    sift_session_close(s);
+}
+
 static void test_sessions(void **state)
 {
     (void)state;
@@ -742,6 +809,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
         cmocka_unit_test(test_sessions),
+        cmocka_unit_test(test_sessions_save_if),
         cmocka_unit_test(test_checkpoints),
         cmocka_unit_test(test_server_restart),
     };
