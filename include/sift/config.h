@@ -58,6 +58,15 @@ typedef struct sift_config {
         int tool_limit;      /* tool calls in flight per step; default 8 */
         int tool_timeout_ms; /* default 10000 */
     } agent;
+    /* store.pool: the PostgreSQL pool of each worker loop (pgpool.h), used
+     * when store.url is a postgres:// URL. */
+    struct {
+        int size;               /* connections per loop; default 4 */
+        int pipeline_depth;     /* queries in flight per connection; default 8 */
+        int queue_max;          /* queries waiting for a connection; default 10000 */
+        int queue_timeout_ms;   /* longest wait for a connection; default 5000 */
+        int connect_timeout_ms; /* one connection attempt; default 5000 */
+    } pgpool;
     cJSON *tools; /* the "tools" sequence as JSON (NULL if absent) */
     cJSON *doc;   /* the whole document as JSON */
 } sift_config;

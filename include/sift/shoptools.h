@@ -22,6 +22,15 @@
  * runs lexical-only and a warning is logged; a cancelled or expired ctx ends
  * the job with its code.
  *
+ * PostgreSQL. When store_path is a postgres:// URL, check_inventory,
+ * get_price and list_warehouses do not use the thread pool: each call is one
+ * prepared statement on an asynchronous pool (pgpool.h) of the job's loop,
+ * made on the loop's first call (one pool per loop, found without a lock)
+ * and closed with sift_shop_loop_close. The ctx cancels the query (the pool
+ * sends PostgreSQL a cancel request). Results are byte for byte those of the
+ * SQLite path for the same data. search_products keeps the thread-pool path
+ * above, over the synchronous PostgreSQL store (pgstore.h).
+ *
  * Cancellation. When the job's ctx is cancelled while the query is still
  * queued, the work is uv_cancel'led; when it is already running it finishes
  * and its result is dropped. Either way the job ends at once, from the cancel
@@ -69,6 +78,7 @@
 #include <stdint.h>
 
 #include "sift/err.h"
+#include "sift/pgpool.h"
 #include "sift/tool.h"
 
 /* search_products examines this many ranked candidates at most (20 x k, at
@@ -95,6 +105,13 @@ typedef struct sift_shop_opts {
      * full-text search. It must outlive the shop; it is a snapshot of the
      * catalog taken when it was opened (sift_shop_swap_searcher refreshes). */
     const struct sift_searcher *searcher;
+    /* PostgreSQL (store_path is a postgres:// URL): the pool each loop gets
+     * (pgpool.h); conninfo is ignored (store_path is used). */
+    sift_pgpool_opts pg;
+    /* PostgreSQL: 1 runs every tool on the thread pool over the synchronous
+     * store (pgstore.h) instead of the loop's pool; for comparisons
+     * (bench_pg_inventory). */
+    int pg_threadpool;
 } sift_shop_opts;
 
 /* Creates a shop context. Opens nothing yet (connections are opened on first
@@ -122,9 +139,25 @@ int sift_shop_swap_searcher(sift_shop *shop, struct sift_searcher *next, sift_er
  * loop yet (any loop). */
 size_t sift_shop_inflight(const sift_shop *shop);
 
+/* Loops one shop serves with PostgreSQL pools at most (server.workers is at
+ * most 1024). */
+#define SIFT_SHOP_LOOPS_MAX 1024
+
+/* PostgreSQL: closes the pool of `loop` (see sift_pgpool_close; keep running
+ * the loop until its handles have closed). Call it on the loop's thread, for
+ * every loop that ran the shop's tools, before sift_shop_free. A no-op for a
+ * SQLite shop or a loop without a pool. */
+void sift_shop_loop_close(sift_shop *shop, uv_loop_t *loop);
+
+/* PostgreSQL: the counters of `loop`'s pool (sift_pgpool_get_stats), on the
+ * loop's thread. SIFT_ENOTFOUND when the loop has no pool (a SQLite shop, no
+ * call on that loop yet, or the pool closed). */
+int sift_shop_pg_stats(const sift_shop *shop, uv_loop_t *loop, sift_pgpool_stats *out);
+
 /* Closes the connections and frees the shop. Every loop that ran its tools
- * must have finished their calls first (sift_shop_inflight() == 0): freeing
- * a shop with work in flight is a bug and aborts. NULL is a no-op. */
+ * must have finished their calls first (sift_shop_inflight() == 0) and, for
+ * PostgreSQL, closed its pool (sift_shop_loop_close): freeing a shop with
+ * work in flight or a pool open is a bug and aborts. NULL is a no-op. */
 void sift_shop_free(sift_shop *shop);
 
 /* ---- Other store reads on the shop's connections ---- */

@@ -193,6 +193,12 @@ int cli_ask(int argc, char **argv)
     if (erc || sift_searcher_open_sqlite(db, &sopts, &searcher, &err))
         goto out;
     sift_shop_opts so = {.store_path = db, .searcher = searcher};
+    /* PostgreSQL: the loop's pool (store.pool) */
+    so.pg = (sift_pgpool_opts){.size = (size_t)cfg.pgpool.size,
+                               .pipeline_depth = (size_t)cfg.pgpool.pipeline_depth,
+                               .queue_max = (size_t)cfg.pgpool.queue_max,
+                               .queue_timeout_ms = cfg.pgpool.queue_timeout_ms,
+                               .connect_timeout_ms = cfg.pgpool.connect_timeout_ms};
     sift_httptools_opts ho = {.client = client_of, .udata = &a};
     if (sift_shop_new(&so, &shop, &err) || sift_shop_tools_register(reg, shop, &err) ||
         sift_httptools_load(cfg.tools, &ho, &htools, &err) ||
@@ -248,6 +254,8 @@ out:
     if (a.http)
         sift_http_client_close(a.http, NULL, NULL);
     sift_ctx_release(root);
+    if (shop)
+        sift_shop_loop_close(shop, &loop); /* PostgreSQL: the loop's pool */
     uv_run(&loop, UV_RUN_DEFAULT);
     sift_tool_registry_free(reg);
     sift_httptools_free(htools);

@@ -366,6 +366,12 @@ static int defaults(sift_config *c)
     c->agent.max_steps = 8;
     c->agent.tool_limit = 8;
     c->agent.tool_timeout_ms = 10000;
+    /* store.pool (PostgreSQL) */
+    c->pgpool.size = 4;
+    c->pgpool.pipeline_depth = 8;
+    c->pgpool.queue_max = 10000;
+    c->pgpool.queue_timeout_ms = 5000;
+    c->pgpool.connect_timeout_ms = 5000;
     int rc = set_str(&c->server.host, "127.0.0.1") | set_str(&c->llm.provider, "offline") |
              set_str(&c->llm.base_url, "https://api.openai.com/v1") |
              set_str(&c->store.url, "data/sift.db") | set_str(&c->agent.name, "sift");
@@ -425,6 +431,18 @@ int sift_config_load_text(sift_config *c, const char *name, const char *text, si
     GET_INT(&r, agent, "agent", "max_steps", 1, 100, c->agent.max_steps);
     GET_INT(&r, agent, "agent", "tool_limit", 1, 1000, c->agent.tool_limit);
     GET_INT(&r, agent, "agent", "tool_timeout_ms", 10, 600000, c->agent.tool_timeout_ms);
+    /* store.pool: the PostgreSQL pool of each worker loop */
+    cJSON *pgpool = store ? cJSON_GetObjectItemCaseSensitive(store, "pool") : NULL;
+    if (pgpool && !cJSON_IsObject(pgpool) && !cJSON_IsNull(pgpool)) {
+        rc = sift_err_set(err, SIFT_EINVAL, "%s: store.pool: must be a mapping", name);
+        goto fail;
+    }
+    GET_INT(&r, pgpool, "store.pool", "size", 1, 1000, c->pgpool.size);
+    GET_INT(&r, pgpool, "store.pool", "pipeline_depth", 1, 1000, c->pgpool.pipeline_depth);
+    GET_INT(&r, pgpool, "store.pool", "queue_max", 1, 10000000, c->pgpool.queue_max);
+    GET_INT(&r, pgpool, "store.pool", "queue_timeout_ms", 1, 3600000, c->pgpool.queue_timeout_ms);
+    GET_INT(&r, pgpool, "store.pool", "connect_timeout_ms", 1, 600000,
+            c->pgpool.connect_timeout_ms);
     if (c->doc) {
         c->tools = cJSON_GetObjectItemCaseSensitive(c->doc, "tools");
         if (c->tools && !cJSON_IsArray(c->tools) && !cJSON_IsNull(c->tools)) {

@@ -34,6 +34,8 @@ struct worker_res {
     sift_api *api;
     uv_timer_t lag;      /* fires every LAG_PERIOD_MS; how late it fires is the loop lag */
     uint64_t lag_expect; /* uv_hrtime() at which it should fire next */
+    /* PostgreSQL: this loop's pool counters as last added to the metrics */
+    int64_t pg_seen[6];
 };
 
 /* Metric families, registered once in sift_api_new. */
@@ -67,6 +69,8 @@ struct sift_api {
     _Atomic int product_lookups;
     /* each model request, measured by model_metrics.c */
     sift_metric *llm_req_s, *llm_first_s;
+    /* PostgreSQL pools, summed over the workers (pg_pool_report) */
+    sift_metric *pg[6];
 
     /* the embedding families (registered once) every provider made here
      * reports to, through the wrapper that also holds the query cache */
@@ -124,7 +128,28 @@ static int metrics_init(sift_api *api)
     api->llm_first_s = sift_metrics_histogram(
         r, "sift_llm_first_token_seconds",
         "One model request, start to its first token or tool call.", NULL, NULL, 0, tool_b, ntool);
-    return api->llm_req_s && api->llm_first_s ? 0 : SIFT_ENOMEM;
+    if (!api->llm_req_s || !api->llm_first_s)
+        return SIFT_ENOMEM;
+    /* PostgreSQL: the pools of all workers, in the order of pg_pool_report */
+    api->pg[0] = sift_metrics_gauge(r, "sift_pg_pool_connections",
+                                    "PostgreSQL pool connections open or opening.", NULL, NULL, 0);
+    api->pg[1] = sift_metrics_gauge(r, "sift_pg_pool_queued",
+                                    "Queries waiting for a PostgreSQL connection.", NULL, NULL, 0);
+    api->pg[2] =
+        sift_metrics_gauge(r, "sift_pg_pool_inflight",
+                           "Queries sent to PostgreSQL and not yet answered.", NULL, NULL, 0);
+    api->pg[3] =
+        sift_metrics_counter(r, "sift_pg_pool_connections_lost_total",
+                             "PostgreSQL pool connections that broke while open.", NULL, NULL, 0);
+    api->pg[4] = sift_metrics_counter(r, "sift_pg_pool_connect_failures_total",
+                                      "Failed PostgreSQL connection attempts.", NULL, NULL, 0);
+    api->pg[5] = sift_metrics_counter(r, "sift_pg_pool_cancels_total",
+                                      "Cancel requests sent to PostgreSQL.", NULL, NULL, 0);
+    for (int i = 0; i < 6; i++) {
+        if (!api->pg[i])
+            return SIFT_ENOMEM;
+    }
+    return 0;
 }
 
 static int limits_init(sift_api *api)
@@ -276,6 +301,12 @@ int sift_api_new(const sift_config *cfg, sift_api **out, sift_err *err)
     if (api->token_delay_ms < 0 || api->token_delay_ms > 10000)
         api->token_delay_ms = 0;
     sift_shop_opts so = {.store_path = cfg->store.url};
+    /* PostgreSQL: each worker loop's pool (store.pool) */
+    so.pg = (sift_pgpool_opts){.size = (size_t)cfg->pgpool.size,
+                               .pipeline_depth = (size_t)cfg->pgpool.pipeline_depth,
+                               .queue_max = (size_t)cfg->pgpool.queue_max,
+                               .queue_timeout_ms = cfg->pgpool.queue_timeout_ms,
+                               .connect_timeout_ms = cfg->pgpool.connect_timeout_ms};
     /* The embedding provider (sift.yaml "embed"): a remote one embeds the
      * catalog here, before the server starts, and each worker's queries
      * through that worker's HTTP client (client_of). */
@@ -323,6 +354,26 @@ void sift_api_free(sift_api *api)
     sift_free(api);
 }
 
+/* Adds what changed in this worker's PostgreSQL pool since the last report
+ * to the metrics (summed over workers). `gone`: the worker stops, so its
+ * share of the gauges goes back to 0. */
+static void pg_pool_report(struct worker_res *wr, bool gone)
+{
+    sift_pgpool_stats st = {0};
+    if (!gone && sift_shop_pg_stats(wr->api->shop, wr->loop, &st) != 0)
+        return;
+    int64_t now[6] = {
+        (int64_t)st.conns,      (int64_t)st.queued,           (int64_t)st.inflight,
+        (int64_t)st.conns_lost, (int64_t)st.connect_failures, (int64_t)st.cancels_sent};
+    for (int i = 0; i < 6; i++) {
+        if (gone && i >= 3)
+            break; /* counters keep what they counted */
+        if (now[i] != wr->pg_seen[i])
+            sift_metric_add(wr->api->pg[i], NULL, now[i] - wr->pg_seen[i]);
+        wr->pg_seen[i] = now[i];
+    }
+}
+
 static void on_lag_timer(uv_timer_t *t)
 {
     struct worker_res *wr = (struct worker_res *)((char *)t - offsetof(struct worker_res, lag));
@@ -330,6 +381,7 @@ static void on_lag_timer(uv_timer_t *t)
     uint64_t late = now > wr->lag_expect ? now - wr->lag_expect : 0;
     sift_metric_observe(wr->api->m.lag_s, NULL, (double)late / 1e9);
     wr->lag_expect = now + (uint64_t)LAG_PERIOD_MS * 1000000u;
+    pg_pool_report(wr, false);
 }
 
 static void on_lag_closed(uv_handle_t *h)
@@ -393,6 +445,9 @@ static void worker_stop(sift_server_worker *w, uv_loop_t *loop, void *udata)
         return;
     api->workers[sift_server_worker_index(w)] = NULL;
     sift_model_free(wr->model);
+    /* PostgreSQL: this loop's pool closes while the server runs the loop out */
+    pg_pool_report(wr, true);
+    sift_shop_loop_close(api->shop, loop);
     /* the client's handles finish closing while the server runs the loop out */
     sift_http_client_close(wr->http, NULL, NULL);
     /* the timer is embedded: wr is freed when it has closed */

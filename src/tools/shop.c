@@ -26,6 +26,7 @@
 #include "sift/buf.h"
 #include "sift/catalog.h"
 #include "sift/ctx.h"
+#include "sift/pgpool.h"
 #include "sift/log.h"
 #include "sift/pgstore.h"
 #include "sift/query.h"
@@ -141,6 +142,19 @@ struct sift_shop {
     size_t max_conns;
 
     atomic_size_t inflight;
+
+    /* PostgreSQL (pg set): one pool per loop. A slot is claimed under `mu`
+     * and published by the release store to nloops; after that only its
+     * loop's thread touches it, so finding the pool takes no lock. */
+    bool pg;
+    bool pg_threadpool; /* every tool on the thread pool (comparisons) */
+    sift_pgpool_opts pg_opts;
+    struct shop_loop {
+        uv_loop_t *loop;
+        sift_pgpool *pool;
+        int st_inventory, st_price, st_warehouses;
+    } loops[SIFT_SHOP_LOOPS_MAX];
+    atomic_size_t nloops;
 };
 
 static size_t default_pool_size(void)
@@ -164,9 +178,25 @@ int sift_shop_new(const sift_shop_opts *opts, sift_shop **out, sift_err *err)
     if (strcmp(cur, "VND") != 0 && strcmp(cur, "USD") != 0)
         return sift_err_set(err, SIFT_EINVAL,
                             "shop tools: default currency \"%s\" is not one of VND, USD", cur);
+    bool pg = sift_pgpool_is_url(opts->store_path);
+    if (pg) {
+        char *perr = NULL;
+        PQconninfoOption *co = PQconninfoParse(opts->store_path, &perr);
+        if (!co) {
+            sift_err_set(err, SIFT_EINVAL, "shop tools: bad PostgreSQL URL: %s",
+                         perr ? perr : "out of memory");
+            PQfreemem(perr);
+            return SIFT_EINVAL;
+        }
+        PQconninfoFree(co);
+    }
     sift_shop *s = sift_calloc(1, sizeof *s);
     if (!s)
         return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    s->pg = pg;
+    s->pg_threadpool = opts->pg_threadpool != 0;
+    s->pg_opts = opts->pg;
+    atomic_init(&s->nloops, 0);
     s->max_conns = opts->max_conns ? opts->max_conns : default_pool_size();
     s->path = sift_strdup(opts->store_path);
     s->default_currency = sift_strdup(cur);
@@ -214,6 +244,13 @@ void sift_shop_free(sift_shop *s)
         fprintf(stderr, "sift_shop_free: %zu tool calls still in flight\n",
                 atomic_load(&s->inflight));
         abort();
+    }
+    for (size_t i = 0; i < atomic_load(&s->nloops); i++) {
+        if (s->loops[i].pool) {
+            fprintf(stderr, "sift_shop_free: a loop's PostgreSQL pool is still open "
+                            "(call sift_shop_loop_close on that loop first)\n");
+            abort();
+        }
     }
     /* Nothing in flight means every opened connection is back on the idle list. */
     assert(s->n_idle == s->opened);
@@ -734,6 +771,75 @@ static int run_search(struct shop_req *r, sift_store *st, sift_err *err)
     return rc;
 }
 
+/* The result of check_inventory (and of its PostgreSQL path): one entry per
+ * code, in the order given. */
+static int put_inventory(sift_buf *b, const char *sku, const char *const *codes, const int64_t *qty,
+                         size_t n)
+{
+    int rc = sift_buf_puts(b, "{\"sku\":");
+    if (rc == 0)
+        rc = put_str(b, sku);
+    if (rc == 0)
+        rc = sift_buf_puts(b, ",\"warehouses\":[");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (i)
+            rc = sift_buf_putc(b, ',');
+        if (rc == 0)
+            rc = sift_buf_puts(b, "{\"code\":");
+        if (rc == 0)
+            rc = put_str(b, codes[i]);
+        if (rc == 0)
+            rc = sift_buf_printf(b, ",\"quantity\":%lld}", (long long)qty[i]);
+    }
+    if (rc == 0)
+        rc = sift_buf_puts(b, "]}");
+    return rc;
+}
+
+/* The result of get_price. */
+static int put_price(sift_buf *b, const char *sku, const char *currency, int64_t minor)
+{
+    int rc = sift_buf_puts(b, "{\"sku\":");
+    if (rc == 0)
+        rc = put_str(b, sku);
+    if (rc == 0)
+        rc = sift_buf_puts(b, ",\"currency\":");
+    if (rc == 0)
+        rc = put_str(b, currency);
+    if (rc == 0)
+        rc = sift_buf_puts(b, ",\"amount\":");
+    if (rc == 0)
+        rc = put_amount(b, minor, currency);
+    if (rc == 0)
+        rc = sift_buf_putc(b, '}');
+    return rc;
+}
+
+/* The result of list_warehouses. */
+static int put_warehouses(sift_buf *b, const char *const *codes, size_t n)
+{
+    int rc = sift_buf_puts(b, "{\"warehouses\":[");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *name = sift_query_warehouse_name(codes[i]);
+        if (i)
+            rc = sift_buf_putc(b, ',');
+        if (rc == 0)
+            rc = sift_buf_puts(b, "{\"code\":");
+        if (rc == 0)
+            rc = put_str(b, codes[i]);
+        if (rc == 0 && name) {
+            rc = sift_buf_puts(b, ",\"name\":");
+            if (rc == 0)
+                rc = put_str(b, name);
+        }
+        if (rc == 0)
+            rc = sift_buf_putc(b, '}');
+    }
+    if (rc == 0)
+        rc = sift_buf_puts(b, "]}");
+    return rc;
+}
+
 static int run_inventory(struct shop_req *r, sift_store *st, sift_err *err)
 {
     sift_product p;
@@ -757,29 +863,17 @@ static int run_inventory(struct shop_req *r, sift_store *st, sift_err *err)
         if (rc < 0)
             return rc;
     }
-    rc = sift_buf_puts(&r->out, "{\"sku\":");
-    if (rc == 0)
-        rc = put_str(&r->out, r->sku);
-    if (rc == 0)
-        rc = sift_buf_puts(&r->out, ",\"warehouses\":[");
-    /* Both lists are sorted by code; a warehouse with no row has none in stock. */
-    for (size_t i = 0; rc == 0 && i < nc; i++) {
-        int64_t qty = 0;
+    int64_t *qty = sift_arena_calloc(r->arena, nc ? nc : 1, sizeof *qty);
+    if (!qty)
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    /* A warehouse with no row has none in stock. */
+    for (size_t i = 0; i < nc; i++) {
         for (size_t j = 0; j < n; j++) {
             if (strcmp(rows[j].warehouse, codes[i]) == 0)
-                qty = rows[j].quantity;
+                qty[i] = rows[j].quantity;
         }
-        if (i)
-            rc = sift_buf_putc(&r->out, ',');
-        if (rc == 0)
-            rc = sift_buf_puts(&r->out, "{\"code\":");
-        if (rc == 0)
-            rc = put_str(&r->out, codes[i]);
-        if (rc == 0)
-            rc = sift_buf_printf(&r->out, ",\"quantity\":%lld}", (long long)qty);
     }
-    if (rc == 0)
-        rc = sift_buf_puts(&r->out, "]}");
+    rc = put_inventory(&r->out, r->sku, codes, qty, nc);
     if (rc < 0)
         sift_err_set(err, rc, "out of memory");
     return rc;
@@ -799,19 +893,7 @@ static int run_price(struct shop_req *r, sift_store *st, sift_err *err)
         return sift_err_set(err, SIFT_ENOTFOUND, "no %s price for sku \"%s\"", r->currency, r->sku);
     if (rc < 0)
         return rc;
-    rc = sift_buf_puts(&r->out, "{\"sku\":");
-    if (rc == 0)
-        rc = put_str(&r->out, r->sku);
-    if (rc == 0)
-        rc = sift_buf_puts(&r->out, ",\"currency\":");
-    if (rc == 0)
-        rc = put_str(&r->out, r->currency);
-    if (rc == 0)
-        rc = sift_buf_puts(&r->out, ",\"amount\":");
-    if (rc == 0)
-        rc = put_amount(&r->out, pr.amount_minor, r->currency);
-    if (rc == 0)
-        rc = sift_buf_putc(&r->out, '}');
+    rc = put_price(&r->out, r->sku, r->currency, pr.amount_minor);
     if (rc < 0)
         sift_err_set(err, rc, "out of memory");
     return rc;
@@ -824,25 +906,7 @@ static int run_warehouses(struct shop_req *r, sift_store *st, sift_err *err)
     int rc = sift_store_list_warehouses(st, r->arena, &codes, &n, err);
     if (rc < 0)
         return rc;
-    rc = sift_buf_puts(&r->out, "{\"warehouses\":[");
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        const char *name = sift_query_warehouse_name(codes[i]);
-        if (i)
-            rc = sift_buf_putc(&r->out, ',');
-        if (rc == 0)
-            rc = sift_buf_puts(&r->out, "{\"code\":");
-        if (rc == 0)
-            rc = put_str(&r->out, codes[i]);
-        if (rc == 0 && name) {
-            rc = sift_buf_puts(&r->out, ",\"name\":");
-            if (rc == 0)
-                rc = put_str(&r->out, name);
-        }
-        if (rc == 0)
-            rc = sift_buf_putc(&r->out, '}');
-    }
-    if (rc == 0)
-        rc = sift_buf_puts(&r->out, "]}");
+    rc = put_warehouses(&r->out, codes, n);
     if (rc < 0)
         sift_err_set(err, rc, "out of memory");
     return rc;
@@ -917,6 +981,214 @@ static void on_cancel(sift_ctx_hook *h, const sift_err *cause)
     sift_tool_job_done(job, cause->code, cause->msg[0] ? cause->msg : sift_err_name(cause->code));
 }
 
+/* ---- PostgreSQL: the volatile tools as async queries on the loop's pool ---- */
+
+/* One round trip per call. Each statement first checks that the SKU names a
+ * live product (the SQLite path reads the product first) and sorts codes by
+ * byte (COLLATE "C"), as SQLite's BINARY order does, so both stores give the
+ * same result for the same data. SKUs compare case-insensitively (the
+ * lower(sku) indexes), like SQLite's COLLATE NOCASE for ASCII SKUs. */
+#define PG_LIVE_PRODUCT                                                                            \
+    "(SELECT EXISTS (SELECT 1 FROM products WHERE lower(sku) = lower($1) AND NOT deleted) AS ok) " \
+    "p"
+static const char pg_inventory_sql[] =
+    "SELECT p.ok, w.code, coalesce(i.quantity, 0)::text FROM " PG_LIVE_PRODUCT
+    " LEFT JOIN (SELECT code FROM warehouses WHERE $2::text IS NULL"
+    "            UNION ALL SELECT $2::text WHERE $2::text IS NOT NULL) w ON p.ok"
+    " LEFT JOIN inventory i ON lower(i.sku) = lower($1) AND i.warehouse = w.code"
+    " ORDER BY w.code COLLATE \"C\"";
+static const char pg_price_sql[] =
+    "SELECT p.ok, pr.amount_minor::text FROM " PG_LIVE_PRODUCT
+    " LEFT JOIN LATERAL (SELECT amount_minor FROM prices WHERE lower(sku) = lower($1)"
+    "  AND currency = $2 AND valid_from <= $3::bigint ORDER BY valid_from DESC LIMIT 1) pr"
+    " ON p.ok";
+static const char pg_warehouses_sql[] = "SELECT code FROM warehouses ORDER BY code COLLATE \"C\"";
+
+/* The pool of `loop`, made on its first call. Only `loop`'s thread calls
+ * this for `loop`, so a found slot needs no lock. */
+static int loop_pool(sift_shop *s, uv_loop_t *loop, struct shop_loop **out, sift_err *err)
+{
+    size_t n = atomic_load_explicit(&s->nloops, memory_order_acquire);
+    struct shop_loop *sl = NULL;
+    for (size_t i = 0; i < n && !sl; i++) {
+        if (s->loops[i].loop == loop)
+            sl = &s->loops[i];
+    }
+    if (!sl) {
+        uv_mutex_lock(&s->mu);
+        n = atomic_load_explicit(&s->nloops, memory_order_relaxed);
+        if (n < SIFT_SHOP_LOOPS_MAX) {
+            sl = &s->loops[n];
+            sl->loop = loop;
+            atomic_store_explicit(&s->nloops, n + 1, memory_order_release);
+        }
+        uv_mutex_unlock(&s->mu);
+        if (!sl) {
+            sift_err_set(err, SIFT_EINTERNAL, "shop tools: more than %d loops",
+                         SIFT_SHOP_LOOPS_MAX);
+            return SIFT_EINTERNAL;
+        }
+    }
+    if (!sl->pool) {
+        sift_pgpool_opts o = s->pg_opts;
+        o.conninfo = s->path;
+        sift_pgpool *p = NULL;
+        int rc = sift_pgpool_new(loop, &o, &p, err);
+        if (rc < 0)
+            return rc;
+        sl->st_inventory = sift_pgpool_prepare(p, pg_inventory_sql, 2, err);
+        sl->st_price = sift_pgpool_prepare(p, pg_price_sql, 3, err);
+        sl->st_warehouses = sift_pgpool_prepare(p, pg_warehouses_sql, 0, err);
+        int bad = sl->st_inventory < 0 ? sl->st_inventory
+                  : sl->st_price < 0   ? sl->st_price
+                                       : sl->st_warehouses;
+        if (bad < 0) {
+            sift_pgpool_close(p);
+            return bad;
+        }
+        sl->pool = p;
+    }
+    *out = sl;
+    return 0;
+}
+
+void sift_shop_loop_close(sift_shop *s, uv_loop_t *loop)
+{
+    size_t n = atomic_load_explicit(&s->nloops, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        if (s->loops[i].loop == loop && s->loops[i].pool) {
+            sift_pgpool_close(s->loops[i].pool);
+            s->loops[i].pool = NULL;
+        }
+    }
+}
+
+int sift_shop_pg_stats(const sift_shop *s, uv_loop_t *loop, sift_pgpool_stats *out)
+{
+    size_t n = atomic_load_explicit(&s->nloops, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        if (s->loops[i].loop == loop && s->loops[i].pool) {
+            sift_pgpool_get_stats(s->loops[i].pool, out);
+            return 0;
+        }
+    }
+    return SIFT_ENOTFOUND;
+}
+
+static bool pg_live(const PGresult *res)
+{
+    return PQntuples(res) > 0 && PQgetvalue(res, 0, 0)[0] == 't';
+}
+
+static int pg_inventory(struct shop_req *r, const PGresult *res, sift_err *err)
+{
+    if (!pg_live(res))
+        return not_found_product(err, r->sku);
+    int rows = PQntuples(res);
+    const char **codes = sift_arena_calloc(r->arena, (size_t)rows, sizeof *codes);
+    int64_t *qty = sift_arena_calloc(r->arena, (size_t)rows, sizeof *qty);
+    if (!codes || !qty)
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    size_t n = 0;
+    for (int i = 0; i < rows; i++) {
+        if (PQgetisnull(res, i, 1))
+            continue; /* no warehouse at all: the one row of the left join */
+        codes[n] = PQgetvalue(res, i, 1);
+        qty[n++] = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+    }
+    int rc = put_inventory(&r->out, r->sku, codes, qty, n);
+    return rc < 0 ? sift_err_set(err, rc, "out of memory") : 0;
+}
+
+static int pg_price(struct shop_req *r, const PGresult *res, sift_err *err)
+{
+    if (!pg_live(res))
+        return not_found_product(err, r->sku);
+    if (PQgetisnull(res, 0, 1))
+        return sift_err_set(err, SIFT_ENOTFOUND, "no %s price for sku \"%s\"", r->currency, r->sku);
+    int rc = put_price(&r->out, r->sku, r->currency, strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+    return rc < 0 ? sift_err_set(err, rc, "out of memory") : 0;
+}
+
+static int pg_warehouses(struct shop_req *r, const PGresult *res, sift_err *err)
+{
+    int rows = PQntuples(res);
+    const char **codes = sift_arena_calloc(r->arena, rows ? (size_t)rows : 1, sizeof *codes);
+    if (!codes)
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    for (int i = 0; i < rows; i++)
+        codes[i] = PQgetvalue(res, i, 0);
+    int rc = put_warehouses(&r->out, codes, (size_t)rows);
+    return rc < 0 ? sift_err_set(err, rc, "out of memory") : 0;
+}
+
+/* The query's outcome, on the loop; also the ctx's cause when it was
+ * cancelled first (the pool calls back at once then). */
+static void pg_done(void *data, const PGresult *res, const sift_err *qerr)
+{
+    struct shop_req *r = data;
+    atomic_fetch_sub(&r->shop->inflight, 1);
+    req_set_state(r, REQ_QUEUED, REQ_DONE);
+    sift_tool_job *job = r->job;
+    r->job = NULL;
+    sift_err err = {0};
+    int rc;
+    if (qerr) {
+        rc = sift_err_copy(&err, qerr);
+    } else if (r->tool == TOOL_INVENTORY) {
+        rc = pg_inventory(r, res, &err);
+    } else if (r->tool == TOOL_PRICE) {
+        rc = pg_price(r, res, &err);
+    } else {
+        rc = pg_warehouses(r, res, &err);
+    }
+    if (rc < 0)
+        sift_tool_job_done(job, rc, err.msg[0] ? err.msg : sift_err_name(rc));
+    else
+        sift_tool_job_done(job, 0, r->out.data);
+    req_free(r);
+}
+
+/* Sends the request's query to the loop's pool, or ends the job. */
+static void pg_submit(struct shop_req *r)
+{
+    sift_shop *s = r->shop;
+    sift_tool_job *job = r->job;
+    sift_err err = {0};
+    struct shop_loop *sl = NULL;
+    int rc = loop_pool(s, sift_ctx_loop(job->ctx), &sl, &err);
+    if (rc < 0) {
+        req_free(r);
+        sift_tool_job_done(job, rc, err.msg);
+        return;
+    }
+    char now[24];
+    snprintf(now, sizeof now, "%lld", (long long)r->now);
+    const char *v[3] = {r->sku, NULL, NULL};
+    int stmt, nparams;
+    if (r->tool == TOOL_INVENTORY) {
+        v[1] = r->location;
+        stmt = sl->st_inventory;
+        nparams = 2;
+    } else if (r->tool == TOOL_PRICE) {
+        v[1] = r->currency;
+        v[2] = now;
+        stmt = sl->st_price;
+        nparams = 3;
+    } else {
+        stmt = sl->st_warehouses;
+        nparams = 0;
+    }
+    r->state = REQ_QUEUED;
+    atomic_fetch_add(&s->inflight, 1);
+    rc = sift_pgpool_query(sl->pool, job->ctx, stmt, nparams, v, pg_done, r, &err);
+    if (rc < 0) {
+        atomic_fetch_sub(&s->inflight, 1);
+        req_free(r);
+        sift_tool_job_done(job, rc, err.msg[0] ? err.msg : sift_err_name(rc));
+    }
+}
+
 /* ---- the tool functions (loop thread) ---- */
 
 static struct shop_req *req_new(sift_tool_job *job, int tool)
@@ -946,6 +1218,12 @@ static void req_submit(struct shop_req *r)
         sift_tool_job_fail(job, SIFT_EINVAL,
                            "shop tools need a job context (its loop runs "
                            "the store queries)");
+        return;
+    }
+    /* search_products keeps the thread pool: its store (SQLite or PostgreSQL,
+     * pgstore.h) is synchronous and the searcher is too. */
+    if (r->shop->pg && !r->shop->pg_threadpool && r->tool != TOOL_SEARCH) {
+        pg_submit(r);
         return;
     }
     int rc = sift_ctx_add_hook(job->ctx, &r->hook, on_cancel);

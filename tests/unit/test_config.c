@@ -160,6 +160,38 @@ static void test_errors(void **state)
     assert_non_null(strstr(err.msg, "/nonexistent/sift.yaml"));
 }
 
+/* store.pool: the PostgreSQL pool of each worker loop. */
+static void test_pgpool(void **state)
+{
+    (void)state;
+    sift_config c;
+    sift_err e = {0};
+    assert_int_equal(load(&c, "store: {url: x}\n", &e), 0);
+    assert_int_equal(c.pgpool.size, 4);
+    assert_int_equal(c.pgpool.pipeline_depth, 8);
+    assert_int_equal(c.pgpool.queue_max, 10000);
+    assert_int_equal(c.pgpool.queue_timeout_ms, 5000);
+    assert_int_equal(c.pgpool.connect_timeout_ms, 5000);
+    sift_config_free(&c);
+    assert_int_equal(load(&c,
+                          "store:\n  pool:\n    size: 2\n    pipeline_depth: 1\n"
+                          "    queue_max: 50\n    queue_timeout_ms: 250\n"
+                          "    connect_timeout_ms: 900\n",
+                          &e),
+                     0);
+    assert_int_equal(c.pgpool.size, 2);
+    assert_int_equal(c.pgpool.pipeline_depth, 1);
+    assert_int_equal(c.pgpool.queue_max, 50);
+    assert_int_equal(c.pgpool.queue_timeout_ms, 250);
+    assert_int_equal(c.pgpool.connect_timeout_ms, 900);
+    sift_config_free(&c);
+    assert_int_equal(load(&c, "store:\n  pool:\n    size: 0\n", &e), SIFT_EINVAL);
+    assert_string_equal(e.msg, "sift.yaml: store.pool.size: must be an integer between 1 and 1000");
+    sift_err_clear(&e);
+    assert_int_equal(load(&c, "store:\n  pool: 3\n", &e), SIFT_EINVAL);
+    assert_string_equal(e.msg, "sift.yaml: store.pool: must be a mapping");
+}
+
 static void test_oom(void **state)
 {
     for (long n = 0; n < 60; n++) {
@@ -183,6 +215,7 @@ int main(void)
         cmocka_unit_test_setup(test_environment_overrides, clean_env),
         cmocka_unit_test_setup(test_errors, clean_env),
         cmocka_unit_test_setup(test_oom, clean_env),
+        cmocka_unit_test_setup(test_pgpool, clean_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
