@@ -13,8 +13,9 @@
  *   warehouses  codes seen in inventory
  *   sessions    id -> conversation JSON, updated_at (ms since the epoch)
  *   checkpoints (thread_id, step) -> next, state, created_at
- * The volatile tables (inventory, prices, warehouses) are also read and
- * written by the asynchronous pool (pgpool.h) with the same version rules.
+ * The volatile tables (inventory, prices, warehouses) are also read by the
+ * shop tools through the asynchronous pool (pgpool.h, shoptools.h), which
+ * writes nothing.
  *
  * The synchronous backends here block on the network: use them from the CLI,
  * the loader, tests and thread-pool workers, never on an event loop.
