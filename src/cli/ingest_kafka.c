@@ -266,6 +266,13 @@ int cli_ingest_kafka(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     prog.start = prog.last = now_s();
+    /* Not in the store's bulk mode (sift_store_bulk), unlike a file load:
+     * the offsets of a batch are committed once its transaction is, and with
+     * WAL synchronous=NORMAL a power loss can take back what was committed
+     * since the last checkpoint, which bulk mode delays from every 4 MB of
+     * WAL to every 256 MB; a file can be loaded again, events past a
+     * committed offset are not read again. Measured: 13,873 product events,
+     * 17 fdatasyncs without, 8 with, no difference in wall time. */
     int run_rc = sift_kafka_consumer_run(kc, &err);
     char where[512];
     sift_pg_url_mask(db, where, sizeof where); /* no password in the summary */
