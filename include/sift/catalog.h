@@ -109,6 +109,16 @@ int sift_stock_parse(sift_arena *a, const char *line, size_t len, int64_t defaul
 int sift_price_parse(sift_arena *a, const char *line, size_t len, int64_t default_version,
                      sift_price *out, sift_err *err);
 
+struct cJSON;
+
+/* Checks that no two members of the JSON object `obj` have the same name
+ * (cJSON keeps every member, and lookups find the first: a line
+ * {"sku":"A",...,"sku":"B"} would silently be stored under A). Returns 0, or
+ * SIFT_EINVAL with `duplicate member "NAME"` (`"PREFIX.NAME"` when `prefix` is
+ * not NULL), or SIFT_ENOMEM. Objects nested in `obj` are not looked at. The
+ * line parsers above call it on the line's object. */
+int sift_catalog_check_members(const struct cJSON *obj, const char *prefix, sift_err *err);
+
 /* Checks a SKU string: 1..SIFT_SKU_MAX bytes of printable ASCII (0x21..0x7e)
  * other than '"' and '\\'. Returns 0 or SIFT_EINVAL with a message. */
 int sift_sku_check(const char *sku, size_t len, sift_err *err);

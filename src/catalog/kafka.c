@@ -44,8 +44,9 @@ static int parse_upsert(sift_arena *a, const cJSON *root, sift_kafka_event *ev, 
         return sift_err_set(err, SIFT_EINVAL, "product: missing (an upsert carries the product)");
     if (!cJSON_IsObject(prod))
         return sift_err_set(err, SIFT_EINVAL, "product: must be an object");
-    /* every member is looked at, not the first of a name: a product that
-     * repeats "sku" must not smuggle in a second one */
+    int rc = sift_catalog_check_members(prod, "product", err);
+    if (rc)
+        return rc;
     for (const cJSON *v = prod->child; v; v = v->next) {
         if (!v->string || cJSON_IsNull(v))
             continue;
@@ -80,7 +81,7 @@ static int parse_upsert(sift_arena *a, const cJSON *root, sift_kafka_event *ev, 
     }
     cJSON_Delete(copy);
     int op = SIFT_OP_UPSERT;
-    int rc = sift_product_parse(a, line, strlen(line), ev->version, &ev->product, &op, err);
+    rc = sift_product_parse(a, line, strlen(line), ev->version, &ev->product, &op, err);
     cJSON_free(line);
     if (rc)
         return nested(err, rc, "product");
@@ -117,6 +118,8 @@ int sift_kafka_event_parse(sift_arena *a, const char *msg, size_t len, sift_kafk
         rc = sift_err_set(err, SIFT_EINVAL, "an event must be a JSON object");
         goto out;
     }
+    if ((rc = sift_catalog_check_members(root, NULL, err)))
+        goto out;
     const cJSON *op = cJSON_GetObjectItemCaseSensitive(root, "op");
     if (!op || cJSON_IsNull(op)) {
         rc = sift_err_set(err, SIFT_EINVAL, "op: missing (upsert, delete, stock or price)");

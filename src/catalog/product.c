@@ -6,6 +6,7 @@
  * sift reads them. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sift/catalog.h"
@@ -105,6 +106,47 @@ int sift_sku_check(const char *sku, size_t len, sift_err *err)
 }
 
 /* Parses `line` and checks it is a JSON object. The caller frees *root. */
+static int cmp_names(const void *x, const void *y)
+{
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+static int duplicate(const char *prefix, const char *name, sift_err *err)
+{
+    return sift_err_set(err, SIFT_EINVAL, "duplicate member \"%s%s%.*s\"", prefix ? prefix : "",
+                        prefix ? "." : "", SIFT_ATTR_KEY_MAX, name);
+}
+
+int sift_catalog_check_members(const cJSON *obj, const char *prefix, sift_err *err)
+{
+    size_t n = 0;
+    for (const cJSON *m = obj->child; m; m = m->next)
+        n++;
+    /* a product line has about ten members: pairs are cheaper than sorting;
+     * a line of thousands of members must not cost millions of compares */
+    if (n <= 32) {
+        for (const cJSON *m = obj->child; m; m = m->next)
+            for (const cJSON *o = m->next; o; o = o->next)
+                if (m->string && o->string && strcmp(m->string, o->string) == 0)
+                    return duplicate(prefix, m->string, err);
+        return 0;
+    }
+    const char **names = sift_malloc(n * sizeof *names);
+    if (!names)
+        return sift_err_set(err, SIFT_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (const cJSON *m = obj->child; m; m = m->next)
+        if (m->string)
+            names[k++] = m->string;
+    qsort(names, k, sizeof *names, cmp_names);
+    int rc = 0;
+    for (size_t i = 1; i < k && !rc; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            rc = duplicate(prefix, names[i], err);
+    sift_free(names);
+    return rc;
+}
+
 static int parse_object(const char *line, size_t len, cJSON **root, sift_err *err)
 {
     const char *end = NULL;
@@ -126,6 +168,11 @@ static int parse_object(const char *line, size_t len, cJSON **root, sift_err *er
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return sift_err_set(err, SIFT_EINVAL, "line must be a JSON object");
+    }
+    int rc = sift_catalog_check_members(j, NULL, err);
+    if (rc) {
+        cJSON_Delete(j);
+        return rc;
     }
     *root = j;
     return 0;

@@ -16,9 +16,9 @@
 
 static const char usage[] =
     "usage: sift ingest [options] FILE\n"
-    "       sift ingest --kafka BROKERS --topic TOPIC [--group G] [--dlq TOPIC] [--db PATH]\n"
+    "       sift ingest --kafka [BROKERS] [--topic TOPIC] [--group G] [--dlq TOPIC] [--db PATH]\n"
     "                   [--batch N] [--batch-ms N] [--assign] [--exit-at-end] [-X KEY=VALUE]\n"
-    "                   (`sift ingest --kafka BROKERS --help` explains these)\n"
+    "                   (`sift ingest --kafka --help` explains these)\n"
     "\n"
     "Loads JSON Lines (docs/catalog.md) into the store; FILE `-` reads stdin.\n"
     "Bad lines are reported with their line number and skipped.\n"

@@ -367,6 +367,26 @@ static void req_abort(sift_http_request *req, int code, const char *fmt, ...)
     }
 }
 
+/* Like req_abort, but the request always leaves curl later, from drain: for
+ * curl callbacks that curl may also call from curl_multi_add_handle or
+ * curl_multi_remove_handle, where in_curl is 0 and removing a handle would
+ * re-enter curl. */
+static void req_abort_later(sift_http_request *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void req_abort_later(sift_http_request *req, int code, const char *fmt, ...)
+{
+    if (req->state != REQ_RUNNING)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    req_record(req, code, fmt, ap);
+    va_end(ap);
+    drop_hook(req);
+    set_state(req, REQ_ABORTING);
+    q_push(&req->c->aborting, &req->qnode);
+    ensure_idle(req->c);
+}
+
 static void req_free(sift_http_request *req)
 {
     sift_free(req->url);
@@ -384,7 +404,15 @@ static void drain(sift_http_client *c)
     if (c->draining)
         return;
     c->draining = 1;
-    while (!q_empty(&c->done)) {
+    while (!q_empty(&c->aborting) || !q_empty(&c->done)) {
+        if (!q_empty(&c->aborting)) {
+            /* stopped by req_abort_later; may be refilled by user code
+             * below (a new request whose socket cannot be watched) */
+            sift_http_request *req = container_of(c->aborting.next, sift_http_request, qnode);
+            q_remove(&req->qnode);
+            req_finish(req);
+            continue;
+        }
         sift_http_request *req = container_of(c->done.next, sift_http_request, qnode);
         q_remove(&req->qnode);
         q_remove(&req->node);
@@ -568,6 +596,18 @@ static void on_poll(uv_poll_t *h, int status, int events)
     action(w->c, w->fd, flags);
 }
 
+/* A socket of `easy` cannot be watched. Returning -1 to curl would abort
+ * every transfer of the multi handle (CURLMOPT_SOCKETFUNCTION), and with curl
+ * 7.88 this one then hung until its timeout, so only this transfer is
+ * stopped, with the cause. */
+static void socket_failed(CURL *easy, int code, const char *what)
+{
+    sift_http_request *req = NULL;
+    if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&req) != CURLE_OK || !req)
+        return; /* curl's own handle (closing a connection): nothing waits on it */
+    req_abort_later(req, code, "%s", what);
+}
+
 static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 {
     sift_http_client *c = userp;
@@ -592,12 +632,15 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
     }
     if (!w) {
         w = sift_calloc(1, sizeof(*w));
-        if (!w)
-            return -1;
+        if (!w) {
+            socket_failed(easy, SIFT_ENOMEM, "out of memory watching the connection's socket");
+            return 0;
+        }
         if (uv_poll_init_socket(c->loop, &w->poll, s) != 0) {
             sift_error(NULL, "http: cannot watch socket %d", (int)s);
             sift_free(w);
-            return -1;
+            socket_failed(easy, SIFT_EIO, "cannot watch the connection's socket");
+            return 0;
         }
         w->fd = s;
         w->c = c;

@@ -154,7 +154,7 @@ static void send_last(sift_http_exchange *x, h2o_send_state_t st)
     h2o_req_t *req = x->req;
     h2o_iovec_t iov = {NULL, 0};
     size_t n = 0;
-    if (st == H2O_SEND_STATE_FINAL && x->pending.len > 0) {
+    if (st == H2O_SEND_STATE_FINAL && x->pending.len > 0 && !x->head) {
         iov = h2o_strdup(&req->pool, x->pending.data, x->pending.len);
         n = 1;
     }
@@ -177,6 +177,8 @@ static void flush(sift_http_exchange *x)
         send_last(x, H2O_SEND_STATE_FINAL);
         return;
     }
+    if (x->head)
+        sift_buf_reset(&x->pending); /* a streamed body is dropped, not sent */
     if (x->pending.len == 0)
         return;
     sift_buf tmp = x->sending;
@@ -409,6 +411,9 @@ static void reply_405(sift_http_exchange *x, const sift_server *s)
             break;
         used += (size_t)n;
     }
+    /* a GET route answers HEAD too (srv_dispatch) */
+    if (strstr(allow, "GET") != NULL && used + 6 < sizeof(allow))
+        memcpy(allow + used, ", HEAD", 7);
     sift_http_set_header(x, "allow", allow);
     char msg[160];
     snprintf(msg, sizeof(msg), "method %s is not allowed here; allowed: %s", x->method, allow);
@@ -423,11 +428,18 @@ void srv_dispatch(struct sift_server_worker *w, h2o_req_t *req)
     size_t path_len = req->path_normalized.len;
     int path_matched;
     const struct srv_route *r = find_route(s, path, path_len, req->method, &path_matched);
+    int head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    /* HEAD is GET without the body (RFC 9110 9.3.2): a route for GET
+     * answers it, and h2o would send the body, so the sends below leave it
+     * out */
+    if (r == NULL && head)
+        r = find_route(s, path, path_len, h2o_iovec_init(H2O_STRLIT("GET")), &path_matched);
     sift_http_exchange *x = new_exchange(w, req, path, path_len);
     if (x == NULL) {
         h2o_send_error_500(req, "Internal Server Error", "out of memory", 0);
         return;
     }
+    x->head = head;
     x->route = r;
     if (r == NULL) {
         if (path_matched) {
@@ -602,10 +614,11 @@ int sift_http_respond(sift_http_exchange *x, int status, const char *content_typ
     start_head(x, status, content_type);
     x->req->res.content_length = len;
     h2o_req_t *req = x->req;
-    h2o_iovec_t iov = h2o_strdup(&req->pool, body ? body : "", len);
+    int head = x->head;
+    h2o_iovec_t iov = head ? h2o_iovec_init("", 0) : h2o_strdup(&req->pool, body ? body : "", len);
     h2o_start_response(req, &x->gen);
     detach(x, 0);
-    h2o_send(req, &iov, 1, H2O_SEND_STATE_FINAL);
+    h2o_send(req, &iov, head ? 0 : 1, H2O_SEND_STATE_FINAL);
     return 0;
 }
 

@@ -140,6 +140,7 @@ struct sift_http_exchange {
     unsigned deferred : 1;  /* on w->deferred */
     unsigned drain_now : 1; /* call the drain callback from the deferred run */
     unsigned free_pending : 1;
+    unsigned head : 1; /* a HEAD request: headers as for GET, the body never sent */
     int status;
     sift_buf pending; /* written, not yet handed to h2o */
     sift_buf sending; /* handed to h2o, waiting for proceed */

@@ -12,6 +12,7 @@
 
 #include "sift/arena.h"
 #include "sift/catalog.h"
+#include "sift/store.h"
 
 static const char good_line[] =
     "{\"sku\":\"NIKE-PEG40-42\",\"version\":3,\"parent_id\":\"NIKE-PEG40\","
@@ -148,6 +149,76 @@ static void test_parse_bad(void **state)
         assert_int_equal(e.code, rc);
         expect_msg(e.msg, cases[i].msg);
     }
+}
+
+static void note_bad(void *ud, size_t lineno, const char *msg)
+{
+    (void)lineno;
+    snprintf(ud, SIFT_ERR_MSG_MAX, "%s", msg);
+}
+
+/* cJSON keeps every member and finds the first of a name: a line that names
+ * a member twice is refused rather than stored under its first "sku". Small
+ * objects are compared in pairs, big ones sorted: both ways are tried. The
+ * loader reports such a line and goes on. */
+static void test_duplicate_members(void **state)
+{
+    const bad_case cases[] = {
+        {"{\"sku\":\"A\",\"title\":\"t\",\"sku\":\"B\"}", "duplicate member \"sku\""},
+        {"{\"sku\":\"A\",\"title\":\"t\",\"brand\":\"x\",\"title\":\"u\"}",
+         "duplicate member \"title\""},
+        {"{\"sku\":\"A\",\"title\":\"t\",\"extra\":1,\"extra\":2}", "duplicate member \"extra\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sift_product p;
+        sift_err e = {0};
+        assert_int_equal(
+            sift_product_parse(*state, cases[i].line, strlen(cases[i].line), 1, &p, NULL, &e),
+            SIFT_EINVAL);
+        expect_msg(e.msg, cases[i].msg);
+    }
+    sift_stock st;
+    sift_price pr;
+    sift_err e = {0};
+    const char *stock = "{\"sku\":\"A\",\"warehouse\":\"HAN\",\"quantity\":1,\"quantity\":9}";
+    assert_int_equal(sift_stock_parse(*state, stock, strlen(stock), 1, &st, &e), SIFT_EINVAL);
+    expect_msg(e.msg, "duplicate member \"quantity\"");
+    const char *price = "{\"sku\":\"A\",\"currency\":\"USD\",\"amount\":1,\"amount\":2}";
+    assert_int_equal(sift_price_parse(*state, price, strlen(price), 1, &pr, &e), SIFT_EINVAL);
+    expect_msg(e.msg, "duplicate member \"amount\"");
+
+    /* 100 members, unique, then with the first one repeated at the end */
+    char big[4096];
+    int n = snprintf(big, sizeof big, "{\"sku\":\"A\",\"title\":\"t\"");
+    for (int i = 0; i < 98; i++)
+        n += snprintf(big + n, sizeof big - (size_t)n, ",\"m%02d\":%d", i, i);
+    snprintf(big + n, sizeof big - (size_t)n, "}");
+    sift_product p;
+    assert_int_equal(sift_product_parse(*state, big, strlen(big), 1, &p, NULL, &e), 0);
+    assert_string_equal(p.sku, "A");
+    snprintf(big + n, sizeof big - (size_t)n, ",\"sku\":\"B\"}");
+    assert_int_equal(sift_product_parse(*state, big, strlen(big), 1, &p, NULL, &e), SIFT_EINVAL);
+    expect_msg(e.msg, "duplicate member \"sku\"");
+
+    /* the loader skips the line and reports it with its number */
+    sift_store *store = NULL;
+    assert_int_equal(sift_store_sqlite_open(":memory:", NULL, &store, &e), 0);
+    static const char in[] = "{\"sku\":\"A\",\"title\":\"t\",\"sku\":\"B\"}\n"
+                             "{\"sku\":\"C\",\"title\":\"ok\"}\n";
+    FILE *f = fmemopen((void *)in, sizeof in - 1, "r");
+    assert_non_null(f);
+    char msg[SIFT_ERR_MSG_MAX] = "";
+    sift_load_opts o = {.on_bad = note_bad, .ud = msg};
+    sift_load_summary sum = {0};
+    assert_int_equal(sift_catalog_load_jsonl(store, f, SIFT_CATALOG_PRODUCTS, &o, &sum, &e), 0);
+    fclose(f);
+    assert_int_equal(sum.bad, 1);
+    assert_int_equal(sum.applied, 1);
+    expect_msg(msg, "line 1: duplicate member \"sku\"");
+    assert_int_equal(sift_store_get_product(store, "A", *state, &p, &e), SIFT_ENOTFOUND);
+    assert_int_equal(sift_store_get_product(store, "B", *state, &p, &e), SIFT_ENOTFOUND);
+    assert_int_equal(sift_store_get_product(store, "C", *state, &p, &e), 0);
+    sift_store_close(store);
 }
 
 static void test_parse_stock_price(void **state)
@@ -456,6 +527,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parse_good, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_stock_price, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_members, setup, teardown),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test_setup_teardown(test_chunk_invariants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sample_catalog, setup, teardown),

@@ -128,7 +128,14 @@ static void test_parse_refusals(void **state)
         /* a repeated member cannot smuggle in another SKU (found by the fuzzer) */
         {"{\"op\":\"upsert\",\"sku\":\"A\",\"version\":1,\"product\":{\"sku\":\"A\",\"title\":"
          "\"T\",\"sku\":\"B\"}}",
-         "product.sku: differs"},
+         "duplicate member \"product.sku\""},
+        {"{\"op\":\"upsert\",\"sku\":\"A\",\"version\":1,\"product\":{\"title\":\"T\","
+         "\"brand\":\"X\",\"title\":\"U\"}}",
+         "duplicate member \"product.title\""},
+        {"{\"op\":\"delete\",\"sku\":\"A\",\"version\":1,\"sku\":\"B\"}",
+         "duplicate member \"sku\""},
+        {"{\"op\":\"delete\",\"sku\":\"A\",\"version\":1,\"op\":\"upsert\"}",
+         "duplicate member \"op\""},
         {"{\"op\":\"upsert\",\"sku\":\"A\",\"version\":1,\"product\":{\"op\":\"delete\","
          "\"title\":\"T\"}}",
          "product.op: not allowed"},
