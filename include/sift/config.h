@@ -77,7 +77,9 @@ typedef struct sift_config {
  * SIFT_ENOMEM. On error cfg holds nothing that needs freeing. */
 int sift_config_load(sift_config *cfg, const char *path, sift_err *err);
 
-/* The same from YAML text in memory; `name` is used in messages. */
+/* The same from YAML text in memory; `name` is used in messages. `err` is
+ * only written (on failure), never read: an error it already holds does not
+ * count. */
 int sift_config_load_text(sift_config *cfg, const char *name, const char *text, size_t len,
                           sift_err *err);
 
@@ -85,7 +87,8 @@ int sift_config_load_text(sift_config *cfg, const char *name, const char *text, 
 void sift_config_free(sift_config *cfg);
 
 /* Parses YAML text into a JSON tree (see the header comment); a document with
- * anchors/aliases is refused. NULL with err set on a syntax error. */
+ * anchors/aliases is refused. NULL with err set on a syntax error (also when
+ * err is NULL); empty text gives an empty object. err is only written. */
 cJSON *sift_yaml_to_json(const char *name, const char *text, size_t len, sift_err *err);
 
 #endif

@@ -125,7 +125,9 @@ fail:
     return NULL;
 }
 
-cJSON *sift_yaml_to_json(const char *name, const char *text, size_t len, sift_err *err)
+/* Reads with an err of its own: the "empty file" test below looks at err->code,
+ * which must describe this parse, not whatever the caller's err held before. */
+static cJSON *yaml_to_json(const char *name, const char *text, size_t len, sift_err *err)
 {
     yaml_parser_t p;
     yaml_event_t ev;
@@ -164,8 +166,17 @@ cJSON *sift_yaml_to_json(const char *name, const char *text, size_t len, sift_er
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&p);
-    if (!doc && err && err->code == 0) /* empty file */
+    if (!doc && err->code == 0) /* empty file */
         doc = cJSON_CreateObject();
+    return doc;
+}
+
+cJSON *sift_yaml_to_json(const char *name, const char *text, size_t len, sift_err *err)
+{
+    sift_err local = {0};
+    cJSON *doc = yaml_to_json(name, text, len, &local);
+    if (!doc)
+        sift_err_copy(err, &local);
     return doc;
 }
 
@@ -378,8 +389,10 @@ static int defaults(sift_config *c)
     return rc ? SIFT_ENOMEM : 0;
 }
 
-int sift_config_load_text(sift_config *c, const char *name, const char *text, size_t len,
-                          sift_err *err)
+/* Runs with an err of its own (zeroed by sift_config_load_text): the checks
+ * below read err->code to learn whether a section lookup failed, so an error
+ * left in the caller's err must not count as a failure of this load. */
+static int load_text(sift_config *c, const char *name, const char *text, size_t len, sift_err *err)
 {
     int rc = defaults(c);
     struct reader r = {name, err};
@@ -390,7 +403,7 @@ int sift_config_load_text(sift_config *c, const char *name, const char *text, si
     if (text) {
         c->doc = sift_yaml_to_json(name, text, len, err);
         if (!c->doc) {
-            rc = err && err->code ? err->code : SIFT_EINVAL;
+            rc = err->code ? err->code : SIFT_EINVAL;
             goto fail;
         }
         if (!cJSON_IsObject(c->doc)) {
@@ -402,7 +415,7 @@ int sift_config_load_text(sift_config *c, const char *name, const char *text, si
     cJSON *llm = c->doc ? section(&r, c->doc, "llm") : NULL;
     cJSON *store = c->doc ? section(&r, c->doc, "store") : NULL;
     cJSON *agent = c->doc ? section(&r, c->doc, "agent") : NULL;
-    if (err && err->code) {
+    if (err->code) {
         rc = err->code;
         goto fail;
     }
@@ -467,6 +480,16 @@ int sift_config_load_text(sift_config *c, const char *name, const char *text, si
     return 0;
 fail:
     sift_config_free(c);
+    return rc;
+}
+
+int sift_config_load_text(sift_config *c, const char *name, const char *text, size_t len,
+                          sift_err *err)
+{
+    sift_err local = {0};
+    int rc = load_text(c, name, text, len, &local);
+    if (rc)
+        sift_err_copy(err, &local);
     return rc;
 }
 

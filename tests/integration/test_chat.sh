@@ -206,9 +206,12 @@ kill -TERM "$pid"
 wait "$pid" || fail "sift serve exited with $? after SIGTERM"
 pid=
 
-# runs that fail: a 1.5 s deadline and answers written at 100 ms a word
-printf 'agent:\n  deadline_ms: 1500\n' >"$tmp/slow.yaml"
-SIFT_OFFLINE_TOKEN_DELAY_MS=100 SIFT_LOG_LEVEL=info "$sift" serve --config "$tmp/slow.yaml" --port 0 --workers 1 \
+# runs that fail: a 4 s deadline and answers written at 400 ms a word (over
+# 10 s for this answer): the tools have seconds to finish, even on a loaded
+# machine, so some text comes before the deadline, and the answer cannot
+# finish before it
+printf 'agent:\n  deadline_ms: 4000\n' >"$tmp/slow.yaml"
+SIFT_OFFLINE_TOKEN_DELAY_MS=400 SIFT_LOG_LEVEL=info "$sift" serve --config "$tmp/slow.yaml" --port 0 --workers 1 \
     >"$tmp/serve.log" 2>&1 &
 pid=$!
 port=$(wait_for_port "$tmp/serve.log") || fail "the slow server did not start"
@@ -234,17 +237,36 @@ openai_error 504 deadline_exceeded server_error
 grep -q '"sift":{"run_id"' "$tmp/out" || fail "the failed run's timeline"
 check_errors
 
-# a client that leaves mid-stream cancels the run, as on /v1/search
-curl -s -N --max-time 0.5 -X POST "$url/v1/chat/completions" \
-    -d "{\"model\":\"sift\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"$q\"}]}" \
-    >"$tmp/partial" || true
-grep -q '"role":"assistant"' "$tmp/partial" || fail "the stream did not start"
-cancelled() { curl -sf "$url/metrics" >"$tmp/metrics" &&
-    grep -q '^sift_runs_finished_total{reason="cancelled"} 1$' "$tmp/metrics"; }
-for _ in $(seq 30); do cancelled && break; sleep 0.1; done
-cancelled || fail "the run was not cancelled: $(grep finished "$tmp/metrics")"
-# a clean exit (under the sanitizers: no leak from the failed or cancelled runs)
+# a clean exit (under the sanitizers: no leak from the failed runs)
 kill -TERM "$pid"
 wait "$pid" || fail "the slow sift serve exited with $? after SIGTERM"
+pid=
+
+# a client that leaves mid-stream cancels the run, as on /v1/search: a server
+# of its own with the default 30 s deadline, so that however long the client
+# takes to leave, the run ends by the cancellation and not by a deadline
+SIFT_OFFLINE_TOKEN_DELAY_MS=400 SIFT_LOG_LEVEL=info "$sift" serve --port 0 --workers 1 \
+    >"$tmp/serve.log" 2>&1 &
+pid=$!
+port=$(wait_for_port "$tmp/serve.log") || fail "the cancel server did not start"
+url="http://127.0.0.1:$port"
+curl -s -N -X POST "$url/v1/chat/completions" \
+    -d "{\"model\":\"sift\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"$q\"}]}" \
+    >"$tmp/partial" &
+client=$!
+extra_pids+=("$client")
+# leave once the stream has started (polled: no guess at how long that takes)
+for _ in $(seq 200); do grep -q '"role":"assistant"' "$tmp/partial" && break; sleep 0.1; done
+kill "$client" 2>/dev/null || true
+wait "$client" || true
+grep -q '"role":"assistant"' "$tmp/partial" || fail "the stream did not start"
+grep -q '"finish_reason":"stop"' "$tmp/partial" && fail "the run finished before its client left"
+cancelled() { curl -sf "$url/metrics" >"$tmp/metrics" &&
+    grep -q '^sift_runs_finished_total{reason="cancelled"} 1$' "$tmp/metrics"; }
+for _ in $(seq 200); do cancelled && break; sleep 0.1; done
+cancelled || fail "the run was not cancelled: $(grep finished "$tmp/metrics")"
+# a clean exit (under the sanitizers: no leak from the cancelled run)
+kill -TERM "$pid"
+wait "$pid" || fail "the cancel sift serve exited with $? after SIGTERM"
 pid=
 echo "test_chat: ok"

@@ -147,8 +147,10 @@ printf '%s\n' 'WOMBAT-9|{"op":"upsert","sku":"WOMBAT-9","version":1,"product":{"
     kcat -P -b "$brokers" -t catalog -K '|'
 found=
 for _ in $(seq 150); do
-    if curl -sf -X POST -H 'Accept: application/json' "http://127.0.0.1:$port/v1/search" \
-        -d '{"query":"wombat burrow boot"}' | grep -q 'WOMBAT-9'; then found=1; break; fi
+    # the whole body first: `curl | grep -q` under pipefail fails when grep
+    # stops reading at its match while curl still writes (SIGPIPE)
+    if out=$(curl -sf -X POST -H 'Accept: application/json' "http://127.0.0.1:$port/v1/search" \
+        -d '{"query":"wombat burrow boot"}') && grep -q 'WOMBAT-9' <<<"$out"; then found=1; break; fi
     sleep 0.1
 done
 [ -n "$found" ] || fail "the product produced to the topic never became searchable on PostgreSQL"

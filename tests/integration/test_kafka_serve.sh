@@ -77,9 +77,16 @@ wait_for() {
     for _ in $(seq 150); do "$@" && return 0; sleep 0.1; done
     return 1
 }
-found() { search "quokka zebra trail shoe" | grep -q 'QUOKKA-ZEBRA-42'; }
+# The whole body is read before grep: `search | grep -q` under pipefail fails
+# when grep stops at its match while curl still writes (SIGPIPE), which would
+# make found false (and gone true) by accident.
+found() {
+    local out
+    out=$(search "quokka zebra trail shoe") && grep -q 'QUOKKA-ZEBRA-42' <<<"$out"
+}
 
-search "okapi stripe sandal" | grep -q 'OKAPI-7' || fail "the product loaded before serving is not found"
+out=$(search "okapi stripe sandal") && grep -q 'OKAPI-7' <<<"$out" ||
+    fail "the product loaded before serving is not found"
 found && fail "the product is found before it was produced"
 printf '%s\n' \
   'QUOKKA-ZEBRA-42|{"op":"upsert","sku":"QUOKKA-ZEBRA-42","version":1,"product":{"title":"Quokka Zebra Trail Shoe","brand":"Quokka","category":["Footwear","Trail"],"attributes":{"size":"42"}}}' \
@@ -111,7 +118,7 @@ gone() { ! found; }
 wait_for gone || fail "the deleted product is still found"
 
 # the server read only what came after the load: 4 events, then the delete
-curl -sf "$url/metrics" | grep -Eq '^sift_kafka_events_total 5$' ||
+curl -sf "$url/metrics" >"$tmp/metrics" && grep -Eq '^sift_kafka_events_total 5$' "$tmp/metrics" ||
     fail "events after the load: $(curl -sf "$url/metrics" | grep '^sift_kafka_events_total')"
 
 kill -TERM "$pid"

@@ -131,45 +131,76 @@ grep -q '"error":null' "$tmp/b3" || fail "follow-up after the concurrent turns: 
 # While a session's load waits (a transaction holds a lock on the sessions
 # table), the server's one worker still answers other requests, and a client
 # that gives up while its load waits leaves nothing behind.
-# Server F gives a session query 500 ms (sessions.timeout_ms).
+# Each check has a server of its own, so that no timeout meant for one check
+# (or the machine being slow) can break another: server L gives a session
+# query 60 s, so its load waits for as long as the lock is held; server F
+# gives it 500 ms (sessions.timeout_ms), to see a load give up.
+printf 'sessions:\n  timeout_ms: 60000\n' >"$tmp/long.yaml"
+serve_args=(--config "$tmp/long.yaml")
+serve L SIFT_DB="$url"
 printf 'sessions:\n  timeout_ms: 500\n' >"$tmp/short.yaml"
 serve_args=(--config "$tmp/short.yaml")
 serve F SIFT_DB="$url"
 serve_args=()
-if [ -x "$psql_bin" ]; then
-    "$psql_bin" -X -q "$url" -c "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE;
-        SELECT pg_sleep(9); COMMIT;" >/dev/null 2>&1 &
+# lock_sessions NAME: a psql session (application_name NAME) that holds an
+# exclusive lock on the sessions table until unlock NAME cancels it; returns
+# once the lock is granted, not after a guessed sleep
+lock_sessions() {
+    PGAPPNAME="$1" "$psql_bin" -X -q "$url" -c "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE;
+        SELECT pg_sleep(120); COMMIT;" >/dev/null 2>&1 &
     locker=$!
     pids+=("$locker")
-    sleep 0.5
-    t0=$(date +%s%N)
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 -X POST -H 'Accept: application/json' \
-        "$A/v1/search" -d '{"query":"and the price?","session_id":"pg-1"}' || true)
-    [ "$code" = 000 ] || fail "a load behind a lock should have made the client wait (status $code)"
-    curl -sf -X POST -H 'Accept: application/json' "$A/v1/search" \
-        -d '{"query":"is NIKE-PEG40-42 in stock in Hanoi?"}' >"$tmp/nolock" ||
-        fail "a search without a session while a load waits"
-    curl -sf "$A/healthz" >/dev/null || fail "healthz while a load waits"
-    t1=$(date +%s%N)
-    [ $(((t1 - t0) / 1000000)) -lt 4500 ] || fail "other requests waited for the locked load"
-    # past sessions.timeout_ms the load gives up: 503 with the store's words
-    code=$(curl -s -o "$tmp/f1" -w '%{http_code}' --max-time 4 -X POST -H 'Accept: application/json' \
-        "$F/v1/search" -d '{"query":"and the price?","session_id":"pg-1"}' || true)
-    [ "$code" = 503 ] && grep -q '"code":"io_error"' "$tmp/f1" && grep -q 'statement timeout' "$tmp/f1" ||
-        fail "a load past sessions.timeout_ms: status $code $(head -c 300 "$tmp/f1")"
-    t2=$(date +%s%N)
-    [ $(((t2 - t1) / 1000000)) -lt 3500 ] || fail "the load took longer than its timeout"
-    curl -sf "$F/metrics" | grep -q '^sift_session_errors_total{op="load"} 1$' ||
-        fail "F's metrics do not count the failed load: $(curl -s "$F/metrics" | grep sift_session)"
-    wait "$locker" || true
-    # the waiting load now completes and finds its client gone
-    for _ in $(seq 50); do
-        curl -sf "$A/metrics" | grep -q '^sift_active_runs 0' && break
+    for _ in $(seq 300); do
+        [ "$(locked "$1")" = 1 ] && return 0
         sleep 0.1
     done
-    curl -sf "$A/metrics" | grep -q '^sift_active_runs 0' ||
-        fail "a run is left over after its client left: $(curl -s "$A/metrics" | grep active)"
-    ask "$A" pg-1 "and the price?" >"$tmp/a4" || fail "a turn after the lock"
+    fail "the lock on the sessions table was not taken within 30 s"
+}
+# locked NAME: 1 while NAME holds its lock on the sessions table
+locked() {
+    "$psql_bin" -X -q -t -A "$url" -c "SELECT count(*) FROM pg_locks l
+        JOIN pg_stat_activity a ON a.pid = l.pid WHERE a.application_name = '$1'
+        AND l.relation = 'sessions'::regclass AND l.mode = 'AccessExclusiveLock' AND l.granted"
+}
+unlock() {
+    "$psql_bin" -X -q -t -A "$url" -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
+        WHERE application_name = '$1'" >/dev/null
+    wait "$locker" || true
+}
+if [ -x "$psql_bin" ]; then
+    lock_sessions sift-test-lock
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 -X POST -H 'Accept: application/json' \
+        "$L/v1/search" -d '{"query":"and the price?","session_id":"pg-1"}' || true)
+    [ "$code" = 000 ] || fail "a load behind a lock should have made the client wait (status $code)"
+    # L's load now waits for the lock (up to its 60 s): these two must be
+    # answered meanwhile, which the lock still being held afterwards proves
+    curl -sf --max-time 30 -X POST -H 'Accept: application/json' "$L/v1/search" \
+        -d '{"query":"is NIKE-PEG40-42 in stock in Hanoi?"}' >"$tmp/nolock" ||
+        fail "a search without a session while a load waits"
+    curl -sf --max-time 30 "$L/healthz" >/dev/null || fail "healthz while a load waits"
+    [ "$(locked sift-test-lock)" = 1 ] || fail "the lock ended before the other requests were answered"
+    # past sessions.timeout_ms the load gives up: 503 with the store's words
+    t1=$(date +%s%N)
+    code=$(curl -s -o "$tmp/f1" -w '%{http_code}' --max-time 30 -X POST -H 'Accept: application/json' \
+        "$F/v1/search" -d '{"query":"and the price?","session_id":"pg-1"}' || true)
+    t2=$(date +%s%N)
+    [ "$code" = 503 ] && grep -q '"code":"io_error"' "$tmp/f1" && grep -q 'statement timeout' "$tmp/f1" ||
+        fail "a load past sessions.timeout_ms: status $code $(head -c 300 "$tmp/f1")"
+    # a 500 ms timeout, not the lock's end, ended it (the lock is held until unlock)
+    [ "$(locked sift-test-lock)" = 1 ] || fail "the lock ended before F's load gave up"
+    [ $(((t2 - t1) / 1000000)) -lt 10000 ] || fail "the load took longer than its timeout"
+    curl -sf "$F/metrics" >"$tmp/mF" || fail "F's metrics"
+    grep -q '^sift_session_errors_total{op="load"} 1$' "$tmp/mF" ||
+        fail "F's metrics do not count the failed load: $(grep sift_session "$tmp/mF")"
+    unlock sift-test-lock
+    # the waiting load now completes and finds its client gone
+    for _ in $(seq 300); do
+        curl -sf "$L/metrics" >"$tmp/mL" && grep -q '^sift_active_runs 0' "$tmp/mL" && break
+        sleep 0.1
+    done
+    grep -q '^sift_active_runs 0' "$tmp/mL" ||
+        fail "a run is left over after its client left: $(grep active "$tmp/mL")"
+    ask "$L" pg-1 "and the price?" >"$tmp/a4" || fail "a turn after the lock"
     grep -q '"error":null' "$tmp/a4" || fail "a turn after the lock: $(head -c 300 "$tmp/a4")"
 fi
 
@@ -181,21 +212,25 @@ if [ -x "$psql_bin" ]; then
     serve G SIFT_DB="$url"
     serve_args=()
     gpid=${servers[-1]#*:}
-    "$psql_bin" -X -q "$url" -c "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE;
-        SELECT pg_sleep(2); COMMIT;" >/dev/null 2>&1 &
-    locker=$!
-    pids+=("$locker")
-    sleep 0.5
-    curl -s -o /dev/null --max-time 5 -X POST "$G/v1/search" \
+    lock_sessions sift-test-lock-g
+    curl -s -o /dev/null --max-time 30 -X POST "$G/v1/search" \
         -d '{"query":"and the price?","session_id":"pg-1"}' &
     pids+=($!)
-    sleep 0.3
+    # TERM only once G's load is seen waiting on the lock in the database
+    for _ in $(seq 300); do
+        n=$("$psql_bin" -X -q -t -A "$url" -c "SELECT count(*) FROM pg_stat_activity
+            WHERE wait_event_type = 'Lock' AND application_name <> 'sift-test-lock-g'")
+        [ "$n" -ge 1 ] && break
+        sleep 0.1
+    done
+    [ "$n" -ge 1 ] || fail "server G's session load never waited on the lock"
     kill -TERM "$gpid"
+    sleep 1 # past G's 200 ms shutdown grace while the load still waits
+    unlock sift-test-lock-g
     st=0
     wait "$gpid" || st=$?
     [ "$st" = 0 ] || fail "server G stopped with status $st during a load: $(grep -A8 Sanitizer "$tmp/G.log" | head -20)"
     unset 'servers[-1]'
-    wait "$locker" || true
 fi
 
 # ---- SQLite: two servers on one machine, one file ----

@@ -192,6 +192,32 @@ static void test_pgpool(void **state)
     assert_string_equal(e.msg, "sift.yaml: store.pool: must be a mapping");
 }
 
+/* A sift_err that still holds an earlier error must not make a good load fail
+ * (the loader used to read err->code to detect its own failures), and a bad
+ * load must report its own error, not the stale one. */
+static void test_stale_err(void **state)
+{
+    (void)state;
+    sift_config c;
+    sift_err err = {0};
+    sift_err_set(&err, SIFT_EIO, "an earlier failure");
+    assert_int_equal(load(&c, "server:\n  port: 9000\n", &err), 0);
+    assert_int_equal(c.server.port, 9000);
+    sift_config_free(&c);
+    assert_int_equal(load(&c, "", &err), 0); /* empty file: defaults */
+    assert_int_equal(c.server.port, 8080);
+    sift_config_free(&c);
+    sift_err_set(&err, SIFT_EIO, "an earlier failure");
+    assert_int_equal(load(&c, "server: 3\n", &err), SIFT_EINVAL);
+    assert_string_equal(err.msg, "sift.yaml: server: must be a mapping");
+    /* without a sift_err, a syntax error is still an error, not an empty file */
+    assert_int_equal(load(&c, "server:\n  port: [1\n", NULL), SIFT_EINVAL);
+    assert_null(sift_yaml_to_json("x.yaml", "a: [1\n", 6, NULL));
+    cJSON *doc = sift_yaml_to_json("x.yaml", "", 0, &err);
+    assert_non_null(doc);
+    cJSON_Delete(doc);
+}
+
 static void test_oom(void **state)
 {
     for (long n = 0; n < 60; n++) {
@@ -216,6 +242,7 @@ int main(void)
         cmocka_unit_test_setup(test_errors, clean_env),
         cmocka_unit_test_setup(test_oom, clean_env),
         cmocka_unit_test_setup(test_pgpool, clean_env),
+        cmocka_unit_test_setup(test_stale_err, clean_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
