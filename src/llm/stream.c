@@ -133,15 +133,38 @@ static int emit_content(sift_stream *s, bool flush, sift_err *err)
     return 0;
 }
 
+/* Content has been appended: give it out now, or in batch mode when the
+ * caller flushes (or before the next other callback). */
+static int content_arrived(sift_stream *s, sift_err *err)
+{
+    return s->batch ? 0 : emit_content(s, false, err);
+}
+
+void sift_stream_set_batch(sift_stream *s, bool on)
+{
+    s->batch = on;
+}
+
+int sift_stream_flush(sift_stream *s, sift_err *err)
+{
+    if (s->state == SIFT_STREAM_FAILED)
+        return 0;
+    return emit_content(s, false, err);
+}
+
 static int emit_args(sift_stream *s, size_t idx, bool flush, sift_err *err)
 {
+    /* batched content that came before these arguments goes out first */
+    int rc = emit_content(s, false, err);
+    if (rc)
+        return rc;
     struct sift_stream_call *c = &s->calls[idx];
     size_t end = c->args.len;
     if (!flush)
         end -= utf8_incomplete_tail(c->args.data + c->sent, end - c->sent);
     if (end == c->sent || !s->cbs.on_tool_args)
         return 0;
-    int rc = s->cbs.on_tool_args(s->cbs.ud, idx, c->args.data + c->sent, end - c->sent);
+    rc = s->cbs.on_tool_args(s->cbs.ud, idx, c->args.data + c->sent, end - c->sent);
     if (rc)
         return cb_failed(s, err, rc, "tool arguments");
     c->sent = end;
@@ -246,6 +269,8 @@ static int feed_tool_call(sift_stream *s, const cJSON *tc, int i, sift_err *err)
             (rc = append(s, &c->name, name, strlen(name), "tool call name", err)))
             return rc;
         s->n_calls++;
+        if ((rc = emit_content(s, false, err)))
+            return rc;
         if (s->cbs.on_tool_start &&
             (rc = s->cbs.on_tool_start(s->cbs.ud, (size_t)idx, c->id.data, c->name.data)))
             return cb_failed(s, err, rc, "tool start");
@@ -320,7 +345,7 @@ static int feed_choice(sift_stream *s, const cJSON *ch, sift_err *err)
     }
     if (content && *content) {
         if ((rc = append(s, &s->content, content, strlen(content), "content", err)) ||
-            (rc = emit_content(s, false, err)))
+            (rc = content_arrived(s, err)))
             return rc;
     }
     int i = 0;
@@ -383,6 +408,8 @@ static int feed_doc(sift_stream *s, const cJSON *j, const char *data, size_t len
             return sift_err_copy(err, &uerr);
         }
         s->has_usage = true;
+        if ((rc = emit_content(s, false, err)))
+            return rc;
         if (s->cbs.on_usage && (rc = s->cbs.on_usage(s->cbs.ud, &s->usage)))
             return cb_failed(s, err, rc, "usage");
     }
@@ -410,7 +437,7 @@ int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err
             if (fc.content_len == 0)
                 return 0;
             rc = append(s, &s->content, fc.content, fc.content_len, "content", err);
-            return rc ? rc : emit_content(s, false, err);
+            return rc ? rc : content_arrived(s, err);
         }
         /* a call not started yet, or a long fragment: cJSON says what is wrong */
         if ((size_t)fc.args_index < s->n_calls && fc.args_len <= sizeof args) {
