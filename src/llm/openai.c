@@ -583,6 +583,16 @@ static int oai_generate(sift_model *base, sift_ctx *ctx, sift_arena *arena,
     int rc = sift_chat_request_json(&r, &g->body, err);
     if (rc)
         goto fail_nohandle;
+    /* the body grew by doubling (a seed run's second request: 4.7 KB in an
+     * 8 KB buffer) and is kept for retries while the request waits for a
+     * connection: give the slack back */
+    if (g->body.cap > g->body.len + 1) {
+        char *fit = sift_realloc(g->body.data, g->body.len + 1);
+        if (fit) { /* else keep the larger buffer */
+            g->body.data = fit;
+            g->body.cap = g->body.len + 1;
+        }
+    }
     rc = uv_timer_init(m->loop, &g->timer);
     if (rc) {
         rc = sift_err_set(err, SIFT_EIO, "model generate: timer: %s", uv_strerror(rc));
