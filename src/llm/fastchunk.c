@@ -369,7 +369,8 @@ static bool delta(scan *s, sift_fastchunk *f)
     return eat(s, '}') && !(f->has_args && f->content);
 }
 
-/* "choices": [ {"index": 0, "delta": ..., "finish_reason": null, ...} ] */
+/* "choices": [ {"index": 0, "delta": ..., "finish_reason": null or a
+ * string without escapes, ...} ] */
 static bool choices(scan *s, sift_fastchunk *f)
 {
     if (!eat(s, '[') || !eat(s, '{'))
@@ -390,9 +391,16 @@ static bool choices(scan *s, sift_fastchunk *f)
                     return false;
                 seen_delta = true;
             } else if (key_is(k, kn, "finish_reason")) {
-                if (seen_finish || !literal(s, "null"))
+                int esc;
+                if (seen_finish)
                     return false;
                 seen_finish = true;
+                if (peek(s, 'n')) {
+                    if (!literal(s, "null"))
+                        return false;
+                } else if (!string(s, &f->finish, &f->finish_len, &esc) || esc) {
+                    return false;
+                }
             } else if (!value(s)) {
                 return false;
             }
@@ -443,7 +451,7 @@ int sift_fastchunk_read(const char *data, size_t len, sift_fastchunk *out)
 int sift_fastchunk_content(const char *data, size_t len, const char **content, size_t *clen)
 {
     sift_fastchunk f;
-    if (!sift_fastchunk_read(data, len, &f) || f.has_args)
+    if (!sift_fastchunk_read(data, len, &f) || f.has_args || f.finish)
         return 0;
     *content = f.content;
     *clen = f.content_len;

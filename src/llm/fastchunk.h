@@ -25,7 +25,8 @@
 int sift_fastchunk_content(const char *data, size_t len, const char **content, size_t *clen);
 
 /* What sift_fastchunk_read found: text (content, as above) or one more
- * fragment of a tool call's arguments (has_args). */
+ * fragment of a tool call's arguments (has_args), and the finish reason when
+ * the chunk has one. */
 typedef struct sift_fastchunk {
     const char *content; /* NULL: absent or null */
     size_t content_len;
@@ -33,9 +34,12 @@ typedef struct sift_fastchunk {
     long args_index;  /* the call's "index" */
     const char *args; /* the arguments string's raw bytes inside the chunk, escapes as sent */
     size_t args_len;
+    const char *finish; /* "finish_reason"'s bytes (no escapes), or NULL: absent or null */
+    size_t finish_len;
 } sift_fastchunk;
 
-/* sift_fastchunk_content's shape, and also this one: "delta" without
+/* sift_fastchunk_content's shape, except that "finish_reason" may also be a
+ * string without escapes (out->finish), and also this one: "delta" without
  * content (absent or null) whose "tool_calls" is an array of exactly one
  * object with "index" a non-negative integer of at most 9 digits, "id"
  * absent or null, and "function" an object whose "name" is absent or null

@@ -416,6 +416,17 @@ static int feed_doc(sift_stream *s, const cJSON *j, const char *data, size_t len
     return 0;
 }
 
+/* The fast path's finish_reason, after the chunk's text or arguments, as
+ * feed_choice does it ("" counts as none). `buf` has room for finish_text. */
+static int fast_finish(sift_stream *s, const sift_fastchunk *fc, char *buf, sift_err *err)
+{
+    if (!fc->finish || fc->finish_len == 0)
+        return 0;
+    memcpy(buf, fc->finish, fc->finish_len);
+    buf[fc->finish_len] = '\0';
+    return feed_finish(s, buf, err);
+}
+
 int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err)
 {
     if (s->state == SIFT_STREAM_FAILED)
@@ -431,21 +442,28 @@ int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err
      * read those without building a tree */
     sift_fastchunk fc;
     char args[512];
-    if (s->state != SIFT_STREAM_FINISHED && sift_fastchunk_read(data, len, &fc)) {
+    char reason[sizeof s->finish_text];
+    /* a finish reason too long for finish_text: cJSON's path truncates it */
+    if (s->state != SIFT_STREAM_FINISHED && sift_fastchunk_read(data, len, &fc) &&
+        fc.finish_len < sizeof reason) {
         int rc = 0;
         if (!fc.has_args) {
-            if (fc.content_len == 0)
-                return 0;
-            rc = append(s, &s->content, fc.content, fc.content_len, "content", err);
-            return rc ? rc : content_arrived(s, err);
+            if (fc.content_len) {
+                rc = append(s, &s->content, fc.content, fc.content_len, "content", err);
+                if (rc || (rc = content_arrived(s, err)))
+                    return rc;
+            }
+            return fast_finish(s, &fc, reason, err);
         }
         /* a call not started yet, or a long fragment: cJSON says what is wrong */
         if ((size_t)fc.args_index < s->n_calls && fc.args_len <= sizeof args) {
             size_t n = sift_fastchunk_unescape(fc.args, fc.args_len, args);
-            if (n == 0)
-                return 0;
-            rc = append(s, &s->calls[fc.args_index].args, args, n, "tool call arguments", err);
-            return rc ? rc : emit_args(s, (size_t)fc.args_index, false, err);
+            if (n) {
+                rc = append(s, &s->calls[fc.args_index].args, args, n, "tool call arguments", err);
+                if (rc || (rc = emit_args(s, (size_t)fc.args_index, false, err)))
+                    return rc;
+            }
+            return fast_finish(s, &fc, reason, err);
         }
     }
     size_t at;

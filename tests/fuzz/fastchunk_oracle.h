@@ -18,8 +18,20 @@ static int absent_or_null(const cJSON *o, const char *k)
     return !v || cJSON_IsNull(v);
 }
 
+/* finish_reason as cJSON reads it: absent or null when `finish` is NULL,
+ * else a string equal to finish[0..n). */
+static int same_finish(const cJSON *c0, const char *finish, size_t n)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c0, "finish_reason");
+    if (!finish)
+        return !v || cJSON_IsNull(v);
+    return cJSON_IsString(v) && strlen(v->valuestring) == n &&
+           memcmp(v->valuestring, finish, n) == 0;
+}
+
 /* The same for everything sift_fastchunk_read accepts: text as above, or
- * one fragment of arguments equal, decoded, to cJSON's string. */
+ * one fragment of arguments equal, decoded, to cJSON's string, and the same
+ * finish reason. */
 static int fastchunk_oracle_read(const char *data, size_t len, const sift_fastchunk *f)
 {
     const char *end = NULL;
@@ -39,7 +51,7 @@ static int fastchunk_oracle_read(const char *data, size_t len, const sift_fastch
     if (pos != len || !cJSON_IsObject(j) || !absent_or_null(j, "error") ||
         !absent_or_null(j, "usage") || !cJSON_IsArray(ch) || cJSON_GetArraySize(ch) != 1 ||
         !cJSON_IsObject(c0) || (idx && !(cJSON_IsNumber(idx) && idx->valuedouble == 0)) ||
-        !absent_or_null(c0, "finish_reason") ||
+        !same_finish(c0, f->finish, f->finish_len) ||
         (delta && !cJSON_IsNull(delta) && !cJSON_IsObject(delta)))
         goto out;
     if (!f->has_args) {

@@ -109,6 +109,48 @@ static void test_reads_argument_fragments(void **state)
             fail_msg("accepted: %s", refused[i]);
 }
 
+static void test_reads_finish_reason(void **state)
+{
+    sift_fastchunk f;
+    assert_int_equal(read_chunk("{\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{},"
+                                "\"logprobs\":null,\"finish_reason\":\"tool_calls\"}],"
+                                "\"usage\":null}",
+                                &f),
+                     1);
+    assert_false(f.has_args);
+    assert_null(f.content);
+    assert_int_equal(f.finish_len, 10);
+    assert_memory_equal(f.finish, "tool_calls", 10);
+    /* with the last piece of text, and "" (which the stream reads as none) */
+    assert_int_equal(
+        read_chunk("{\"choices\":[{\"delta\":{\"content\":\"end.\"},\"finish_reason\":\"stop\"}]}",
+                   &f),
+        1);
+    assert_int_equal(f.content_len, 4);
+    assert_int_equal(f.finish_len, 4);
+    assert_int_equal(read_chunk("{\"choices\":[{\"delta\":{},\"finish_reason\":\"\"}]}", &f), 1);
+    assert_non_null(f.finish);
+    assert_int_equal(f.finish_len, 0);
+    assert_int_equal(read_chunk("{\"choices\":[{\"delta\":{},\"finish_reason\":null}]}", &f), 1);
+    assert_null(f.finish);
+    /* text-only callers do not take it */
+    const char *c;
+    size_t n;
+    assert_int_equal(
+        take("{\"choices\":[{\"delta\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}", &c, &n),
+        0);
+    static const char *const refused[] = {
+        "{\"choices\":[{\"delta\":{},\"finish_reason\":\"st\\u006fp\"}]}",
+        "{\"choices\":[{\"delta\":{},\"finish_reason\":\"a\\nb\"}]}",
+        "{\"choices\":[{\"delta\":{},\"finish_reason\":1}]}",
+        "{\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\",\"finish_reason\":null}]}",
+        "{\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"total_tokens\":1}}",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (read_chunk(refused[i], &f))
+            fail_msg("accepted: %s", refused[i]);
+}
+
 static void test_leaves_the_rest_to_cjson(void **state)
 {
     static const char *const refused[] = {
@@ -156,10 +198,11 @@ static void test_agrees_with_cjson(void **state)
         "\"\\n\\\"x\\t\"}}]}}]}",
         "{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
         "\"finish_reason\":null}],\"usage\":null,\"n\":[1.5e-3,{\"k\":\"\\u0041\"}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}",
     };
     static const char alphabet[] = "{}[],:\"\\ 0-1.eE+nulltrfs\x01\x80";
     char buf[512];
-    long accepted = 0, accepted_args = 0;
+    long accepted = 0, accepted_args = 0, accepted_finish = 0;
     for (size_t s = 0; s < sizeof seeds / sizeof seeds[0]; s++) {
         size_t len = strlen(seeds[s]);
         assert_true(len < sizeof buf);
@@ -183,6 +226,7 @@ static void test_agrees_with_cjson(void **state)
                 }
                 if (sift_fastchunk_read(buf, n, &f)) {
                     accepted_args += f.has_args;
+                    accepted_finish += f.finish != NULL;
                     if (!fastchunk_oracle_read(buf, n, &f))
                         fail_msg("differs from cJSON: %.*s", (int)n, buf);
                 }
@@ -192,6 +236,7 @@ static void test_agrees_with_cjson(void **state)
     /* the edits did exercise the accepting paths */
     assert_true(accepted > 100);
     assert_true(accepted_args > 100);
+    assert_true(accepted_finish > 50);
 }
 
 int main(void)
@@ -199,6 +244,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepts_common_chunks),
         cmocka_unit_test(test_reads_argument_fragments),
+        cmocka_unit_test(test_reads_finish_reason),
         cmocka_unit_test(test_leaves_the_rest_to_cjson),
         cmocka_unit_test(test_agrees_with_cjson),
     };
