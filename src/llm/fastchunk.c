@@ -266,7 +266,17 @@ static bool small_count(scan *s, long *v)
     return true;
 }
 
-/* "function": {"arguments": string with no \u escape, "name": null, ...} */
+/* null (*p stays NULL) or a string without escapes (*p, *n: its bytes) */
+static bool null_or_plain(scan *s, const char **p, size_t *n)
+{
+    int esc;
+    if (peek(s, 'n'))
+        return literal(s, "null");
+    return string(s, p, n, &esc) && !esc;
+}
+
+/* "function": {"arguments": string with no \u escape, "name": null or a
+ * string without escapes, ...} */
 static bool function(scan *s, sift_fastchunk *f)
 {
     if (!eat(s, '{'))
@@ -285,7 +295,7 @@ static bool function(scan *s, sift_fastchunk *f)
                 return false;
             seen_args = true;
         } else if (key_is(k, kn, "name")) {
-            if (seen_name || !literal(s, "null"))
+            if (seen_name || !null_or_plain(s, &f->call_name, &f->call_name_len))
                 return false;
             seen_name = true;
         } else if (!value(s)) {
@@ -295,8 +305,8 @@ static bool function(scan *s, sift_fastchunk *f)
     return eat(s, '}') && seen_args;
 }
 
-/* "tool_calls": [ {"index": n, "function": {...}, "id": null, ...} ]: a
- * further fragment of the arguments of a call already started. */
+/* "tool_calls": [ {"index": n, "function": {...}, "id": null or a string
+ * without escapes, ...} ]: the first fragment of a call or a further one. */
 static bool tool_calls(scan *s, sift_fastchunk *f)
 {
     if (!eat(s, '[') || !eat(s, '{'))
@@ -316,7 +326,7 @@ static bool tool_calls(scan *s, sift_fastchunk *f)
                 return false;
             seen_fn = true;
         } else if (key_is(k, kn, "id")) {
-            if (seen_id || !literal(s, "null"))
+            if (seen_id || !null_or_plain(s, &f->call_id, &f->call_id_len))
                 return false;
             seen_id = true;
         } else if (!value(s)) {

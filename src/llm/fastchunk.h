@@ -36,16 +36,22 @@ typedef struct sift_fastchunk {
     size_t args_len;
     const char *finish; /* "finish_reason"'s bytes (no escapes), or NULL: absent or null */
     size_t finish_len;
+    const char *call_id; /* with has_args: the call's "id" (no escapes), or NULL */
+    size_t call_id_len;
+    const char *call_name; /* with has_args: its "function"."name" (no escapes), or NULL */
+    size_t call_name_len;
 } sift_fastchunk;
 
 /* sift_fastchunk_content's shape, except that "finish_reason" may also be a
  * string without escapes (out->finish), and also this one: "delta" without
  * content (absent or null) whose "tool_calls" is an array of exactly one
  * object with "index" a non-negative integer of at most 9 digits, "id"
- * absent or null, and "function" an object whose "name" is absent or null
- * and whose "arguments" is a string without a \u escape (other escapes are
- * fine: decode them with sift_fastchunk_unescape). Returns 1 and fills *out,
- * or 0. Whether that call was started is for the caller to check. */
+ * absent, null or a string without escapes, and "function" an object whose
+ * "name" is absent, null or a string without escapes and whose "arguments"
+ * is a string without a \u escape (other escapes are fine: decode them with
+ * sift_fastchunk_unescape). Returns 1 and fills *out, or 0. Whether the id
+ * and name start a call or repeat those of a started one is for the caller
+ * to check. */
 int sift_fastchunk_read(const char *data, size_t len, sift_fastchunk *out);
 
 /* Decodes the escapes sift_fastchunk_read lets through (\" \\ \/ \b \f \n

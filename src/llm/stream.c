@@ -218,6 +218,9 @@ static const char *opt_str(const cJSON *obj, const char *key, bool *bad)
  * path is only formatted on error: this runs for every fragment). */
 #define TC_PATH "choices[0].delta.tool_calls[%d]"
 
+static int tool_fragment(sift_stream *s, int i, long long idx, const char *id, const char *name,
+                         const char *args, size_t args_len, sift_err *err);
+
 static int feed_tool_call(sift_stream *s, const cJSON *tc, int i, sift_err *err)
 {
     if (!cJSON_IsObject(tc))
@@ -241,7 +244,15 @@ static int feed_tool_call(sift_stream *s, const cJSON *tc, int i, sift_err *err)
     const char *args = opt_str(fn, "arguments", &bad);
     if (bad)
         return fail(s, err, SIFT_EPROTO, TC_PATH ".function.arguments: expected a string", i);
+    return tool_fragment(s, i, idx, id, name, args, args ? strlen(args) : 0, err);
+}
 
+/* One fragment of tool call `idx` (the i-th of its chunk), its fields
+ * decoded (NULL when absent or null): starts the call or adds to it. Shared
+ * by the cJSON path and the fast path, so both check the same things. */
+static int tool_fragment(sift_stream *s, int i, long long idx, const char *id, const char *name,
+                         const char *args, size_t args_len, sift_err *err)
+{
     if ((size_t)idx > s->n_calls)
         return fail(s, err, SIFT_EPROTO, TC_PATH ".index jumps to %lld after %zu tool call(s)", i,
                     idx, s->n_calls);
@@ -283,8 +294,8 @@ static int feed_tool_call(sift_stream *s, const cJSON *tc, int i, sift_err *err)
         if (name && *name && strcmp(name, c->name.data) != 0)
             return fail(s, err, SIFT_EPROTO, TC_PATH ".function.name changed to \"%s\"", i, name);
     }
-    if (args && *args) {
-        if ((rc = append(s, &c->args, args, strlen(args), "tool call arguments", err)))
+    if (args && args_len) {
+        if ((rc = append(s, &c->args, args, args_len, "tool call arguments", err)))
             return rc;
         return emit_args(s, (size_t)idx, false, err);
     }
@@ -427,6 +438,17 @@ static int fast_finish(sift_stream *s, const sift_fastchunk *fc, char *buf, sift
     return feed_finish(s, buf, err);
 }
 
+/* A string the fast path found (no escapes, so no NUL inside), as a C
+ * string in buf; NULL stays NULL (absent or null). */
+static const char *fast_str(const char *p, size_t n, char *buf)
+{
+    if (!p)
+        return NULL;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err)
 {
     if (s->state == SIFT_STREAM_FAILED)
@@ -443,6 +465,7 @@ int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err
     sift_fastchunk fc;
     char args[512];
     char reason[sizeof s->finish_text];
+    char id[ID_MAX + 1], name[ID_MAX + 1];
     /* a finish reason too long for finish_text: cJSON's path truncates it */
     if (s->state != SIFT_STREAM_FINISHED && sift_fastchunk_read(data, len, &fc) &&
         fc.finish_len < sizeof reason) {
@@ -455,15 +478,13 @@ int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err
             }
             return fast_finish(s, &fc, reason, err);
         }
-        /* a call not started yet, or a long fragment: cJSON says what is wrong */
-        if ((size_t)fc.args_index < s->n_calls && fc.args_len <= sizeof args) {
+        /* a long fragment, id or name: cJSON's path (and its limits) */
+        if (fc.args_len <= sizeof args && fc.call_id_len < sizeof id &&
+            fc.call_name_len < sizeof name) {
             size_t n = sift_fastchunk_unescape(fc.args, fc.args_len, args);
-            if (n) {
-                rc = append(s, &s->calls[fc.args_index].args, args, n, "tool call arguments", err);
-                if (rc || (rc = emit_args(s, (size_t)fc.args_index, false, err)))
-                    return rc;
-            }
-            return fast_finish(s, &fc, reason, err);
+            rc = tool_fragment(s, 0, fc.args_index, fast_str(fc.call_id, fc.call_id_len, id),
+                               fast_str(fc.call_name, fc.call_name_len, name), args, n, err);
+            return rc ? rc : fast_finish(s, &fc, reason, err);
         }
     }
     size_t at;

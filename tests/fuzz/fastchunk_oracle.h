@@ -18,20 +18,19 @@ static int absent_or_null(const cJSON *o, const char *k)
     return !v || cJSON_IsNull(v);
 }
 
-/* finish_reason as cJSON reads it: absent or null when `finish` is NULL,
- * else a string equal to finish[0..n). */
-static int same_finish(const cJSON *c0, const char *finish, size_t n)
+/* obj's member `key` as cJSON reads it: absent or null when `p` is NULL,
+ * else a string equal to p[0..n). */
+static int same_str(const cJSON *obj, const char *key, const char *p, size_t n)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c0, "finish_reason");
-    if (!finish)
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!p)
         return !v || cJSON_IsNull(v);
-    return cJSON_IsString(v) && strlen(v->valuestring) == n &&
-           memcmp(v->valuestring, finish, n) == 0;
+    return cJSON_IsString(v) && strlen(v->valuestring) == n && memcmp(v->valuestring, p, n) == 0;
 }
 
 /* The same for everything sift_fastchunk_read accepts: text as above, or
- * one fragment of arguments equal, decoded, to cJSON's string, and the same
- * finish reason. */
+ * one fragment of arguments equal, decoded, to cJSON's string (with the same
+ * call id and name), and the same finish reason. */
 static int fastchunk_oracle_read(const char *data, size_t len, const sift_fastchunk *f)
 {
     const char *end = NULL;
@@ -51,7 +50,7 @@ static int fastchunk_oracle_read(const char *data, size_t len, const sift_fastch
     if (pos != len || !cJSON_IsObject(j) || !absent_or_null(j, "error") ||
         !absent_or_null(j, "usage") || !cJSON_IsArray(ch) || cJSON_GetArraySize(ch) != 1 ||
         !cJSON_IsObject(c0) || (idx && !(cJSON_IsNumber(idx) && idx->valuedouble == 0)) ||
-        !same_finish(c0, f->finish, f->finish_len) ||
+        !same_str(c0, "finish_reason", f->finish, f->finish_len) ||
         (delta && !cJSON_IsNull(delta) && !cJSON_IsObject(delta)))
         goto out;
     if (!f->has_args) {
@@ -71,8 +70,8 @@ static int fastchunk_oracle_read(const char *data, size_t len, const sift_fastch
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
     if (!absent_or_null(delta, "content") || !cJSON_IsArray(tcs) || cJSON_GetArraySize(tcs) != 1 ||
         !cJSON_IsObject(tc) || !cJSON_IsNumber(ti) || ti->valuedouble != (double)f->args_index ||
-        !absent_or_null(tc, "id") || !cJSON_IsObject(fn) || !absent_or_null(fn, "name") ||
-        !cJSON_IsString(args))
+        !same_str(tc, "id", f->call_id, f->call_id_len) || !cJSON_IsObject(fn) ||
+        !same_str(fn, "name", f->call_name, f->call_name_len) || !cJSON_IsString(args))
         goto out;
     char *dec = malloc(f->args_len + 1);
     size_t n = dec ? sift_fastchunk_unescape(f->args, f->args_len, dec) : 0;

@@ -85,10 +85,34 @@ static void test_reads_argument_fragments(void **state)
     /* text-only callers do not take fragments */
     const char *c;
     assert_int_equal(take(args_chunk, &c, &n), 0);
+    /* the first fragment names the call */
+    assert_int_equal(read_chunk("{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":2,\"id\":"
+                                "\"call_7Qm2\",\"type\":\"function\",\"function\":{\"name\":"
+                                "\"check_inventory\",\"arguments\":\"\"}}]}}]}",
+                                &f),
+                     1);
+    assert_true(f.has_args);
+    assert_int_equal(f.args_index, 2);
+    assert_int_equal(f.args_len, 0);
+    assert_int_equal(f.call_id_len, 9);
+    assert_memory_equal(f.call_id, "call_7Qm2", 9);
+    assert_int_equal(f.call_name_len, 15);
+    assert_memory_equal(f.call_name, "check_inventory", 15);
+    assert_int_equal(read_chunk(args_chunk, &f), 1);
+    assert_null(f.call_id);
+    assert_null(f.call_name);
     static const char *const refused[] = {
-        /* the first fragment names the call: cJSON's path starts it */
-        "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"function\":"
+        /* escaped or non-string id and name: cJSON's path */
+        "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c\\u0031\",\"function\":"
         "{\"name\":\"f\",\"arguments\":\"\"}}]}}]}",
+        "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"function\":"
+        "{\"name\":\"f\\n\",\"arguments\":\"\"}}]}}]}",
+        "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":1,\"function\":"
+        "{\"name\":\"f\",\"arguments\":\"\"}}]}}]}",
+        "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"function\":"
+        "{\"name\":\"f\",\"name\":\"g\",\"arguments\":\"\"}}]}}]}",
+        "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"function\":"
+        "{\"name\":\"f\"}}]}}]}",
         "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":"
         "\"\\u0041\"}}]}}]}",
         "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"a\"}}]}}]}",
@@ -199,10 +223,12 @@ static void test_agrees_with_cjson(void **state)
         "{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
         "\"finish_reason\":null}],\"usage\":null,\"n\":[1.5e-3,{\"k\":\"\\u0041\"}]}",
         "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}",
+        "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"type\":"
+        "\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}}]}",
     };
     static const char alphabet[] = "{}[],:\"\\ 0-1.eE+nulltrfs\x01\x80";
     char buf[512];
-    long accepted = 0, accepted_args = 0, accepted_finish = 0;
+    long accepted = 0, accepted_args = 0, accepted_finish = 0, accepted_start = 0;
     for (size_t s = 0; s < sizeof seeds / sizeof seeds[0]; s++) {
         size_t len = strlen(seeds[s]);
         assert_true(len < sizeof buf);
@@ -227,6 +253,7 @@ static void test_agrees_with_cjson(void **state)
                 if (sift_fastchunk_read(buf, n, &f)) {
                     accepted_args += f.has_args;
                     accepted_finish += f.finish != NULL;
+                    accepted_start += f.has_args && f.call_id && f.call_name;
                     if (!fastchunk_oracle_read(buf, n, &f))
                         fail_msg("differs from cJSON: %.*s", (int)n, buf);
                 }
@@ -237,6 +264,7 @@ static void test_agrees_with_cjson(void **state)
     assert_true(accepted > 100);
     assert_true(accepted_args > 100);
     assert_true(accepted_finish > 50);
+    assert_true(accepted_start > 50);
 }
 
 int main(void)
