@@ -383,7 +383,12 @@ static bool delta(scan *s, sift_fastchunk *f)
  * string without escapes, ...} ] */
 static bool choices(scan *s, sift_fastchunk *f)
 {
-    if (!eat(s, '[') || !eat(s, '{'))
+    if (!eat(s, '['))
+        return false;
+    if (eat(s, ']'))
+        return true; /* none: a usage chunk */
+    f->n_choices = 1;
+    if (!eat(s, '{'))
         return false;
     bool seen_index = false, seen_delta = false, seen_finish = false;
     if (!eat(s, '}')) {
@@ -421,6 +426,41 @@ static bool choices(scan *s, sift_fastchunk *f)
     return eat(s, ']');
 }
 
+/* "usage": null or {"prompt_tokens": n | null, "completion_tokens": ...,
+ * "total_tokens": ..., ...} */
+static bool usage(scan *s, sift_fastchunk *f)
+{
+    static const char *const names[3] = {"prompt_tokens", "completion_tokens", "total_tokens"};
+    if (peek(s, 'n'))
+        return literal(s, "null");
+    if (!eat(s, '{'))
+        return false;
+    f->has_usage = 1;
+    if (eat(s, '}'))
+        return true;
+    bool seen[3] = {false, false, false};
+    do {
+        const char *k;
+        size_t kn;
+        if (!key(s, &k, &kn))
+            return false;
+        int i = 0;
+        while (i < 3 && !key_is(k, kn, names[i]))
+            i++;
+        if (i == 3) {
+            if (!value(s))
+                return false;
+            continue;
+        }
+        if (seen[i])
+            return false;
+        seen[i] = true;
+        if (peek(s, 'n') ? !literal(s, "null") : !small_count(s, &f->usage[i]))
+            return false;
+    } while (eat(s, ','));
+    return eat(s, '}');
+}
+
 int sift_fastchunk_read(const char *data, size_t len, sift_fastchunk *out)
 {
     scan s = {.p = data, .end = data + len, .depth = 1};
@@ -442,7 +482,7 @@ int sift_fastchunk_read(const char *data, size_t len, sift_fastchunk *out)
                 return 0;
             seen_error = true;
         } else if (key_is(k, kn, "usage")) {
-            if (seen_usage || !literal(&s, "null"))
+            if (seen_usage || !usage(&s, &f))
                 return 0;
             seen_usage = true;
         } else if (!value(&s)) {
@@ -461,7 +501,8 @@ int sift_fastchunk_read(const char *data, size_t len, sift_fastchunk *out)
 int sift_fastchunk_content(const char *data, size_t len, const char **content, size_t *clen)
 {
     sift_fastchunk f;
-    if (!sift_fastchunk_read(data, len, &f) || f.has_args || f.finish)
+    if (!sift_fastchunk_read(data, len, &f) || f.has_args || f.finish || !f.n_choices ||
+        f.has_usage)
         return 0;
     *content = f.content;
     *clen = f.content_len;

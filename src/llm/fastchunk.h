@@ -40,10 +40,16 @@ typedef struct sift_fastchunk {
     size_t call_id_len;
     const char *call_name; /* with has_args: its "function"."name" (no escapes), or NULL */
     size_t call_name_len;
+    int n_choices; /* 1, or 0 for "choices": [] */
+    int has_usage; /* "usage" is an object: its counts follow (absent or null: 0) */
+    long usage[3]; /* prompt_tokens, completion_tokens, total_tokens */
 } sift_fastchunk;
 
 /* sift_fastchunk_content's shape, except that "finish_reason" may also be a
- * string without escapes (out->finish), and also this one: "delta" without
+ * string without escapes (out->finish), "choices" may be [] (n_choices 0),
+ * and "usage" may be an object whose "prompt_tokens", "completion_tokens"
+ * and "total_tokens" are each absent, null or a non-negative integer of at
+ * most 9 digits (has_usage, usage[]); and also this one: "delta" without
  * content (absent or null) whose "tool_calls" is an array of exactly one
  * object with "index" a non-negative integer of at most 9 digits, "id"
  * absent, null or a string without escapes, and "function" an object whose

@@ -427,15 +427,37 @@ static int feed_doc(sift_stream *s, const cJSON *j, const char *data, size_t len
     return 0;
 }
 
+static int fast_usage(sift_stream *s, const sift_fastchunk *fc, sift_err *err);
+
 /* The fast path's finish_reason, after the chunk's text or arguments, as
  * feed_choice does it ("" counts as none). `buf` has room for finish_text. */
 static int fast_finish(sift_stream *s, const sift_fastchunk *fc, char *buf, sift_err *err)
 {
-    if (!fc->finish || fc->finish_len == 0)
+    int rc;
+    if (fc->finish && fc->finish_len) {
+        memcpy(buf, fc->finish, fc->finish_len);
+        buf[fc->finish_len] = '\0';
+        if ((rc = feed_finish(s, buf, err)))
+            return rc;
+    }
+    return fast_usage(s, fc, err);
+}
+
+/* The fast path's usage, as feed_doc reads it after the choices. */
+static int fast_usage(sift_stream *s, const sift_fastchunk *fc, sift_err *err)
+{
+    int rc;
+    if (!fc->has_usage)
         return 0;
-    memcpy(buf, fc->finish, fc->finish_len);
-    buf[fc->finish_len] = '\0';
-    return feed_finish(s, buf, err);
+    s->usage.prompt_tokens = fc->usage[0];
+    s->usage.completion_tokens = fc->usage[1];
+    s->usage.total_tokens = fc->usage[2];
+    s->has_usage = true;
+    if ((rc = emit_content(s, false, err)))
+        return rc;
+    if (s->cbs.on_usage && (rc = s->cbs.on_usage(s->cbs.ud, &s->usage)))
+        return cb_failed(s, err, rc, "usage");
+    return 0;
 }
 
 /* A string the fast path found (no escapes, so no NUL inside), as a C
@@ -467,8 +489,15 @@ int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err
     char reason[sizeof s->finish_text];
     char id[ID_MAX + 1], name[ID_MAX + 1];
     /* a finish reason too long for finish_text: cJSON's path truncates it */
-    if (s->state != SIFT_STREAM_FINISHED && sift_fastchunk_read(data, len, &fc) &&
-        fc.finish_len < sizeof reason) {
+    bool fast = sift_fastchunk_read(data, len, &fc) && fc.finish_len < sizeof reason;
+    if (fast && s->state == SIFT_STREAM_FINISHED) {
+        /* after finish_reason only a repeated one (ignored) and usage may
+         * come; more text or a tool call is cJSON's path, which says so */
+        if (!fc.has_args && !fc.content_len)
+            return fast_usage(s, &fc, err);
+        fast = false;
+    }
+    if (fast) {
         int rc = 0;
         if (!fc.has_args) {
             if (fc.content_len) {

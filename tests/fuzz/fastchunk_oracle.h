@@ -28,9 +28,29 @@ static int same_str(const cJSON *obj, const char *key, const char *p, size_t n)
     return cJSON_IsString(v) && strlen(v->valuestring) == n && memcmp(v->valuestring, p, n) == 0;
 }
 
-/* The same for everything sift_fastchunk_read accepts: text as above, or
- * one fragment of arguments equal, decoded, to cJSON's string (with the same
- * call id and name), and the same finish reason. */
+/* "usage" as stream.c reads it with cJSON: absent or null when the scanner
+ * saw none, else an object whose three counts (absent or null: 0) are the
+ * scanner's. */
+static int same_usage(const cJSON *j, const sift_fastchunk *f)
+{
+    static const char *const names[3] = {"prompt_tokens", "completion_tokens", "total_tokens"};
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "usage");
+    if (!f->has_usage)
+        return !u || cJSON_IsNull(u);
+    if (!cJSON_IsObject(u))
+        return 0;
+    for (int i = 0; i < 3; i++) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(u, names[i]);
+        double want = (double)f->usage[i];
+        if (n && !cJSON_IsNull(n) ? !(cJSON_IsNumber(n) && n->valuedouble == want) : want != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* The same for everything sift_fastchunk_read accepts: no choice, or text
+ * as above, or one fragment of arguments equal, decoded, to cJSON's string
+ * (with the same call id and name); the same finish reason and usage. */
 static int fastchunk_oracle_read(const char *data, size_t len, const sift_fastchunk *f)
 {
     const char *end = NULL;
@@ -47,9 +67,14 @@ static int fastchunk_oracle_read(const char *data, size_t len, const sift_fastch
     const cJSON *delta = cJSON_GetObjectItemCaseSensitive(c0, "delta");
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(delta, "content");
     const cJSON *tcs = cJSON_GetObjectItemCaseSensitive(delta, "tool_calls");
-    if (pos != len || !cJSON_IsObject(j) || !absent_or_null(j, "error") ||
-        !absent_or_null(j, "usage") || !cJSON_IsArray(ch) || cJSON_GetArraySize(ch) != 1 ||
-        !cJSON_IsObject(c0) || (idx && !(cJSON_IsNumber(idx) && idx->valuedouble == 0)) ||
+    if (pos != len || !cJSON_IsObject(j) || !absent_or_null(j, "error") || !same_usage(j, f) ||
+        !cJSON_IsArray(ch) || cJSON_GetArraySize(ch) != f->n_choices)
+        goto out;
+    if (f->n_choices == 0) {
+        ok = !f->has_args && !f->content && !f->finish;
+        goto out;
+    }
+    if (!cJSON_IsObject(c0) || (idx && !(cJSON_IsNumber(idx) && idx->valuedouble == 0)) ||
         !same_str(c0, "finish_reason", f->finish, f->finish_len) ||
         (delta && !cJSON_IsNull(delta) && !cJSON_IsObject(delta)))
         goto out;

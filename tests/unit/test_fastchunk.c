@@ -168,7 +168,49 @@ static void test_reads_finish_reason(void **state)
         "{\"choices\":[{\"delta\":{},\"finish_reason\":\"a\\nb\"}]}",
         "{\"choices\":[{\"delta\":{},\"finish_reason\":1}]}",
         "{\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\",\"finish_reason\":null}]}",
-        "{\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"total_tokens\":1}}",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (read_chunk(refused[i], &f))
+            fail_msg("accepted: %s", refused[i]);
+}
+
+static void test_reads_usage(void **state)
+{
+    sift_fastchunk f;
+    assert_int_equal(read_chunk("{\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":412,"
+                                "\"completion_tokens\":71,\"total_tokens\":483,"
+                                "\"prompt_tokens_details\":{\"cached_tokens\":0}}}",
+                                &f),
+                     1);
+    assert_int_equal(f.n_choices, 0);
+    assert_true(f.has_usage);
+    assert_int_equal(f.usage[0], 412);
+    assert_int_equal(f.usage[1], 71);
+    assert_int_equal(f.usage[2], 483);
+    /* on the finish chunk, with counts absent or null */
+    assert_int_equal(read_chunk("{\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],"
+                                "\"usage\":{\"prompt_tokens\":null,\"total_tokens\":5}}",
+                                &f),
+                     1);
+    assert_int_equal(f.n_choices, 1);
+    assert_int_equal(f.usage[0], 0);
+    assert_int_equal(f.usage[1], 0);
+    assert_int_equal(f.usage[2], 5);
+    /* text-only callers take neither */
+    const char *c;
+    size_t n;
+    assert_int_equal(take("{\"choices\":[],\"usage\":{}}", &c, &n), 0);
+    assert_int_equal(take("{\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":{}}", &c, &n),
+                     0);
+    static const char *const refused[] = {
+        "{\"choices\":[],\"usage\":{\"total_tokens\":-1}}",
+        "{\"choices\":[],\"usage\":{\"total_tokens\":1.5}}",
+        "{\"choices\":[],\"usage\":{\"total_tokens\":1e3}}",
+        "{\"choices\":[],\"usage\":{\"total_tokens\":\"3\"}}",
+        "{\"choices\":[],\"usage\":{\"total_tokens\":1234567890}}",
+        "{\"choices\":[],\"usage\":{\"total_tokens\":1,\"total_tokens\":2}}",
+        "{\"choices\":[],\"usage\":[]}",
+        "{\"choices\":[],\"usage\":{\"tot\\u0061l_tokens\":1}}",
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
         if (read_chunk(refused[i], &f))
@@ -225,10 +267,13 @@ static void test_agrees_with_cjson(void **state)
         "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]}",
         "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"type\":"
         "\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}}]}",
+        "{\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":41,\"completion_tokens\":7,"
+        "\"total_tokens\":48,\"d\":{\"x\":0}}}",
     };
     static const char alphabet[] = "{}[],:\"\\ 0-1.eE+nulltrfs\x01\x80";
     char buf[512];
-    long accepted = 0, accepted_args = 0, accepted_finish = 0, accepted_start = 0;
+    long accepted = 0, accepted_args = 0, accepted_finish = 0, accepted_start = 0,
+         accepted_usage = 0;
     for (size_t s = 0; s < sizeof seeds / sizeof seeds[0]; s++) {
         size_t len = strlen(seeds[s]);
         assert_true(len < sizeof buf);
@@ -254,6 +299,7 @@ static void test_agrees_with_cjson(void **state)
                     accepted_args += f.has_args;
                     accepted_finish += f.finish != NULL;
                     accepted_start += f.has_args && f.call_id && f.call_name;
+                    accepted_usage += f.has_usage;
                     if (!fastchunk_oracle_read(buf, n, &f))
                         fail_msg("differs from cJSON: %.*s", (int)n, buf);
                 }
@@ -265,6 +311,7 @@ static void test_agrees_with_cjson(void **state)
     assert_true(accepted_args > 100);
     assert_true(accepted_finish > 50);
     assert_true(accepted_start > 50);
+    assert_true(accepted_usage > 50);
 }
 
 int main(void)
@@ -273,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_accepts_common_chunks),
         cmocka_unit_test(test_reads_argument_fragments),
         cmocka_unit_test(test_reads_finish_reason),
+        cmocka_unit_test(test_reads_usage),
         cmocka_unit_test(test_leaves_the_rest_to_cjson),
         cmocka_unit_test(test_agrees_with_cjson),
     };
