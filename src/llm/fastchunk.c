@@ -5,6 +5,9 @@
 
 #include <stdbool.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define MAX_DEPTH 32
 
@@ -70,8 +73,30 @@ static bool string(scan *s, const char **start, size_t *n, int *escaped)
         /* the bytes up to the next quote, backslash or control character
          * (a local pointer: through s->p the compiler reloads every byte) */
         const char *p = s->p, *end = s->end;
+#ifdef __SSE2__
+        /* 16 bytes at a time while 16 remain: most strings of a chunk (keys,
+         * ids, one word of text) end within the first block */
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+        const __m128i ctl = _mm_set1_epi8(0x1f);
+        while (end - p >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+            __m128i hit =
+                _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                             /* unsigned v <= 0x1f */
+                             _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
+            unsigned mask = (unsigned)_mm_movemask_epi8(hit);
+            if (mask) {
+                p += __builtin_ctz(mask);
+                goto found;
+            }
+            p += 16;
+        }
+#endif
         while (p < end && !stop[(unsigned char)*p])
             p++;
+#ifdef __SSE2__
+    found:
+#endif
         s->p = p;
         if (s->p >= s->end || (unsigned char)*s->p < 0x20)
             return false;
