@@ -121,6 +121,10 @@ static int cb_failed(sift_stream *s, sift_err *err, int rc, const char *cb)
  * unless `flush`. */
 static int emit_content(sift_stream *s, bool flush, sift_err *err)
 {
+    /* nothing pending (it is called before every other callback); the
+     * buffer may not even exist yet */
+    if (s->content.len == s->content_sent)
+        return 0;
     size_t end = s->content.len;
     if (!flush)
         end -= utf8_incomplete_tail(s->content.data + s->content_sent, end - s->content_sent);
