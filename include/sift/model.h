@@ -266,8 +266,9 @@ int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err
 /* With `on`, content is not handed to on_content chunk by chunk: it gathers
  * until sift_stream_flush, so the chunks of one network read become one
  * on_content call (one token event, not one per chunk). Whatever has gathered
- * still goes out before any other callback, so the order of events is
- * unchanged, and a finish_reason flushes it as before. Off after init. */
+ * still goes out before any other callback and before a failure (a bad
+ * chunk, an error object), so the order of events is unchanged, and a
+ * finish_reason flushes it as before. Off after init. */
 void sift_stream_set_batch(sift_stream *s, bool on);
 
 /* Hands the content gathered in batch mode to on_content (whole UTF-8

@@ -96,9 +96,12 @@ static size_t utf8_incomplete_tail(const char *s, size_t n)
 static int fail(sift_stream *s, sift_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+static void give_pending(sift_stream *s);
+
 /* Marks the assembler failed and records "stream chunk N: <what>". */
 static int fail(sift_stream *s, sift_err *err, int code, const char *fmt, ...)
 {
+    give_pending(s);
     s->state = SIFT_STREAM_FAILED;
     char what[200];
     va_list ap;
@@ -135,6 +138,17 @@ static int emit_content(sift_stream *s, bool flush, sift_err *err)
         return cb_failed(s, err, rc, "content");
     s->content_sent = end;
     return 0;
+}
+
+/* Batch mode: text that arrived before a bad chunk still goes out before the
+ * failure, as it did chunk by chunk. A callback's error is dropped here: the
+ * stream is failing anyway. */
+static void give_pending(sift_stream *s)
+{
+    if (!s->batch || s->state == SIFT_STREAM_FAILED)
+        return;
+    sift_err ignored = {0};
+    (void)emit_content(s, false, &ignored);
 }
 
 /* Content has been appended: give it out now, or in batch mode when the
@@ -391,6 +405,7 @@ static int feed_doc(sift_stream *s, const cJSON *j, const char *data, size_t len
         return fail(s, err, SIFT_EPROTO, "expected a JSON object");
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
     if (e && !cJSON_IsNull(e)) {
+        give_pending(s);
         s->state = SIFT_STREAM_FAILED;
         return sift_chat_error_parse(0, data, len, err);
     }
@@ -419,6 +434,7 @@ static int feed_doc(sift_stream *s, const cJSON *j, const char *data, size_t len
         char where[48];
         snprintf(where, sizeof(where), "stream chunk %llu: ", (unsigned long long)s->chunks);
         if (sift_wire_usage(u, &s->usage, where, &uerr)) {
+            give_pending(s);
             s->state = SIFT_STREAM_FAILED;
             return sift_err_copy(err, &uerr);
         }

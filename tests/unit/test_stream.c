@@ -526,6 +526,16 @@ static void test_batch_content(void **state)
     assert_int_equal(sift_stream_flush(&s, &err), SIFT_ECANCELED);
     assert_int_equal(s.state, SIFT_STREAM_FAILED);
     assert_int_equal(sift_stream_flush(&s, &err), 0); /* failed: nothing more goes out */
+
+    /* text gathered before a bad chunk still goes out, before the error */
+    sift_stream_reset(&s);
+    r.stop_at = 0;
+    int before = r.n_content_events;
+    feed_owned(&s, content_chunk("ok", 0, 2));
+    assert_int_equal(r.n_content_events, before);
+    assert_int_equal(sift_stream_feed(&s, "{\"choices\":", 12, &err), SIFT_EPROTO);
+    assert_int_equal(r.n_content_events, before + 1);
+    assert_non_null(strstr(rec_log(&r), "content:ok\n"));
     sift_stream_free(&s);
     rec_free(&r);
 }
