@@ -248,6 +248,7 @@ typedef struct sift_stream {
     char finish_text[32];
     bool has_usage;
     sift_usage usage;
+    bool batch; /* content waits for sift_stream_flush (sift_stream_set_batch) */
 } sift_stream;
 
 /* Prepares `s`; `cbs` and `limits` are copied (either may be NULL).
@@ -261,6 +262,20 @@ void sift_stream_init(sift_stream *s, const sift_stream_cbs *cbs, const sift_str
  * object sent by the provider, SIFT_ETOOBIG, SIFT_ENOMEM, or a callback's
  * code. After an error the assembler is FAILED and refuses more input. */
 int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err);
+
+/* With `on`, content is not handed to on_content chunk by chunk: it gathers
+ * until sift_stream_flush, so the chunks of one network read become one
+ * on_content call (one token event, not one per chunk). Whatever has gathered
+ * still goes out before any other callback and before a failure (a bad
+ * chunk, an error object), so the order of events is unchanged, and a
+ * finish_reason flushes it as before. Off after init. */
+void sift_stream_set_batch(sift_stream *s, bool on);
+
+/* Hands the content gathered in batch mode to on_content (whole UTF-8
+ * characters only, as in sift_stream_feed). Returns 0, or the callback's
+ * code (the assembler is then FAILED). A no-op when nothing is pending or
+ * the assembler has failed. */
+int sift_stream_flush(sift_stream *s, sift_err *err);
 
 /* Ends the stream and copies the assembled assistant message, finish reason
  * and usage into `arena` (`out` is valid as long as the arena). The message's

@@ -47,6 +47,23 @@ static int put_u64(sift_buf *b, uint64_t v)
     return sift_buf_append(b, tmp + i, sizeof tmp - i);
 }
 
+/* Microseconds as milliseconds with three decimals, exactly what "%.3f" of
+ * us / 1000.0 prints, without printf (a tool.finished per tool call). */
+static int put_ms3(sift_buf *b, int64_t us)
+{
+    int rc = 0;
+    uint64_t u = (uint64_t)us;
+    if (us < 0) {
+        rc = sift_buf_putc(b, '-');
+        u = 0 - u;
+    }
+    if (rc || (rc = put_u64(b, u / 1000)))
+        return rc;
+    unsigned f = (unsigned)(u % 1000);
+    char frac[4] = {'.', (char)('0' + f / 100), (char)('0' + f / 10 % 10), (char)('0' + f % 10)};
+    return sift_buf_append(b, frac, sizeof frac);
+}
+
 static int put_str(sift_buf *b, const char *key, const char *s, size_t len)
 {
     int rc = put_key(b, key);
@@ -113,7 +130,7 @@ int sift_event_json(const sift_event *ev, const char *run_id, uint64_t seq, sift
         break;
     case SIFT_EV_TOOL_FINISHED:
         if ((rc = put_cstr(out, "id", ev->id)) || (rc = put_cstr(out, "name", ev->name)) ||
-            (rc = sift_buf_printf(out, ",\"duration_ms\":%.3f", (double)ev->duration_us / 1000)))
+            (rc = put_key(out, "duration_ms")) || (rc = put_ms3(out, ev->duration_us)))
             goto fail;
         if (ev->code == 0) {
             rc = sift_buf_puts(out, ",\"error\":null");

@@ -5,6 +5,9 @@
 
 #include <stdbool.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define MAX_DEPTH 32
 
@@ -70,8 +73,30 @@ static bool string(scan *s, const char **start, size_t *n, int *escaped)
         /* the bytes up to the next quote, backslash or control character
          * (a local pointer: through s->p the compiler reloads every byte) */
         const char *p = s->p, *end = s->end;
+#ifdef __SSE2__
+        /* 16 bytes at a time while 16 remain: most strings of a chunk (keys,
+         * ids, one word of text) end within the first block */
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+        const __m128i ctl = _mm_set1_epi8(0x1f);
+        while (end - p >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+            __m128i hit =
+                _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                             /* unsigned v <= 0x1f */
+                             _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
+            unsigned mask = (unsigned)_mm_movemask_epi8(hit);
+            if (mask) {
+                p += __builtin_ctz(mask);
+                goto found;
+            }
+            p += 16;
+        }
+#endif
         while (p < end && !stop[(unsigned char)*p])
             p++;
+#ifdef __SSE2__
+    found:
+#endif
         s->p = p;
         if (s->p >= s->end || (unsigned char)*s->p < 0x20)
             return false;
@@ -266,7 +291,17 @@ static bool small_count(scan *s, long *v)
     return true;
 }
 
-/* "function": {"arguments": string with no \u escape, "name": null, ...} */
+/* null (*p stays NULL) or a string without escapes (*p, *n: its bytes) */
+static bool null_or_plain(scan *s, const char **p, size_t *n)
+{
+    int esc;
+    if (peek(s, 'n'))
+        return literal(s, "null");
+    return string(s, p, n, &esc) && !esc;
+}
+
+/* "function": {"arguments": string with no \u escape, "name": null or a
+ * string without escapes, ...} */
 static bool function(scan *s, sift_fastchunk *f)
 {
     if (!eat(s, '{'))
@@ -285,7 +320,7 @@ static bool function(scan *s, sift_fastchunk *f)
                 return false;
             seen_args = true;
         } else if (key_is(k, kn, "name")) {
-            if (seen_name || !literal(s, "null"))
+            if (seen_name || !null_or_plain(s, &f->call_name, &f->call_name_len))
                 return false;
             seen_name = true;
         } else if (!value(s)) {
@@ -295,8 +330,8 @@ static bool function(scan *s, sift_fastchunk *f)
     return eat(s, '}') && seen_args;
 }
 
-/* "tool_calls": [ {"index": n, "function": {...}, "id": null, ...} ]: a
- * further fragment of the arguments of a call already started. */
+/* "tool_calls": [ {"index": n, "function": {...}, "id": null or a string
+ * without escapes, ...} ]: the first fragment of a call or a further one. */
 static bool tool_calls(scan *s, sift_fastchunk *f)
 {
     if (!eat(s, '[') || !eat(s, '{'))
@@ -316,7 +351,7 @@ static bool tool_calls(scan *s, sift_fastchunk *f)
                 return false;
             seen_fn = true;
         } else if (key_is(k, kn, "id")) {
-            if (seen_id || !literal(s, "null"))
+            if (seen_id || !null_or_plain(s, &f->call_id, &f->call_id_len))
                 return false;
             seen_id = true;
         } else if (!value(s)) {
@@ -369,10 +404,16 @@ static bool delta(scan *s, sift_fastchunk *f)
     return eat(s, '}') && !(f->has_args && f->content);
 }
 
-/* "choices": [ {"index": 0, "delta": ..., "finish_reason": null, ...} ] */
+/* "choices": [ {"index": 0, "delta": ..., "finish_reason": null or a
+ * string without escapes, ...} ] */
 static bool choices(scan *s, sift_fastchunk *f)
 {
-    if (!eat(s, '[') || !eat(s, '{'))
+    if (!eat(s, '['))
+        return false;
+    if (eat(s, ']'))
+        return true; /* none: a usage chunk */
+    f->n_choices = 1;
+    if (!eat(s, '{'))
         return false;
     bool seen_index = false, seen_delta = false, seen_finish = false;
     if (!eat(s, '}')) {
@@ -390,9 +431,16 @@ static bool choices(scan *s, sift_fastchunk *f)
                     return false;
                 seen_delta = true;
             } else if (key_is(k, kn, "finish_reason")) {
-                if (seen_finish || !literal(s, "null"))
+                int esc;
+                if (seen_finish)
                     return false;
                 seen_finish = true;
+                if (peek(s, 'n')) {
+                    if (!literal(s, "null"))
+                        return false;
+                } else if (!string(s, &f->finish, &f->finish_len, &esc) || esc) {
+                    return false;
+                }
             } else if (!value(s)) {
                 return false;
             }
@@ -401,6 +449,41 @@ static bool choices(scan *s, sift_fastchunk *f)
             return false;
     }
     return eat(s, ']');
+}
+
+/* "usage": null or {"prompt_tokens": n | null, "completion_tokens": ...,
+ * "total_tokens": ..., ...} */
+static bool usage(scan *s, sift_fastchunk *f)
+{
+    static const char *const names[3] = {"prompt_tokens", "completion_tokens", "total_tokens"};
+    if (peek(s, 'n'))
+        return literal(s, "null");
+    if (!eat(s, '{'))
+        return false;
+    f->has_usage = 1;
+    if (eat(s, '}'))
+        return true;
+    bool seen[3] = {false, false, false};
+    do {
+        const char *k;
+        size_t kn;
+        if (!key(s, &k, &kn))
+            return false;
+        int i = 0;
+        while (i < 3 && !key_is(k, kn, names[i]))
+            i++;
+        if (i == 3) {
+            if (!value(s))
+                return false;
+            continue;
+        }
+        if (seen[i])
+            return false;
+        seen[i] = true;
+        if (peek(s, 'n') ? !literal(s, "null") : !small_count(s, &f->usage[i]))
+            return false;
+    } while (eat(s, ','));
+    return eat(s, '}');
 }
 
 int sift_fastchunk_read(const char *data, size_t len, sift_fastchunk *out)
@@ -424,7 +507,7 @@ int sift_fastchunk_read(const char *data, size_t len, sift_fastchunk *out)
                 return 0;
             seen_error = true;
         } else if (key_is(k, kn, "usage")) {
-            if (seen_usage || !literal(&s, "null"))
+            if (seen_usage || !usage(&s, &f))
                 return 0;
             seen_usage = true;
         } else if (!value(&s)) {
@@ -443,7 +526,8 @@ int sift_fastchunk_read(const char *data, size_t len, sift_fastchunk *out)
 int sift_fastchunk_content(const char *data, size_t len, const char **content, size_t *clen)
 {
     sift_fastchunk f;
-    if (!sift_fastchunk_read(data, len, &f) || f.has_args)
+    if (!sift_fastchunk_read(data, len, &f) || f.has_args || f.finish || !f.n_choices ||
+        f.has_usage)
         return 0;
     *content = f.content;
     *clen = f.content_len;

@@ -96,9 +96,12 @@ static size_t utf8_incomplete_tail(const char *s, size_t n)
 static int fail(sift_stream *s, sift_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+static void give_pending(sift_stream *s);
+
 /* Marks the assembler failed and records "stream chunk N: <what>". */
 static int fail(sift_stream *s, sift_err *err, int code, const char *fmt, ...)
 {
+    give_pending(s);
     s->state = SIFT_STREAM_FAILED;
     char what[200];
     va_list ap;
@@ -121,6 +124,10 @@ static int cb_failed(sift_stream *s, sift_err *err, int rc, const char *cb)
  * unless `flush`. */
 static int emit_content(sift_stream *s, bool flush, sift_err *err)
 {
+    /* nothing pending (it is called before every other callback); the
+     * buffer may not even exist yet */
+    if (s->content.len == s->content_sent)
+        return 0;
     size_t end = s->content.len;
     if (!flush)
         end -= utf8_incomplete_tail(s->content.data + s->content_sent, end - s->content_sent);
@@ -133,15 +140,49 @@ static int emit_content(sift_stream *s, bool flush, sift_err *err)
     return 0;
 }
 
+/* Batch mode: text that arrived before a bad chunk still goes out before the
+ * failure, as it did chunk by chunk. A callback's error is dropped here: the
+ * stream is failing anyway. */
+static void give_pending(sift_stream *s)
+{
+    if (!s->batch || s->state == SIFT_STREAM_FAILED)
+        return;
+    sift_err ignored = {0};
+    (void)emit_content(s, false, &ignored);
+}
+
+/* Content has been appended: give it out now, or in batch mode when the
+ * caller flushes (or before the next other callback). */
+static int content_arrived(sift_stream *s, sift_err *err)
+{
+    return s->batch ? 0 : emit_content(s, false, err);
+}
+
+void sift_stream_set_batch(sift_stream *s, bool on)
+{
+    s->batch = on;
+}
+
+int sift_stream_flush(sift_stream *s, sift_err *err)
+{
+    if (s->state == SIFT_STREAM_FAILED)
+        return 0;
+    return emit_content(s, false, err);
+}
+
 static int emit_args(sift_stream *s, size_t idx, bool flush, sift_err *err)
 {
+    /* batched content that came before these arguments goes out first */
+    int rc = emit_content(s, false, err);
+    if (rc)
+        return rc;
     struct sift_stream_call *c = &s->calls[idx];
     size_t end = c->args.len;
     if (!flush)
         end -= utf8_incomplete_tail(c->args.data + c->sent, end - c->sent);
     if (end == c->sent || !s->cbs.on_tool_args)
         return 0;
-    int rc = s->cbs.on_tool_args(s->cbs.ud, idx, c->args.data + c->sent, end - c->sent);
+    rc = s->cbs.on_tool_args(s->cbs.ud, idx, c->args.data + c->sent, end - c->sent);
     if (rc)
         return cb_failed(s, err, rc, "tool arguments");
     c->sent = end;
@@ -195,6 +236,9 @@ static const char *opt_str(const cJSON *obj, const char *key, bool *bad)
  * path is only formatted on error: this runs for every fragment). */
 #define TC_PATH "choices[0].delta.tool_calls[%d]"
 
+static int tool_fragment(sift_stream *s, int i, long long idx, const char *id, const char *name,
+                         const char *args, size_t args_len, sift_err *err);
+
 static int feed_tool_call(sift_stream *s, const cJSON *tc, int i, sift_err *err)
 {
     if (!cJSON_IsObject(tc))
@@ -218,7 +262,15 @@ static int feed_tool_call(sift_stream *s, const cJSON *tc, int i, sift_err *err)
     const char *args = opt_str(fn, "arguments", &bad);
     if (bad)
         return fail(s, err, SIFT_EPROTO, TC_PATH ".function.arguments: expected a string", i);
+    return tool_fragment(s, i, idx, id, name, args, args ? strlen(args) : 0, err);
+}
 
+/* One fragment of tool call `idx` (the i-th of its chunk), its fields
+ * decoded (NULL when absent or null): starts the call or adds to it. Shared
+ * by the cJSON path and the fast path, so both check the same things. */
+static int tool_fragment(sift_stream *s, int i, long long idx, const char *id, const char *name,
+                         const char *args, size_t args_len, sift_err *err)
+{
     if ((size_t)idx > s->n_calls)
         return fail(s, err, SIFT_EPROTO, TC_PATH ".index jumps to %lld after %zu tool call(s)", i,
                     idx, s->n_calls);
@@ -246,6 +298,8 @@ static int feed_tool_call(sift_stream *s, const cJSON *tc, int i, sift_err *err)
             (rc = append(s, &c->name, name, strlen(name), "tool call name", err)))
             return rc;
         s->n_calls++;
+        if ((rc = emit_content(s, false, err)))
+            return rc;
         if (s->cbs.on_tool_start &&
             (rc = s->cbs.on_tool_start(s->cbs.ud, (size_t)idx, c->id.data, c->name.data)))
             return cb_failed(s, err, rc, "tool start");
@@ -258,8 +312,8 @@ static int feed_tool_call(sift_stream *s, const cJSON *tc, int i, sift_err *err)
         if (name && *name && strcmp(name, c->name.data) != 0)
             return fail(s, err, SIFT_EPROTO, TC_PATH ".function.name changed to \"%s\"", i, name);
     }
-    if (args && *args) {
-        if ((rc = append(s, &c->args, args, strlen(args), "tool call arguments", err)))
+    if (args && args_len) {
+        if ((rc = append(s, &c->args, args, args_len, "tool call arguments", err)))
             return rc;
         return emit_args(s, (size_t)idx, false, err);
     }
@@ -320,7 +374,7 @@ static int feed_choice(sift_stream *s, const cJSON *ch, sift_err *err)
     }
     if (content && *content) {
         if ((rc = append(s, &s->content, content, strlen(content), "content", err)) ||
-            (rc = emit_content(s, false, err)))
+            (rc = content_arrived(s, err)))
             return rc;
     }
     int i = 0;
@@ -351,6 +405,7 @@ static int feed_doc(sift_stream *s, const cJSON *j, const char *data, size_t len
         return fail(s, err, SIFT_EPROTO, "expected a JSON object");
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
     if (e && !cJSON_IsNull(e)) {
+        give_pending(s);
         s->state = SIFT_STREAM_FAILED;
         return sift_chat_error_parse(0, data, len, err);
     }
@@ -379,14 +434,61 @@ static int feed_doc(sift_stream *s, const cJSON *j, const char *data, size_t len
         char where[48];
         snprintf(where, sizeof(where), "stream chunk %llu: ", (unsigned long long)s->chunks);
         if (sift_wire_usage(u, &s->usage, where, &uerr)) {
+            give_pending(s);
             s->state = SIFT_STREAM_FAILED;
             return sift_err_copy(err, &uerr);
         }
         s->has_usage = true;
+        if ((rc = emit_content(s, false, err)))
+            return rc;
         if (s->cbs.on_usage && (rc = s->cbs.on_usage(s->cbs.ud, &s->usage)))
             return cb_failed(s, err, rc, "usage");
     }
     return 0;
+}
+
+static int fast_usage(sift_stream *s, const sift_fastchunk *fc, sift_err *err);
+
+/* The fast path's finish_reason, after the chunk's text or arguments, as
+ * feed_choice does it ("" counts as none). `buf` has room for finish_text. */
+static int fast_finish(sift_stream *s, const sift_fastchunk *fc, char *buf, sift_err *err)
+{
+    int rc;
+    if (fc->finish && fc->finish_len) {
+        memcpy(buf, fc->finish, fc->finish_len);
+        buf[fc->finish_len] = '\0';
+        if ((rc = feed_finish(s, buf, err)))
+            return rc;
+    }
+    return fast_usage(s, fc, err);
+}
+
+/* The fast path's usage, as feed_doc reads it after the choices. */
+static int fast_usage(sift_stream *s, const sift_fastchunk *fc, sift_err *err)
+{
+    int rc;
+    if (!fc->has_usage)
+        return 0;
+    s->usage.prompt_tokens = fc->usage[0];
+    s->usage.completion_tokens = fc->usage[1];
+    s->usage.total_tokens = fc->usage[2];
+    s->has_usage = true;
+    if ((rc = emit_content(s, false, err)))
+        return rc;
+    if (s->cbs.on_usage && (rc = s->cbs.on_usage(s->cbs.ud, &s->usage)))
+        return cb_failed(s, err, rc, "usage");
+    return 0;
+}
+
+/* A string the fast path found (no escapes, so no NUL inside), as a C
+ * string in buf; NULL stays NULL (absent or null). */
+static const char *fast_str(const char *p, size_t n, char *buf)
+{
+    if (!p)
+        return NULL;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return buf;
 }
 
 int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err)
@@ -404,21 +506,34 @@ int sift_stream_feed(sift_stream *s, const char *data, size_t len, sift_err *err
      * read those without building a tree */
     sift_fastchunk fc;
     char args[512];
-    if (s->state != SIFT_STREAM_FINISHED && sift_fastchunk_read(data, len, &fc)) {
+    char reason[sizeof s->finish_text];
+    char id[ID_MAX + 1], name[ID_MAX + 1];
+    /* a finish reason too long for finish_text: cJSON's path truncates it */
+    bool fast = sift_fastchunk_read(data, len, &fc) && fc.finish_len < sizeof reason;
+    if (fast && s->state == SIFT_STREAM_FINISHED) {
+        /* after finish_reason only a repeated one (ignored) and usage may
+         * come; more text or a tool call is cJSON's path, which says so */
+        if (!fc.has_args && !fc.content_len)
+            return fast_usage(s, &fc, err);
+        fast = false;
+    }
+    if (fast) {
         int rc = 0;
         if (!fc.has_args) {
-            if (fc.content_len == 0)
-                return 0;
-            rc = append(s, &s->content, fc.content, fc.content_len, "content", err);
-            return rc ? rc : emit_content(s, false, err);
+            if (fc.content_len) {
+                rc = append(s, &s->content, fc.content, fc.content_len, "content", err);
+                if (rc || (rc = content_arrived(s, err)))
+                    return rc;
+            }
+            return fast_finish(s, &fc, reason, err);
         }
-        /* a call not started yet, or a long fragment: cJSON says what is wrong */
-        if ((size_t)fc.args_index < s->n_calls && fc.args_len <= sizeof args) {
+        /* a long fragment, id or name: cJSON's path (and its limits) */
+        if (fc.args_len <= sizeof args && fc.call_id_len < sizeof id &&
+            fc.call_name_len < sizeof name) {
             size_t n = sift_fastchunk_unescape(fc.args, fc.args_len, args);
-            if (n == 0)
-                return 0;
-            rc = append(s, &s->calls[fc.args_index].args, args, n, "tool call arguments", err);
-            return rc ? rc : emit_args(s, (size_t)fc.args_index, false, err);
+            rc = tool_fragment(s, 0, fc.args_index, fast_str(fc.call_id, fc.call_id_len, id),
+                               fast_str(fc.call_name, fc.call_name_len, name), args, n, err);
+            return rc ? rc : fast_finish(s, &fc, reason, err);
         }
     }
     size_t at;

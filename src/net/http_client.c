@@ -107,7 +107,9 @@ struct sift_http_request {
     int code;
     sift_err err;
     sift_http_response resp;
-    char errbuf[CURL_ERROR_SIZE];
+    /* curl's message, allocated when the request goes to curl: thousands of
+     * requests may wait in the host queues without needing one */
+    char *errbuf;
     qlink node;       /* in c->reqs until DONE */
     qlink qnode;      /* in c->aborting (ABORTING) or c->done (FINISHING) */
     int host;         /* index in c->hosts, or -1 (not counted per host) */
@@ -391,6 +393,7 @@ static void req_free(sift_http_request *req)
 {
     sift_free(req->url);
     sift_free(req->body_copy);
+    sift_free(req->errbuf);
     curl_slist_free_all(req->hdrs);
     sift_buf_free(&req->resp.headers);
     sift_buf_free(&req->resp.bodybuf);
@@ -490,7 +493,7 @@ static void check_done(sift_http_client *c)
                              req->method, req->url, req->max_body);
             } else if (req->code != 0) {
                 sift_err_set(&req->err, req->code, "%s %s: %s", req->method, req->url,
-                             req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc));
+                             req->errbuf && req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc));
             }
         } else {
             continue;
@@ -955,6 +958,9 @@ static CURLcode setup_easy(sift_http_client *c, sift_http_request *req, const ch
     SET(CURLOPT_HEADERDATA, req);
     SET(CURLOPT_WRITEFUNCTION, on_curl_write);
     SET(CURLOPT_WRITEDATA, req);
+    if (!req->errbuf && !(req->errbuf = sift_malloc(CURL_ERROR_SIZE)))
+        return CURLE_OUT_OF_MEMORY;
+    req->errbuf[0] = '\0';
     SET(CURLOPT_ERRORBUFFER, req->errbuf);
     SET(CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     SET(CURLOPT_CLOSESOCKETDATA, c);

@@ -31,6 +31,8 @@ struct seen {
     int events;
     int events_after_done;
     int tokens;
+    char streamed[4096]; /* the token texts, joined */
+    size_t streamed_len;
     char kinds[256][16];
     char tools_started[16][32];
     int n_tools_started;
@@ -46,8 +48,14 @@ static void on_event(void *ud, const sift_event *ev)
     if (s->events < 256)
         snprintf(s->kinds[s->events], 16, "%s", sift_event_name(ev->type));
     s->events++;
-    if (ev->type == SIFT_EV_TOKEN)
+    if (ev->type == SIFT_EV_TOKEN) {
         s->tokens++;
+        if (s->streamed_len + ev->text_len < sizeof s->streamed) {
+            memcpy(s->streamed + s->streamed_len, ev->text, ev->text_len);
+            s->streamed_len += ev->text_len;
+            s->streamed[s->streamed_len] = '\0';
+        }
+    }
     if (ev->type == SIFT_EV_TOOL_STARTED && s->n_tools_started < 16)
         snprintf(s->tools_started[s->n_tools_started++], 32, "%s", ev->name);
     if (ev->type == SIFT_EV_PRODUCTS)
@@ -259,7 +267,8 @@ static void test_three_parallel_tools_then_streamed_answer(void **state)
 {
     struct mock_env e;
     env_up(&e);
-    static const mock_seed_opts seed = {.ttft_ms = 5};
+    /* a word every 2 ms: each arrives in a read of its own */
+    static const mock_seed_opts seed = {.ttft_ms = 5, .token_delay_ms = 2};
     mock_llm_set_responder(e.mock, mock_llm_seed_responder, (void *)&seed);
     tool_delay_ms = 20;
     struct seen s;
@@ -272,12 +281,33 @@ static void test_three_parallel_tools_then_streamed_answer(void **state)
     assert_int_equal(s.steps, 2);
     assert_true(s.tokens > 30); /* streamed word by word */
     assert_string_equal(s.answer, mock_llm_seed_answer);
+    assert_string_equal(s.streamed, mock_llm_seed_answer);
     /* the second request carried the three tool results */
     char *body = mock_llm_request_body(e.mock, 1);
     assert_non_null(body);
     assert_non_null(strstr(body, "\"role\":\"tool\""));
     assert_non_null(strstr(body, "quantity"));
     free(body);
+    env_down(&e);
+}
+
+/* With no delay between words, the words that arrive in one read share one
+ * token event (sift_stream_set_batch); the text is the same. */
+static void test_streamed_answer_without_delay(void **state)
+{
+    struct mock_env e;
+    env_up(&e);
+    static const mock_seed_opts seed = {.ttft_ms = 5};
+    mock_llm_set_responder(e.mock, mock_llm_seed_responder, (void *)&seed);
+    tool_delay_ms = 1;
+    struct seen s;
+    sift_agent_opts opts = {.model = e.model, .tools = e.reg, .run_id = "r-fast"};
+    run_agent(&opts, nike_question, &s);
+    if (s.code)
+        fail_msg("run failed: %s", s.message);
+    assert_true(s.tokens >= 1);
+    assert_string_equal(s.answer, mock_llm_seed_answer);
+    assert_string_equal(s.streamed, mock_llm_seed_answer);
     env_down(&e);
 }
 
@@ -379,6 +409,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_offline_nike_scenario_over_the_sample_catalog),
         cmocka_unit_test(test_three_parallel_tools_then_streamed_answer),
+        cmocka_unit_test(test_streamed_answer_without_delay),
         cmocka_unit_test(test_deadline_cancels_tools_in_flight),
         cmocka_unit_test(test_max_steps),
         cmocka_unit_test(test_loop_is_nudged_then_stopped),

@@ -1,6 +1,7 @@
 /* Run events: JSON per type, and the bounded queue to a slow consumer. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -123,6 +124,31 @@ struct consumer {
     char names[64][16];
     sift_buf all;
 };
+
+/* tool.finished's duration_ms is written without printf: the same text as
+ * "%.3f" of duration_us / 1000. */
+static void test_duration_text(void **state)
+{
+    static const int64_t us[] = {0,      1,          999, 1000,  21500,     1818,         99999,
+                                 100000, 1234567891, -1,  -1500, INT64_MAX, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof us / sizeof us[0]; i++) {
+        sift_event ev = {
+            .type = SIFT_EV_TOOL_FINISHED, .id = "c", .name = "t", .duration_us = us[i]};
+        sift_buf b;
+        sift_buf_init(&b, 0);
+        assert_int_equal(sift_event_json(&ev, "r", 1, &b), 0);
+        char want[64];
+        if (us[i] > -(INT64_C(1) << 53) && us[i] < (INT64_C(1) << 53))
+            snprintf(want, sizeof want, "\"duration_ms\":%.3f,", (double)us[i] / 1000);
+        else /* beyond a double's exact integers: the exact decimal */
+            snprintf(want, sizeof want, "\"duration_ms\":%s%" PRIu64 ".%03u,", us[i] < 0 ? "-" : "",
+                     (us[i] < 0 ? 0 - (uint64_t)us[i] : (uint64_t)us[i]) / 1000,
+                     (unsigned)((us[i] < 0 ? 0 - (uint64_t)us[i] : (uint64_t)us[i]) % 1000));
+        if (!strstr(b.data, want))
+            fail_msg("%" PRId64 " us: %s, want %s", us[i], b.data, want);
+        sift_buf_free(&b);
+    }
+}
 
 static int take(void *ud, const char *name, const char *json, size_t len)
 {
@@ -254,6 +280,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_per_type),
+        cmocka_unit_test(test_duration_text),
         cmocka_unit_test(test_queue_merges_tokens_for_a_slow_reader),
         cmocka_unit_test(test_queue_is_bounded),
         cmocka_unit_test(test_consumer_gone),

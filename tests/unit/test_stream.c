@@ -480,6 +480,66 @@ static void test_content_utf8_split(void **state)
     }
 }
 
+/* ---- batch mode: the chunks of one read become one content event -------- */
+
+static void test_batch_content(void **state)
+{
+    (void)state;
+    rec r;
+    rec_init(&r);
+    sift_stream_cbs cbs = rec_cbs(&r);
+    sift_stream s;
+    sift_stream_init(&s, &cbs, NULL);
+    sift_stream_set_batch(&s, true);
+    sift_err err = {0};
+    /* "Gi\xC3\xA0y": the second piece ends inside the two-byte character */
+    const char *text = "Hello Gi\xC3\xA0y";
+    feed_owned(&s, content_chunk(text, 0, 3));
+    feed_owned(&s, content_chunk(text, 3, 9));
+    assert_int_equal(r.n_content_events, 0); /* nothing before the flush */
+    assert_int_equal(sift_stream_flush(&s, &err), 0);
+    assert_int_equal(r.n_content_events, 1);
+    assert_string_equal(rec_log(&r), "content:Hello Gi\n"); /* the incomplete tail is held */
+    assert_int_equal(sift_stream_flush(&s, &err), 0);
+    assert_int_equal(r.n_content_events, 1); /* nothing new: no empty event */
+    feed_owned(&s, content_chunk(text, 9, strlen(text)));
+    /* a tool call after the text: the text goes out first, without a flush */
+    const char *start = START(0, "call_7Qm2HAN");
+    assert_int_equal(sift_stream_feed(&s, start, strlen(start), &err), 0);
+    feed_owned(&s, content_chunk("!", 0, 1));
+    feed_owned(&s, finish_chunk("stop")); /* finish_reason gives out what is pending */
+    assert_string_equal(rec_log(&r), "content:Hello Gi\n"
+                                     "content:\xC3\xA0y\n"
+                                     "start:0:call_7Qm2HAN:check_inventory\n"
+                                     "content:!\n"
+                                     "done:0:call_7Qm2HAN:check_inventory:\n"
+                                     "finish:1:stop\n");
+    assert_int_equal(r.partial_utf8, 0);
+    assert_int_equal(sift_stream_flush(&s, &err), 0);
+    assert_int_equal(r.n_content_events, 3);
+
+    /* a callback's stop code comes back from the flush, and the assembler fails */
+    sift_stream_reset(&s);
+    r.stop_at = r.events + 1;
+    r.stop_code = SIFT_ECANCELED;
+    feed_owned(&s, content_chunk("abc", 0, 3));
+    assert_int_equal(sift_stream_flush(&s, &err), SIFT_ECANCELED);
+    assert_int_equal(s.state, SIFT_STREAM_FAILED);
+    assert_int_equal(sift_stream_flush(&s, &err), 0); /* failed: nothing more goes out */
+
+    /* text gathered before a bad chunk still goes out, before the error */
+    sift_stream_reset(&s);
+    r.stop_at = 0;
+    int before = r.n_content_events;
+    feed_owned(&s, content_chunk("ok", 0, 2));
+    assert_int_equal(r.n_content_events, before);
+    assert_int_equal(sift_stream_feed(&s, "{\"choices\":", 12, &err), SIFT_EPROTO);
+    assert_int_equal(r.n_content_events, before + 1);
+    assert_non_null(strstr(rec_log(&r), "content:ok\n"));
+    sift_stream_free(&s);
+    rec_free(&r);
+}
+
 /* ---- content-only stream with a usage chunk ----------------------------- */
 
 static const char *const content_stream[] = {
@@ -972,6 +1032,7 @@ int main(void)
         cmocka_unit_test(test_split_every_pair),
         cmocka_unit_test(test_split_interleaved),
         cmocka_unit_test(test_content_utf8_split),
+        cmocka_unit_test(test_batch_content),
         cmocka_unit_test(test_content_with_usage),
         cmocka_unit_test(test_missing_finish_reason),
         cmocka_unit_test(test_malformed),
