@@ -974,8 +974,7 @@ int main(void)
         cmocka_unit_test(test_cancel_before),   cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_sample_skus),     cmocka_unit_test(test_planner_loop),
         cmocka_unit_test(test_store_missing),   cmocka_unit_test(test_oom),
-        cmocka_unit_test(test_tools_node),
-        cmocka_unit_test(test_shop_query),
+        cmocka_unit_test(test_tools_node),      cmocka_unit_test(test_shop_query),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
