@@ -1,9 +1,13 @@
 /* The store interface: argument checks shared by every backend, then a call
- * through the backend's operations. */
+ * through the backend's operations; and the attrs encoding they share
+ * (store_int.h). */
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "sift/pgstore.h"
 #include "sift/store.h"
+#include "store_int.h"
 
 static int check_store(sift_store *s, sift_err *err)
 {
@@ -225,4 +229,64 @@ int sift_store_list_variants(sift_store *s, const char *parent_id, size_t max, s
     if (max > SIFT_VARIANTS_MAX)
         max = SIFT_VARIANTS_MAX;
     return max ? s->ops->list_variants(s, parent_id, max, a, out, n, err) : 0;
+}
+
+int sift_store_attrs_json(sift_buf *b, const sift_product *p)
+{
+    sift_buf_reset(b);
+    int rc = sift_buf_putc(b, '{');
+    for (size_t i = 0; !rc && i < p->n_attrs; i++) {
+        if (i)
+            rc = sift_buf_putc(b, ',');
+        if (!rc)
+            rc = sift_buf_putc(b, '"');
+        if (!rc)
+            rc = sift_buf_json_escape(b, p->attrs[i].key, strlen(p->attrs[i].key));
+        if (!rc)
+            rc = sift_buf_puts(b, "\":\"");
+        if (!rc)
+            rc = sift_buf_json_escape(b, p->attrs[i].value, strlen(p->attrs[i].value));
+        if (!rc)
+            rc = sift_buf_putc(b, '"');
+    }
+    if (!rc)
+        rc = sift_buf_putc(b, '}');
+    return rc;
+}
+
+int sift_store_attrs_parse(sift_arena *a, const char *json, sift_product *out, sift_err *err)
+{
+    out->attrs = NULL;
+    out->n_attrs = 0;
+    cJSON *j = cJSON_Parse(json);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return sift_err_set(err, SIFT_EINTERNAL, "store: stored attributes are not a JSON object");
+    }
+    int n = cJSON_GetArraySize(j);
+    int rc = 0;
+    if (n > 0) {
+        out->attrs = sift_arena_calloc(a, (size_t)n, sizeof *out->attrs);
+        if (!out->attrs) {
+            rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    const cJSON *m;
+    cJSON_ArrayForEach(m, j)
+    {
+        if (!cJSON_IsString(m) || !m->string || !out->attrs)
+            continue;
+        sift_attr *at = &out->attrs[out->n_attrs];
+        at->key = sift_arena_strdup(a, m->string);
+        at->value = sift_arena_strdup(a, m->valuestring);
+        if (!at->key || !at->value) {
+            rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
+            goto fail;
+        }
+        out->n_attrs++;
+    }
+fail:
+    cJSON_Delete(j);
+    return rc;
 }

@@ -30,11 +30,10 @@
 #include <string.h>
 #include <time.h>
 
-#include <cjson/cJSON.h>
-
 #include "sift/buf.h"
 #include "sift/pgstore.h"
 #include "sift/store.h"
+#include "store_int.h"
 
 #define FTS_CAP 1000
 #define FTS_MAX_TERMS 8
@@ -395,30 +394,6 @@ static int pg_rollback(sift_store *base, sift_err *err)
 }
 
 /* attrs as a JSON object in input order, for get_product. */
-static int attrs_json(sift_buf *b, const sift_product *p)
-{
-    sift_buf_reset(b);
-    int rc = sift_buf_putc(b, '{');
-    for (size_t i = 0; !rc && i < p->n_attrs; i++) {
-        if (i)
-            rc = sift_buf_putc(b, ',');
-        if (!rc)
-            rc = sift_buf_putc(b, '"');
-        if (!rc)
-            rc = sift_buf_json_escape(b, p->attrs[i].key, strlen(p->attrs[i].key));
-        if (!rc)
-            rc = sift_buf_puts(b, "\":\"");
-        if (!rc)
-            rc = sift_buf_json_escape(b, p->attrs[i].value, strlen(p->attrs[i].value));
-        if (!rc)
-            rc = sift_buf_putc(b, '"');
-    }
-    if (!rc)
-        rc = sift_buf_putc(b, '}');
-    if (!rc)
-        rc = sift_buf_putc(b, '\0');
-    return rc;
-}
 
 /* PostgreSQL refuses text that is not UTF-8, and a refused statement aborts
  * the whole transaction (the loader's batch) where SQLite would have stored
@@ -445,7 +420,7 @@ static int pg_upsert_product(sift_store *base, const sift_product *p, int *appli
         rc = sift_chunk_build(&s->chunk, p, err);
     if (rc)
         return rc;
-    if (attrs_json(&s->attrs, p))
+    if (sift_store_attrs_json(&s->attrs, p) || sift_buf_putc(&s->attrs, '\0'))
         return sift_err_set(err, SIFT_ENOMEM, "out of memory");
     params pa = {0};
     p_str(&pa, p->sku);
@@ -497,43 +472,6 @@ static int pg_delete_product(sift_store *base, const char *sku, int64_t version,
     return 0;
 }
 
-static int load_attrs(sift_arena *a, const char *json, sift_product *out, sift_err *err)
-{
-    out->attrs = NULL;
-    out->n_attrs = 0;
-    cJSON *j = cJSON_Parse(json);
-    if (!j || !cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return sift_err_set(err, SIFT_EINTERNAL, "store: stored attributes are not a JSON object");
-    }
-    int n = cJSON_GetArraySize(j);
-    int rc = 0;
-    if (n > 0) {
-        out->attrs = sift_arena_calloc(a, (size_t)n, sizeof *out->attrs);
-        if (!out->attrs) {
-            rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
-            goto fail;
-        }
-    }
-    const cJSON *m;
-    cJSON_ArrayForEach(m, j)
-    {
-        if (!cJSON_IsString(m) || !m->string || !out->attrs)
-            continue;
-        sift_attr *at = &out->attrs[out->n_attrs];
-        at->key = sift_arena_strdup(a, m->string);
-        at->value = sift_arena_strdup(a, m->valuestring);
-        if (!at->key || !at->value) {
-            rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
-            goto fail;
-        }
-        out->n_attrs++;
-    }
-fail:
-    cJSON_Delete(j);
-    return rc;
-}
-
 /* Row `row` of (sku, parent_id, title, brand, category, attrs, description,
  * version) into out. */
 static int product_of(sift_arena *a, const PGresult *r, int row, sift_product *out, sift_err *err)
@@ -549,7 +487,7 @@ static int product_of(sift_arena *a, const PGresult *r, int row, sift_product *o
     if (!out->sku || !out->parent_id || !out->title || !out->brand || !out->category ||
         !out->description)
         return sift_err_set(err, SIFT_ENOMEM, "out of memory");
-    return load_attrs(a, PQgetvalue(r, row, 5), out, err);
+    return sift_store_attrs_parse(a, PQgetvalue(r, row, 5), out, err);
 }
 
 static int pg_get_product(sift_store *base, const char *sku, sift_arena *a, sift_product *out,

@@ -37,10 +37,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <cjson/cJSON.h>
-
 #include "sift/buf.h"
 #include "sift/store.h"
+#include "store_int.h"
 
 #define SCHEMA_VERSION 2
 
@@ -366,29 +365,6 @@ static int sq_rollback(sift_store *base, sift_err *err)
 }
 
 /* attrs as a JSON object in input order, for get_product. */
-static int attrs_json(sqlite_store *s, const sift_product *p)
-{
-    sift_buf *b = &s->attrs;
-    sift_buf_reset(b);
-    int rc = sift_buf_putc(b, '{');
-    for (size_t i = 0; !rc && i < p->n_attrs; i++) {
-        if (i)
-            rc = sift_buf_putc(b, ',');
-        if (!rc)
-            rc = sift_buf_putc(b, '"');
-        if (!rc)
-            rc = sift_buf_json_escape(b, p->attrs[i].key, strlen(p->attrs[i].key));
-        if (!rc)
-            rc = sift_buf_puts(b, "\":\"");
-        if (!rc)
-            rc = sift_buf_json_escape(b, p->attrs[i].value, strlen(p->attrs[i].value));
-        if (!rc)
-            rc = sift_buf_putc(b, '"');
-    }
-    if (!rc)
-        rc = sift_buf_putc(b, '}');
-    return rc;
-}
 
 /* The row id of a product just written. No RETURNING on the upserts:
  * RETURNING makes SQLite open a statement savepoint, and FTS5 (3.40)
@@ -464,7 +440,7 @@ static int sq_upsert_product(sift_store *base, const sift_product *p, int *appli
     int rc = sift_chunk_build(&s->chunk, p, err);
     if (rc)
         return rc;
-    if ((rc = attrs_json(s, p)))
+    if ((rc = sift_store_attrs_json(&s->attrs, p)))
         return sift_err_set(err, rc, "store: out of memory");
 
     sqlite3_stmt *st = s->st[ST_UPSERT_PRODUCT];
@@ -546,43 +522,6 @@ static int sq_delete_product(sift_store *base, const char *sku, int64_t version,
     return rc;
 }
 
-static int load_attrs(sift_arena *a, const char *json, sift_product *out, sift_err *err)
-{
-    out->attrs = NULL;
-    out->n_attrs = 0;
-    cJSON *j = cJSON_Parse(json);
-    if (!j || !cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return sift_err_set(err, SIFT_EINTERNAL, "store: stored attributes are not a JSON object");
-    }
-    int n = cJSON_GetArraySize(j);
-    int rc = 0;
-    if (n > 0) {
-        out->attrs = sift_arena_calloc(a, (size_t)n, sizeof *out->attrs);
-        if (!out->attrs) {
-            rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
-            goto fail;
-        }
-    }
-    const cJSON *m;
-    cJSON_ArrayForEach(m, j)
-    {
-        if (!cJSON_IsString(m) || !m->string || !out->attrs)
-            continue;
-        sift_attr *at = &out->attrs[out->n_attrs];
-        at->key = sift_arena_strdup(a, m->string);
-        at->value = sift_arena_strdup(a, m->valuestring);
-        if (!at->key || !at->value) {
-            rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
-            goto fail;
-        }
-        out->n_attrs++;
-    }
-fail:
-    cJSON_Delete(j);
-    return rc;
-}
-
 static int sq_get_product(sift_store *base, const char *sku, sift_arena *a, sift_product *out,
                           sift_err *err)
 {
@@ -612,7 +551,7 @@ static int sq_get_product(sift_store *base, const char *sku, sift_arena *a, sift
         rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
         goto out;
     }
-    rc = load_attrs(a, (const char *)sqlite3_column_text(st, 5), out, err);
+    rc = sift_store_attrs_parse(a, (const char *)sqlite3_column_text(st, 5), out, err);
 out:
     done(st);
     return rc;
@@ -642,7 +581,7 @@ static int sq_list_variants(sift_store *base, const char *parent_id, size_t max,
             rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
             goto out;
         }
-        if ((rc = load_attrs(a, (const char *)sqlite3_column_text(st, 5), p, err)))
+        if ((rc = sift_store_attrs_parse(a, (const char *)sqlite3_column_text(st, 5), p, err)))
             goto out;
         (*n)++;
     }
@@ -1184,7 +1123,7 @@ static int sq_scan_products(sift_store *base, sift_store_scan_fn fn, void *ud, s
             rc = sift_err_set(err, SIFT_ENOMEM, "out of memory");
             goto out;
         }
-        if ((rc = load_attrs(a, (const char *)sqlite3_column_text(st, 5), &p, err)))
+        if ((rc = sift_store_attrs_parse(a, (const char *)sqlite3_column_text(st, 5), &p, err)))
             goto out;
         if ((rc = fn(ud, &p, text ? text : "", err)))
             goto out;
