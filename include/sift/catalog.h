@@ -94,6 +94,11 @@ typedef struct sift_price {
  * 2 for the rest. */
 int sift_currency_exponent(const char *currency);
 
+/* Appends `minor` (an amount in `currency`'s minor unit) to b as a JSON number
+ * in major units with exactly the currency's decimals: 12999 USD -> 129.99,
+ * 3250000 VND -> 3250000. No float is involved. 0 or SIFT_ENOMEM. */
+int sift_amount_json(sift_buf *b, int64_t minor, const char *currency);
+
 /* Parsing. Each parser reads one JSON line (no newline needed; `len` bytes,
  * need not be NUL-terminated) into `out`, allocating strings from `a`. On a bad
  * line it returns SIFT_EINVAL or SIFT_ETOOBIG with a message naming the field

@@ -88,6 +88,20 @@ int sift_currency_exponent(const char *currency)
     return 2;
 }
 
+int sift_amount_json(sift_buf *b, int64_t minor, const char *currency)
+{
+    int exp = sift_currency_exponent(currency);
+    uint64_t mag = minor < 0 ? (uint64_t)0 - (uint64_t)minor : (uint64_t)minor;
+    uint64_t scale = 1;
+    for (int i = 0; i < exp; i++)
+        scale *= 10;
+    if (exp == 0)
+        return sift_buf_printf(b, "%s%llu", minor < 0 ? "-" : "", (unsigned long long)mag);
+    return sift_buf_printf(b, "%s%llu.%0*llu", minor < 0 ? "-" : "",
+                           (unsigned long long)(mag / scale), exp,
+                           (unsigned long long)(mag % scale));
+}
+
 int sift_sku_check(const char *sku, size_t len, sift_err *err)
 {
     if (len == 0)

@@ -74,22 +74,6 @@ static int decode_segment(const char *s, size_t n, int decode, char *out, size_t
     return (int)o;
 }
 
-/* An amount in minor units as a JSON number in major units, with exactly the
- * currency's decimals (12999 USD -> 129.99), as get_price returns it. */
-static int put_amount(sift_buf *b, int64_t minor, const char *currency)
-{
-    int exp = sift_currency_exponent(currency);
-    uint64_t mag = minor < 0 ? (uint64_t)0 - (uint64_t)minor : (uint64_t)minor;
-    uint64_t scale = 1;
-    for (int i = 0; i < exp; i++)
-        scale *= 10;
-    if (exp == 0)
-        return sift_buf_printf(b, "%s%llu", minor < 0 ? "-" : "", (unsigned long long)mag);
-    return sift_buf_printf(b, "%s%llu.%0*llu", minor < 0 ? "-" : "",
-                           (unsigned long long)(mag / scale), exp,
-                           (unsigned long long)(mag % scale));
-}
-
 static int put_member(sift_buf *b, const char *name, const char *value)
 {
     int rc = sift_buf_printf(b, ",\"%s\":", name);
@@ -205,7 +189,7 @@ static int put_prices(sift_buf *b, sift_store *st, sift_arena *a, const char *sk
         rc |= sift_buf_puts(b, first ? "{\"currency\":" : ",{\"currency\":");
         rc |= sift_buf_json_string(b, currencies[i], strlen(currencies[i]));
         rc |= sift_buf_puts(b, ",\"amount\":");
-        rc |= put_amount(b, pr.amount_minor, currencies[i]);
+        rc |= sift_amount_json(b, pr.amount_minor, currencies[i]);
         rc |= sift_buf_putc(b, '}');
         first = 0;
     }

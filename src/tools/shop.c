@@ -457,22 +457,6 @@ static int put_str(sift_buf *b, const char *s)
     return sift_buf_json_string(b, s, strlen(s));
 }
 
-/* An amount in minor units as a JSON number in major units, with exactly the
- * currency's decimals: 12999 USD -> 129.99, 3250000 VND -> 3250000. */
-static int put_amount(sift_buf *b, int64_t minor, const char *currency)
-{
-    int exp = sift_currency_exponent(currency);
-    uint64_t mag = minor < 0 ? (uint64_t)0 - (uint64_t)minor : (uint64_t)minor;
-    uint64_t scale = 1;
-    for (int i = 0; i < exp; i++)
-        scale *= 10;
-    if (exp == 0)
-        return sift_buf_printf(b, "%s%llu", minor < 0 ? "-" : "", (unsigned long long)mag);
-    return sift_buf_printf(b, "%s%llu.%0*llu", minor < 0 ? "-" : "",
-                           (unsigned long long)(mag / scale), exp,
-                           (unsigned long long)(mag % scale));
-}
-
 static int not_found_product(sift_err *err, const char *sku)
 {
     return sift_err_set(err, SIFT_ENOTFOUND, "no product with sku \"%s\"", sku);
@@ -809,7 +793,7 @@ static int put_price(sift_buf *b, const char *sku, const char *currency, int64_t
     if (rc == 0)
         rc = sift_buf_puts(b, ",\"amount\":");
     if (rc == 0)
-        rc = put_amount(b, minor, currency);
+        rc = sift_amount_json(b, minor, currency);
     if (rc == 0)
         rc = sift_buf_putc(b, '}');
     return rc;

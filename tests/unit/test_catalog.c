@@ -275,6 +275,20 @@ static void test_parse_stock_price(void **state)
     assert_int_equal(sift_currency_exponent("VND"), 0);
     assert_int_equal(sift_currency_exponent("USD"), 2);
     assert_int_equal(sift_currency_exponent("KWD"), 3);
+    static const struct {
+        int64_t minor;
+        const char *cur, *json;
+    } amounts[] = {{12999, "USD", "129.99"},   {5, "USD", "0.05"},
+                   {-12999, "USD", "-129.99"}, {3250000, "VND", "3250000"},
+                   {1005, "KWD", "1.005"},     {INT64_MIN, "VND", "-9223372036854775808"}};
+    for (size_t i = 0; i < sizeof amounts / sizeof amounts[0]; i++) {
+        sift_buf b;
+        sift_buf_init(&b, 0);
+        assert_int_equal(sift_amount_json(&b, amounts[i].minor, amounts[i].cur), 0);
+        assert_int_equal(sift_buf_putc(&b, '\0'), 0);
+        assert_string_equal(b.data, amounts[i].json);
+        sift_buf_free(&b);
+    }
 }
 
 static void test_utf8(void **state)
