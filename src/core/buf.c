@@ -48,6 +48,15 @@ int sift_buf_reserve(sift_buf *b, size_t extra)
 
 int sift_buf_append(sift_buf *b, const void *p, size_t n)
 {
+    /* Room already (the common case: ~800 appends per seed run): no
+     * reserve, and no realloc that could move bytes taken from b itself. */
+    if (b->data && n < b->cap - b->len &&
+        (!b->limit || (b->len <= b->limit && n <= b->limit - b->len))) {
+        memmove(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return 0;
+    }
     /* bytes from the buffer itself stay valid across the realloc */
     const char *src = p;
     int inside = b->data && src >= b->data && src < b->data + b->cap;

@@ -56,6 +56,17 @@ static void test_limit_is_all_or_nothing(void **state)
     assert_string_equal(b.data, "12345");
     assert_int_equal(sift_buf_puts(&b, "678"), 0);
     assert_int_equal(b.len, 8);
+    assert_int_equal(sift_buf_append(&b, "", 0), 0); /* at the limit, with room left */
+    assert_int_equal(sift_buf_putc(&b, '9'), SIFT_ETOOBIG);
+    assert_string_equal(b.data, "12345678");
+    sift_buf_free(&b);
+
+    /* with room left (no realloc), bytes of the buffer itself */
+    sift_buf_init(&b, 0);
+    assert_int_equal(sift_buf_puts(&b, "abc"), 0);
+    assert_true(b.cap > 16);
+    assert_int_equal(sift_buf_append(&b, b.data + 1, 2), 0);
+    assert_string_equal(b.data, "abcbc");
     sift_buf_free(&b);
 }
 
