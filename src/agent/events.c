@@ -4,6 +4,7 @@
 
 #include <cJSON.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -60,6 +61,50 @@ static int put_ms3(sift_buf *b, int64_t us)
     if (rc || (rc = put_u64(b, u / 1000)))
         return rc;
     unsigned f = (unsigned)(u % 1000);
+    char frac[4] = {'.', (char)('0' + f / 100), (char)('0' + f / 10 % 10), (char)('0' + f % 10)};
+    return sift_buf_append(b, frac, sizeof frac);
+}
+
+static int put_i64(sift_buf *b, int64_t v)
+{
+    if (v < 0) {
+        int rc = sift_buf_putc(b, '-');
+        return rc ? rc : put_u64(b, 0 - (uint64_t)v);
+    }
+    return put_u64(b, (uint64_t)v);
+}
+
+/* A double as "%.3f" prints it, without printf: run.finished has four of
+ * them and glibc's exact float formatting cost more than the rest of the
+ * event. Exact, not approximate: x is M * 2^E, so x * 1000 is the integer
+ * M * 1000 shifted, and the bits shifted out decide the rounding, ties to
+ * even as glibc does. What the shortcut does not cover (negative, -0, NaN,
+ * inf, 1e12 ms and over) goes to printf. */
+static int put_fixed3(sift_buf *b, double x)
+{
+    if (!(x >= 0 && x < 1e12) || signbit(x))
+        return sift_buf_printf(b, "%.3f", x);
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    unsigned e = (unsigned)(bits >> 52) & 0x7ff;
+    uint64_t k = 0; /* round(x * 1000) */
+    if (e != 0) {   /* a subnormal (or 0) times 1000 rounds to 0 */
+        uint64_t p = ((bits & ((UINT64_C(1) << 52) - 1)) | (UINT64_C(1) << 52)) * 1000;
+        int shift = 1075 - (int)e; /* x = mantissa * 2^-shift */
+        if (shift <= 0) {
+            k = p << -shift; /* x < 1e12: no overflow */
+        } else if (shift < 64) {
+            uint64_t rem = p & ((UINT64_C(1) << shift) - 1);
+            uint64_t half = UINT64_C(1) << (shift - 1);
+            k = p >> shift;
+            if (rem > half || (rem == half && (k & 1)))
+                k++;
+        } /* else p < 2^63 <= half: rounds to 0 */
+    }
+    int rc = put_u64(b, k / 1000);
+    if (rc)
+        return rc;
+    unsigned f = (unsigned)(k % 1000);
     char frac[4] = {'.', (char)('0' + f / 100), (char)('0' + f / 10 % 10), (char)('0' + f % 10)};
     return sift_buf_append(b, frac, sizeof frac);
 }
@@ -151,13 +196,20 @@ int sift_event_json(const sift_event *ev, const char *run_id, uint64_t seq, sift
     case SIFT_EV_RUN_FINISHED: {
         const sift_usage *u = ev->usage ? ev->usage : &zero_usage;
         const sift_run_timings *t = ev->timings ? ev->timings : &zero_timings;
-        rc = sift_buf_printf(out,
-                             ",\"steps\":%d,\"usage\":{\"prompt_tokens\":%" PRId64
-                             ",\"completion_tokens\":%" PRId64 ",\"total_tokens\":%" PRId64
-                             "},\"timings\":{\"total_ms\":%.3f,\"ttft_ms\":%.3f,\"model_ms\":%.3f,"
-                             "\"tools_ms\":%.3f}",
-                             ev->steps, u->prompt_tokens, u->completion_tokens, u->total_tokens,
-                             t->total_ms, t->ttft_ms, t->model_ms, t->tools_ms);
+        /* the same text as "%d", "%" PRId64 and "%.3f", without printf */
+        if ((rc = put_key(out, "steps")) || (rc = put_i64(out, ev->steps)) ||
+            (rc = sift_buf_puts(out, ",\"usage\":{\"prompt_tokens\":")) ||
+            (rc = put_i64(out, u->prompt_tokens)) ||
+            (rc = sift_buf_puts(out, ",\"completion_tokens\":")) ||
+            (rc = put_i64(out, u->completion_tokens)) ||
+            (rc = sift_buf_puts(out, ",\"total_tokens\":")) ||
+            (rc = put_i64(out, u->total_tokens)) ||
+            (rc = sift_buf_puts(out, "},\"timings\":{\"total_ms\":")) ||
+            (rc = put_fixed3(out, t->total_ms)) || (rc = sift_buf_puts(out, ",\"ttft_ms\":")) ||
+            (rc = put_fixed3(out, t->ttft_ms)) || (rc = sift_buf_puts(out, ",\"model_ms\":")) ||
+            (rc = put_fixed3(out, t->model_ms)) || (rc = sift_buf_puts(out, ",\"tools_ms\":")) ||
+            (rc = put_fixed3(out, t->tools_ms)) || (rc = sift_buf_putc(out, '}')))
+            goto fail;
         if (rc)
             goto fail;
         break;

@@ -551,17 +551,29 @@ void sift_httptools_free(sift_httptools *h)
 
 /* ---- calling ---- */
 
+static int unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+/* Runs of unreserved bytes go in one append, not a byte at a time (three
+ * URLs per seed run). */
 static int put_encoded(sift_buf *b, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = (const unsigned char *)s;
     int rc = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p && rc == 0; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            rc = sift_buf_putc(b, (char)*p);
-        } else {
+    while (*p && rc == 0) {
+        const unsigned char *run = p;
+        while (*p && unreserved(*p))
+            p++;
+        if (p > run)
+            rc = sift_buf_append(b, run, (size_t)(p - run));
+        if (rc == 0 && *p) {
             char enc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
             rc = sift_buf_append(b, enc, 3);
+            p++;
         }
     }
     return rc;
@@ -594,7 +606,9 @@ static int build_url(const struct httptool *t, const void *args, sift_buf *b)
     int rc = 0;
     for (const char *p = t->url; *p && rc == 0; p++) {
         if (*p != '{') {
-            rc = sift_buf_putc(b, *p);
+            size_t n = strcspn(p, "{"); /* the literal text up to the next field */
+            rc = sift_buf_append(b, p, n);
+            p += n - 1;
             continue;
         }
         const char *end = strchr(p, '}'); /* checked at load */

@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -56,6 +57,17 @@ static void test_limit_is_all_or_nothing(void **state)
     assert_string_equal(b.data, "12345");
     assert_int_equal(sift_buf_puts(&b, "678"), 0);
     assert_int_equal(b.len, 8);
+    assert_int_equal(sift_buf_append(&b, "", 0), 0); /* at the limit, with room left */
+    assert_int_equal(sift_buf_putc(&b, '9'), SIFT_ETOOBIG);
+    assert_string_equal(b.data, "12345678");
+    sift_buf_free(&b);
+
+    /* with room left (no realloc), bytes of the buffer itself */
+    sift_buf_init(&b, 0);
+    assert_int_equal(sift_buf_puts(&b, "abc"), 0);
+    assert_true(b.cap > 16);
+    assert_int_equal(sift_buf_append(&b, b.data + 1, 2), 0);
+    assert_string_equal(b.data, "abcbc");
     sift_buf_free(&b);
 }
 
@@ -74,6 +86,26 @@ static void test_json_escape(void **state)
     /* an embedded NUL is data, not the end */
     assert_int_equal(sift_buf_json_escape(&b, "a\0b", 3), 0);
     assert_string_equal(b.data, "a\\u0000b");
+    /* each kind of byte to escape at every offset of a 40-byte string (the
+     * scan goes 16 bytes at a time where it can) */
+    static const char *const special[][2] = {
+        {"\"", "\\\""},   {"\\", "\\\\"},           {"\n", "\\n"},           {"\x1f", "\\u001f"},
+        {"\x7f", "\x7f"}, {"\xc3\xa9", "\xc3\xa9"}, {"\xff", "\xef\xbf\xbd"}};
+    for (size_t k = 0; k < sizeof special / sizeof special[0]; k++) {
+        for (size_t at = 0; at < 40; at++) {
+            char in2[64], want[80];
+            memset(in2, 'x', 40);
+            size_t sl = strlen(special[k][0]);
+            memcpy(in2 + at, special[k][0], sl);
+            memset(in2 + at + sl, 'y', 40 - at);
+            snprintf(want, sizeof want, "%.*s%s%.*s", (int)at, in2, special[k][1], (int)(40 - at),
+                     in2 + at + sl);
+            sift_buf_reset(&b);
+            assert_int_equal(sift_buf_json_escape(&b, in2, at + sl + 40 - at), 0);
+            if (strcmp(b.data, want) != 0)
+                fail_msg("byte %zu at %zu: %s, want %s", k, at, b.data, want);
+        }
+    }
     sift_buf_free(&b);
 }
 

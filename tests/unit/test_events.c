@@ -150,6 +150,54 @@ static void test_duration_text(void **state)
     }
 }
 
+/* run.finished is written without printf: the same text as the format it
+ * replaced, for integers of every sign and doubles where "%.3f" rounds
+ * (ties included), over many values. */
+static void check_finished(int steps, int64_t tok, double ms)
+{
+    sift_usage u = {tok, -tok, INT64_MIN};
+    sift_run_timings t = {ms, ms / 7, ms * 3, -ms};
+    sift_event ev = {.type = SIFT_EV_RUN_FINISHED, .steps = steps, .usage = &u, .timings = &t};
+    sift_buf b;
+    sift_buf_init(&b, 0);
+    assert_int_equal(sift_event_json(&ev, "r", 1, &b), 0);
+    char want[512];
+    snprintf(want, sizeof want,
+             "{\"run_id\":\"r\",\"seq\":1,\"steps\":%d,\"usage\":{\"prompt_tokens\":%" PRId64
+             ",\"completion_tokens\":%" PRId64 ",\"total_tokens\":%" PRId64
+             "},\"timings\":{\"total_ms\":%.3f,\"ttft_ms\":%.3f,\"model_ms\":%.3f,"
+             "\"tools_ms\":%.3f}}",
+             steps, u.prompt_tokens, u.completion_tokens, u.total_tokens, t.total_ms, t.ttft_ms,
+             t.model_ms, t.tools_ms);
+    if (strcmp(b.data, want) != 0)
+        fail_msg("%.17g ms: %s, want %s", ms, b.data, want);
+    sift_buf_free(&b);
+}
+
+static void test_finished_text(void **state)
+{
+    static const double ms[] = {0,        -0.0,   0.0005,           0.0015, 0.0625, 0.1875,
+                                1.0625,   2.5e-3, 4.9e-324,         1e-310, 0.9995, 999.9995,
+                                120.4567, 1e11,   9.99999999999e11, 1e12,   1e15,   123456789.0625};
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
+        check_finished((int)i - 3, (int64_t)i * 1000003, ms[i]);
+    check_finished(INT32_MIN, INT64_MAX, 1.0 / 0.0);
+    /* nanosecond counts as the agent makes them, and arbitrary bit patterns */
+    uint64_t x = 88172645463325252u;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        check_finished(i, (int64_t)x, (double)(x % 100000000000u) / 1e6);
+        double d;
+        uint64_t bits = x >> 2; /* positive, finite, up to ~1e77 */
+        memcpy(&d, &bits, sizeof d);
+        check_finished(i, -(int64_t)(x >> 1), d);
+        /* exact ties: (2n + 1) / 2000 is dyadic when 125 divides 2n + 1 */
+        check_finished(i, 0, (double)(125 * (2 * (x % 1000000) + 1)) / 2000);
+    }
+}
+
 static int take(void *ud, const char *name, const char *json, size_t len)
 {
     struct consumer *c = ud;
@@ -281,6 +329,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_per_type),
         cmocka_unit_test(test_duration_text),
+        cmocka_unit_test(test_finished_text),
         cmocka_unit_test(test_queue_merges_tokens_for_a_slow_reader),
         cmocka_unit_test(test_queue_is_bounded),
         cmocka_unit_test(test_consumer_gone),
