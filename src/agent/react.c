@@ -143,6 +143,9 @@ static void model_node(sift_graph_node_run *node, struct react_state *st)
         .tool_choice = SIFT_TOOL_CHOICE_AUTO,
         .stream = true,
         .include_usage = true,
+        /* the conversation lives in the run's arena and only grows after
+         * on_done: the body can wait until the request is sent */
+        .stable_until_done = true,
     };
     static const sift_model_callbacks cbs = {on_token, NULL, on_model_done};
     sift_err err = {0};

@@ -118,6 +118,9 @@ struct sift_http_request {
                          without an easy handle: thousands may wait) */
     const char *body; /* what setup_easy sends: body_copy or the caller's */
     size_t body_len;
+    /* builds body/body_len when the request goes to curl (opts.build_body);
+     * NULL once called */
+    int (*build_body)(void *udata, const char **body, size_t *len, sift_err *err);
     qlink wnode; /* in c->hosts[host].wait while queued */
 };
 
@@ -259,26 +262,48 @@ static CURLcode setup_easy(sift_http_client *c, sift_http_request *req, const ch
                            size_t body_len);
 
 /* Gives the request an easy handle and to curl, and takes a slot of its
- * host. */
-static CURLMcode add_to_curl(sift_http_client *c, sift_http_request *req)
+ * host. Returns 0, or a negative SIFT_E code with err set. */
+static int add_to_curl(sift_http_client *c, sift_http_request *req, sift_err *err)
 {
+    CURLMcode mrc = CURLM_OK;
+    if (req->build_body) {
+        /* the body is built only now: a request waiting in its host's
+         * queue holds none (thousands may wait, see bench/README.md) */
+        int (*build)(void *, const char **, size_t *, sift_err *) = req->build_body;
+        req->build_body = NULL;
+        int rc = build(req->udata, &req->body, &req->body_len, err);
+        if (rc) {
+            if (!err->code)
+                sift_err_set(err, rc, "%s %s: building the request body failed", req->method,
+                             req->url);
+            return rc;
+        }
+    }
     if (!req->easy) {
         req->easy = easy_get(c);
-        if (!req->easy)
-            return CURLM_OUT_OF_MEMORY;
+        if (!req->easy) {
+            mrc = CURLM_OUT_OF_MEMORY;
+            goto fail;
+        }
         CURLcode crc = setup_easy(c, req, req->body, req->body_len);
-        if (crc != CURLE_OK)
-            return crc == CURLE_OUT_OF_MEMORY ? CURLM_OUT_OF_MEMORY : CURLM_INTERNAL_ERROR;
+        if (crc != CURLE_OK) {
+            mrc = crc == CURLE_OUT_OF_MEMORY ? CURLM_OUT_OF_MEMORY : CURLM_INTERNAL_ERROR;
+            goto fail;
+        }
     }
-    CURLMcode mrc = curl_multi_add_handle(c->multi, req->easy);
+    mrc = curl_multi_add_handle(c->multi, req->easy);
     if (mrc != CURLM_OK)
-        return mrc;
+        goto fail;
     req->in_multi = 1;
     if (req->host >= 0) {
         req->counted = 1;
         c->hosts[req->host].active++;
     }
-    return CURLM_OK;
+    return 0;
+
+fail:
+    return sift_err_set(err, mrc == CURLM_OUT_OF_MEMORY ? SIFT_ENOMEM : SIFT_EINTERNAL, "%s %s: %s",
+                        req->method, req->url, curl_multi_strerror(mrc));
 }
 
 static void req_finish(sift_http_request *req);
@@ -291,11 +316,11 @@ static void start_waiting(sift_http_client *c, int h)
         sift_http_request *req = container_of(hs->wait.next, sift_http_request, wnode);
         q_remove(&req->wnode);
         req->queued = 0;
-        CURLMcode mrc = add_to_curl(c, req);
-        if (mrc != CURLM_OK) {
-            req->code = mrc == CURLM_OUT_OF_MEMORY ? SIFT_ENOMEM : SIFT_EINTERNAL;
-            sift_err_set(&req->err, req->code, "%s %s: %s", req->method, req->url,
-                         curl_multi_strerror(mrc));
+        sift_err e = {0};
+        int rc = add_to_curl(c, req, &e);
+        if (rc) {
+            req->code = rc;
+            sift_err_copy(&req->err, &e);
             drop_hook(req);
             req_finish(req);
         }
@@ -1026,7 +1051,7 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
     req->udata = udata;
     q_init(&req->node);
     q_init(&req->qnode);
-    const char *method = o->method ? o->method : o->body ? "POST" : "GET";
+    const char *method = o->method ? o->method : o->body || o->build_body ? "POST" : "GET";
     snprintf(req->method, sizeof(req->method), "%s", method);
     sift_buf_init(&req->resp.headers, HEADERS_MAX);
     sift_buf_init(&req->resp.bodybuf, 0);
@@ -1038,7 +1063,7 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
         goto nomem;
     req->resp.url = req->url;
 
-    const char *body = o->body;
+    const char *body = o->build_body ? NULL : o->body;
     if (body && !o->body_borrowed) {
         req->body_copy = sift_malloc(o->body_len ? o->body_len : 1);
         if (!req->body_copy)
@@ -1052,7 +1077,7 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
             goto nomem;
         req->hdrs = l;
     }
-    if (body) {
+    if (body || o->build_body) {
         /* No "Expect: 100-continue" round trip before small bodies. */
         struct curl_slist *l = curl_slist_append(req->hdrs, "Expect:");
         if (!l)
@@ -1071,7 +1096,8 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
     }
 
     req->body = body;
-    req->body_len = o->body_len;
+    req->body_len = body ? o->body_len : 0;
+    req->build_body = o->build_body;
     if (hook_ctx && sift_ctx_add_hook(hook_ctx, &req->hook, on_ctx_done) != 0) {
         sift_err_copy(err, sift_ctx_cause(hook_ctx));
         goto fail;
@@ -1082,12 +1108,8 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
         q_push(&c->hosts[req->host].wait, &req->wnode);
         req->queued = 1;
     } else {
-        CURLMcode mrc = add_to_curl(c, req);
-        if (mrc != CURLM_OK) {
-            sift_err_set(err, mrc == CURLM_OUT_OF_MEMORY ? SIFT_ENOMEM : SIFT_EINTERNAL,
-                         "%s %s: %s", req->method, req->url, curl_multi_strerror(mrc));
+        if (add_to_curl(c, req, err) != 0)
             goto fail;
-        }
     }
     req->t0 = uv_hrtime();
     q_push(&c->reqs, &req->node);
