@@ -172,7 +172,8 @@ typedef struct sift_http_req_opts {
     int (*build_body)(void *udata, const char **body, size_t *len, sift_err *err);
     /* Whole-request timeout counted from start, time queued for a connection
      * and body streaming included; 0: none. It is enforced with a child
-     * context of `ctx` (so the context's deadline caps it either way); curl's
+     * context of `ctx` (so the context's deadline caps it either way; when
+     * that deadline comes first, no child is made); curl's
      * own CURLOPT_TIMEOUT is not used because curl does not time out a
      * transfer that is still queued for a connection. */
     int64_t timeout_ms;

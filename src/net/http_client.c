@@ -1086,7 +1086,11 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
     }
 
     sift_ctx *hook_ctx = ctx;
-    if (o->timeout_ms > 0) {
+    /* a context whose deadline comes first already bounds the request: no
+     * context of our own then (a context per request, thousands waiting in
+     * the host queues; the tools' contexts have the same timeout) */
+    int64_t left = ctx ? sift_ctx_remaining_ms(ctx) : SIFT_NO_DEADLINE;
+    if (o->timeout_ms > 0 && (left == SIFT_NO_DEADLINE || left > o->timeout_ms)) {
         req->timeout_ms = o->timeout_ms;
         req->parent_ctx = ctx;
         req->own_ctx = sift_ctx_new_timeout(ctx ? ctx : c->root, o->timeout_ms);
