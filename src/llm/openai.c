@@ -83,8 +83,14 @@ typedef struct oai_gen {
     bool whole;             /* asked to stream, the server answered with one JSON document */
     sift_sse_parser sse;
     sift_stream as;
-    sift_err fail; /* why we aborted the attempt ourselves (malformed chunk...) */
-    sift_err last; /* the error on_done will report when the wait is cancelled */
+    /* one buffer for two uses that never overlap (260 bytes less for each
+     * of the thousands of generations waiting for a connection):
+     * fail during an attempt (GEN_REQUEST; cleared when one starts), last
+     * while waiting (GEN_BACKOFF, GEN_CANCELLED) */
+    union {
+        sift_err fail; /* why we aborted the attempt ourselves (malformed chunk...) */
+        sift_err last; /* the error on_done will report when the wait is cancelled */
+    };
     uv_timer_t timer;
     sift_ctx_hook hook;
 } oai_gen;
