@@ -33,8 +33,13 @@ struct sift_ctx {
      * it outlives them): a sift_err in every context was 260 of its 552
      * bytes, and a run has several contexts per model and tool call. */
     const sift_err *cause;
-    char run_id[64];
-    uv_timer_t timer;
+    /* set on the contexts that got one (a run's); the others read their
+     * ancestors' (64 bytes copied into every context before) */
+    char *run_id;
+    /* only contexts with a deadline of their own have a timer: most (the
+     * request's, each graph node's, each tool's) do not, and the handle is
+     * 152 bytes */
+    uv_timer_t *timer;
 };
 
 static void ctx_unref(sift_ctx *ctx);
@@ -95,6 +100,7 @@ static void finish_free(sift_ctx *ctx)
     unlink_child(ctx);
     if (ctx->owns_cause)
         sift_free((void *)ctx->cause);
+    sift_free(ctx->run_id);
     sift_free(ctx);
     if (parent)
         ctx_unref(parent);
@@ -102,7 +108,9 @@ static void finish_free(sift_ctx *ctx)
 
 static void on_timer_close(uv_handle_t *h)
 {
-    finish_free((sift_ctx *)((char *)h - offsetof(sift_ctx, timer)));
+    sift_ctx *ctx = h->data;
+    sift_free(h);
+    finish_free(ctx);
 }
 
 static void ctx_unref(sift_ctx *ctx)
@@ -114,8 +122,8 @@ static void ctx_unref(sift_ctx *ctx)
     remove_all_hooks(ctx);
     if (ctx->timer_inited) {
         unlink_child(ctx);
-        uv_timer_stop(&ctx->timer);
-        uv_close((uv_handle_t *)&ctx->timer, on_timer_close);
+        uv_timer_stop(ctx->timer);
+        uv_close((uv_handle_t *)ctx->timer, on_timer_close);
     } else {
         finish_free(ctx);
     }
@@ -126,7 +134,7 @@ static sift_ctx *ctx_alloc(uv_loop_t *loop, sift_ctx *parent)
     sift_ctx *ctx = sift_malloc(sizeof *ctx);
     if (!ctx)
         return NULL;
-    memset(ctx, 0, offsetof(sift_ctx, timer));
+    memset(ctx, 0, sizeof *ctx);
     ctx->loop = loop;
     ctx->refs = 1;
     ctx->deadline = SIFT_NO_DEADLINE;
@@ -141,7 +149,6 @@ static sift_ctx *ctx_alloc(uv_loop_t *loop, sift_ctx *parent)
         ctx->deadline = parent->deadline;
         ctx->code = parent->code;
         ctx->cause = parent->cause;
-        memcpy(ctx->run_id, parent->run_id, sizeof ctx->run_id);
     }
     return ctx;
 }
@@ -158,7 +165,7 @@ sift_ctx *sift_ctx_new(sift_ctx *parent)
 
 static void on_deadline(uv_timer_t *t)
 {
-    sift_ctx *ctx = (sift_ctx *)((char *)t - offsetof(sift_ctx, timer));
+    sift_ctx *ctx = t->data;
     sift_ctx_cancel(ctx, SIFT_ETIMEDOUT, "deadline of %lld ms exceeded",
                     (long long)ctx->timeout_ms);
 }
@@ -173,9 +180,15 @@ sift_ctx *sift_ctx_new_timeout(sift_ctx *parent, int64_t timeout_ms)
         return ctx; /* the parent's sooner deadline will cancel us */
     ctx->deadline = own;
     ctx->timeout_ms = timeout_ms;
-    uv_timer_init(ctx->loop, &ctx->timer);
+    ctx->timer = sift_malloc(sizeof *ctx->timer);
+    if (!ctx->timer) {
+        sift_ctx_release(ctx);
+        return NULL;
+    }
+    uv_timer_init(ctx->loop, ctx->timer);
+    ctx->timer->data = ctx;
     ctx->timer_inited = 1;
-    uv_timer_start(&ctx->timer, on_deadline, (uint64_t)timeout_ms, 0);
+    uv_timer_start(ctx->timer, on_deadline, (uint64_t)timeout_ms, 0);
     return ctx;
 }
 
@@ -196,7 +209,7 @@ static void cancel_tree(sift_ctx *ctx, const sift_err *cause)
     ctx->code = cause->code;
     ctx->cause = cause;
     if (ctx->timer_inited)
-        uv_timer_stop(&ctx->timer);
+        uv_timer_stop(ctx->timer);
     while (ctx->hooks) {
         sift_ctx_hook *h = ctx->hooks;
         ctx->hooks = h->next;
@@ -334,10 +347,22 @@ uv_loop_t *sift_ctx_loop(const sift_ctx *ctx)
 
 void sift_ctx_set_run_id(sift_ctx *ctx, const char *run_id)
 {
-    snprintf(ctx->run_id, sizeof ctx->run_id, "%s", run_id ? run_id : "");
+    sift_free(ctx->run_id);
+    ctx->run_id = NULL;
+    if (!run_id || !*run_id)
+        return;
+    size_t n = strnlen(run_id, 63);
+    ctx->run_id = sift_malloc(n + 1); /* out of memory: log lines go without */
+    if (ctx->run_id) {
+        memcpy(ctx->run_id, run_id, n);
+        ctx->run_id[n] = 0;
+    }
 }
 
 const char *sift_ctx_run_id(const sift_ctx *ctx)
 {
-    return ctx->run_id[0] ? ctx->run_id : NULL;
+    for (; ctx; ctx = ctx->parent)
+        if (ctx->run_id)
+            return ctx->run_id;
+    return NULL;
 }

@@ -249,7 +249,19 @@ static void test_run_id_inherited(void **state)
     sift_ctx_set_run_id(root, "run-1234");
     sift_ctx *c = sift_ctx_new_timeout(root, 1000);
     assert_string_equal(sift_ctx_run_id(c), "run-1234");
+    /* a grandchild reads it through a released parent; its own wins */
+    sift_ctx *g = sift_ctx_new(c);
     sift_ctx_release(c);
+    assert_string_equal(sift_ctx_run_id(g), "run-1234");
+    char longid[100];
+    memset(longid, 'x', sizeof longid - 1);
+    longid[sizeof longid - 1] = 0;
+    sift_ctx_set_run_id(g, longid);
+    assert_int_equal(strlen(sift_ctx_run_id(g)), 63);
+    sift_ctx_set_run_id(g, "tool-7");
+    assert_string_equal(sift_ctx_run_id(g), "tool-7");
+    assert_string_equal(sift_ctx_run_id(root), "run-1234");
+    sift_ctx_release(g);
     sift_ctx_release(root);
 }
 
@@ -269,6 +281,9 @@ static void test_many_and_oom(void **state)
     assert_null(sift_ctx_new(root));
     assert_null(sift_ctx_new_timeout(root, 5));
     assert_null(sift_ctx_new_root(&loop));
+    /* the context is allocated, its timer is not: nothing is left behind */
+    sift_mem_fail_after(1);
+    assert_null(sift_ctx_new_timeout(root, 5));
     sift_mem_fail_after(-1);
     sift_ctx_release(root);
 }
