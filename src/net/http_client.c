@@ -105,7 +105,10 @@ struct sift_http_request {
     int64_t timeout_ms;
     uint64_t t0;
     int code;
-    sift_err err;
+    /* the message for on_done's sift_err, allocated when the request fails:
+     * a sift_err in every request was 260 of its 656 bytes, and thousands
+     * wait in the host queues */
+    char *errmsg;
     sift_http_response resp;
     /* curl's message, allocated when the request goes to curl: thousands of
      * requests may wait in the host queues without needing one */
@@ -260,6 +263,8 @@ static int host_of(sift_http_client *c, const char *url)
 
 static CURLcode setup_easy(sift_http_client *c, sift_http_request *req, const char *body,
                            size_t body_len);
+static void req_set_msg(sift_http_request *req, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Gives the request an easy handle and to curl, and takes a slot of its
  * host. Returns 0, or a negative SIFT_E code with err set. */
@@ -320,7 +325,7 @@ static void start_waiting(sift_http_client *c, int h)
         int rc = add_to_curl(c, req, &e);
         if (rc) {
             req->code = rc;
-            sift_err_copy(&req->err, &e);
+            req_set_msg(req, "%s", e.msg);
             drop_hook(req);
             req_finish(req);
         }
@@ -365,12 +370,28 @@ static void req_finish(sift_http_request *req)
     ensure_idle(c);
 }
 
+/* Keeps the message on_done will get (out of memory: the code's name). */
+static void req_set_msg(sift_http_request *req, const char *fmt, ...)
+{
+    char msg[SIFT_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    sift_free(req->errmsg);
+    req->errmsg = NULL;
+    if (req->errbuf) /* room kept after curl's message (setup_easy) */
+        memcpy(req->errbuf + CURL_ERROR_SIZE, msg, sizeof msg);
+    else
+        req->errmsg = sift_strdup(msg); /* out of memory: on_done names the code */
+}
+
 static void req_record(sift_http_request *req, int code, const char *fmt, va_list ap)
 {
     char msg[SIFT_ERR_MSG_MAX];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     req->code = code;
-    sift_err_set(&req->err, code, "%s %s: %s", req->method, req->url, msg);
+    req_set_msg(req, "%s %s: %s", req->method, req->url, msg);
 }
 
 /* Decides the request's outcome now and stops it: at once outside curl, right
@@ -419,6 +440,7 @@ static void req_free(sift_http_request *req)
     sift_free(req->url);
     sift_free(req->body_copy);
     sift_free(req->errbuf);
+    sift_free(req->errmsg);
     curl_slist_free_all(req->hdrs);
     sift_buf_free(&req->resp.headers);
     sift_buf_free(&req->resp.bodybuf);
@@ -452,7 +474,16 @@ static void drain(sift_http_client *c)
         req->resp.total_ms = (double)(uv_hrtime() - req->t0) / 1e6;
         c->stats.completed++;
         c->stats.in_flight--;
-        req->cb.on_done(req, req->code, &req->resp, &req->err, req->udata);
+        sift_err e = {0};
+        if (req->code) {
+            e.code = req->code;
+            const char *m = req->errmsg ? req->errmsg
+                            : req->errbuf && req->errbuf[CURL_ERROR_SIZE]
+                                ? req->errbuf + CURL_ERROR_SIZE
+                                : sift_err_name(req->code);
+            snprintf(e.msg, sizeof e.msg, "%s", m);
+        }
+        req->cb.on_done(req, req->code, &req->resp, &e, req->udata);
         req_free(req);
     }
     c->draining = 0;
@@ -513,12 +544,11 @@ static void check_done(sift_http_client *c)
         } else if (req->state == REQ_RUNNING) {
             req->code = map_curl_code(req, rc);
             if (req->code == SIFT_ETOOBIG) {
-                sift_err_set(&req->err, req->code,
-                             "%s %s: response body is over the %zu-byte limit (max_body_bytes)",
-                             req->method, req->url, req->max_body);
+                req_set_msg(req, "%s %s: response body is over the %zu-byte limit (max_body_bytes)",
+                            req->method, req->url, req->max_body);
             } else if (req->code != 0) {
-                sift_err_set(&req->err, req->code, "%s %s: %s", req->method, req->url,
-                             req->errbuf && req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc));
+                req_set_msg(req, "%s %s: %s", req->method, req->url,
+                            req->errbuf && req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc));
             }
         } else {
             continue;
@@ -983,9 +1013,12 @@ static CURLcode setup_easy(sift_http_client *c, sift_http_request *req, const ch
     SET(CURLOPT_HEADERDATA, req);
     SET(CURLOPT_WRITEFUNCTION, on_curl_write);
     SET(CURLOPT_WRITEDATA, req);
-    if (!req->errbuf && !(req->errbuf = sift_malloc(CURL_ERROR_SIZE)))
+    /* curl's message, then room for ours (req_set_msg): a request in curl
+     * can report its failure without another allocation */
+    if (!req->errbuf && !(req->errbuf = sift_malloc(CURL_ERROR_SIZE + SIFT_ERR_MSG_MAX)))
         return CURLE_OUT_OF_MEMORY;
     req->errbuf[0] = '\0';
+    req->errbuf[CURL_ERROR_SIZE] = '\0';
     SET(CURLOPT_ERRORBUFFER, req->errbuf);
     SET(CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     SET(CURLOPT_CLOSESOCKETDATA, c);
