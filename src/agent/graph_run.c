@@ -76,7 +76,9 @@ struct run {
     sift_graph_done_fn done;
     void *udata;
     sift_graph_result res;
-    sift_err res_err;
+    /* the failure's or interruption's message, allocated then (a sift_err
+     * in every run before); NULL when out of memory */
+    char *res_msg;
 };
 
 static void set_state(struct run *r, enum run_state st)
@@ -93,6 +95,7 @@ static void run_free(struct run *r)
     sift_free(r->front);
     sift_free(r->next);
     sift_free(r->picked);
+    sift_free(r->res_msg);
     for (int i = 0; r->nr && i < r->nnr; i++)
         sift_free(r->nr[i].msg);
     sift_free(r->nr);
@@ -115,7 +118,8 @@ static void fail(struct run *r, int code, const char *node, const char *fmt, ...
     char msg[SIFT_ERR_MSG_MAX];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    sift_err_set(&r->res_err, code, "%s", msg);
+    sift_free(r->res_msg);
+    r->res_msg = sift_strdup(msg);
     r->res.status = SIFT_GRAPH_FAILED;
     r->res.code = code;
     r->res.node = node;
@@ -131,7 +135,10 @@ static void fail_ctx(struct run *r, const char *node)
 
 static void interrupt(struct run *r, const char *node, const char *when)
 {
-    sift_err_set(&r->res_err, 0, "interrupted %s \"%s\"", when, node);
+    char msg[SIFT_ERR_MSG_MAX];
+    snprintf(msg, sizeof msg, "interrupted %s \"%s\"", when, node);
+    sift_free(r->res_msg);
+    r->res_msg = sift_strdup(msg);
     r->res.status = SIFT_GRAPH_INTERRUPTED;
     r->res.code = 0;
     r->res.node = node;
@@ -449,7 +456,10 @@ static void finish(struct run *r)
     set_state(r, RUN_CLOSING);
     r->res.step = r->step;
     r->res.steps_run = r->steps_run;
-    r->res.msg = r->res.status == SIFT_GRAPH_DONE ? NULL : r->res_err.msg;
+    r->res.msg = r->res.status == SIFT_GRAPH_DONE     ? NULL
+                 : r->res_msg                         ? r->res_msg
+                 : r->res.status == SIFT_GRAPH_FAILED ? sift_err_name(r->res.code)
+                                                      : "interrupted";
     r->done(&r->res, r->udata);
     uv_close((uv_handle_t *)&r->kick, on_closed);
 }
