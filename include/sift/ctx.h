@@ -91,8 +91,9 @@ void sift_ctx_remove_hook(sift_ctx_hook *hook);
 /* The loop the context lives on. */
 uv_loop_t *sift_ctx_loop(const sift_ctx *ctx);
 
-/* A run id shown on log lines (copied; at most 63 bytes kept). Children made
- * afterwards inherit it. sift_ctx_run_id returns NULL when none is set. */
+/* A run id shown on log lines (copied; at most 63 bytes kept; not kept when
+ * out of memory). Children inherit it unless they have their own; setting it
+ * again replaces it. sift_ctx_run_id returns NULL when none is set. */
 void sift_ctx_set_run_id(sift_ctx *ctx, const char *run_id);
 const char *sift_ctx_run_id(const sift_ctx *ctx);
 

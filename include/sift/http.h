@@ -159,9 +159,21 @@ typedef struct sift_http_req_opts {
     size_t body_len;
     int body_borrowed; /* 0: the body is copied at start; 1: it is used in place
                           and must stay valid and unchanged until on_done */
+    /* Or (then body, body_len and body_borrowed are ignored, and the method
+     * defaults to POST): the body is built only when the request goes to
+     * curl, so a request waiting in its host's queue for a connection holds
+     * no body. Called at most once per request, with the udata given to
+     * start: inside sift_http_request_start when a connection slot is free,
+     * else from the loop when the request leaves the queue (never if it is
+     * cancelled first). It sets *body and *len to a body that stays valid and
+     * unchanged until on_done, and returns 0; or returns a negative SIFT_E
+     * code with err set: sift_http_request_start then fails with it, or, when
+     * the request had waited, on_done fires with it. */
+    int (*build_body)(void *udata, const char **body, size_t *len, sift_err *err);
     /* Whole-request timeout counted from start, time queued for a connection
      * and body streaming included; 0: none. It is enforced with a child
-     * context of `ctx` (so the context's deadline caps it either way); curl's
+     * context of `ctx` (so the context's deadline caps it either way; when
+     * that deadline comes first, no child is made); curl's
      * own CURLOPT_TIMEOUT is not used because curl does not time out a
      * transfer that is still queued for a connection. */
     int64_t timeout_ms;

@@ -130,6 +130,13 @@ typedef struct sift_chat_request {
     bool has_temperature;
     double temperature;
     int64_t max_tokens; /* 0: omitted */
+    /* The messages, tools and strings this request points to stay valid and
+     * unchanged until the generation's on_done (a run's arena and its
+     * conversation do): a provider may then serialise the request only when
+     * it is sent (OpenAI: when a connection is free) instead of holding the
+     * body while the request waits. A request the serialiser refuses may
+     * then fail in on_done instead of in sift_model_generate. */
+    bool stable_until_done;
 } sift_chat_request;
 
 /* Appends one message in OpenAI's chat form to `out`: role, tool_call_id for a

@@ -83,9 +83,10 @@ struct sift_model {
  * `ctx` bounds it (deadline, cancellation; NULL: neither); the result is
  * allocated in `arena`, which must outlive on_done. Whether req->stream is
  * set only changes how the provider talks to its server: the callbacks are
- * the same. `req` and what it points to need to stay valid only during this
- * call. Returns 0 (on_done will fire once), or SIFT_EINVAL (missing
- * argument, or a request the provider's serialiser refuses, with the field
+ * the same. `req` itself is copied; what it points to needs to stay valid
+ * only during this call, unless req->stable_until_done promises more (then a
+ * refused request may fail in on_done rather than here). Returns 0 (on_done will fire once), or
+ * SIFT_EINVAL (missing argument, or a request the provider's serialiser refuses, with the field
  * named), the context's code when it is already done, SIFT_ENOMEM; then no
  * callback fires. */
 int sift_model_generate(sift_model *m, sift_ctx *ctx, sift_arena *arena,

@@ -32,8 +32,21 @@ struct sift_graph_node_run {
     uint64_t t0;
     int reported;
     int code;
-    sift_err err;
+    /* why it failed, allocated then: a sift_err per node was 260 bytes of
+     * every run; NULL when out of memory (the code's name is used) */
+    char *msg;
 };
+
+static void nr_set_msg(struct sift_graph_node_run *nr, const char *msg)
+{
+    sift_free(nr->msg);
+    nr->msg = sift_strdup(msg);
+}
+
+static const char *nr_msg(const struct sift_graph_node_run *nr)
+{
+    return nr->msg ? nr->msg : sift_err_name(nr->code);
+}
 
 struct run {
     enum run_state st;
@@ -51,6 +64,7 @@ struct run {
     int nfront, nnext;
     const char **picked; /* router output */
     struct sift_graph_node_run *nr;
+    int nnr;       /* entries in nr (the graph's nodes) */
     void *base;    /* the state at a fan-out */
     void **branch; /* each fan-out node's copy */
     int pending;
@@ -62,7 +76,9 @@ struct run {
     sift_graph_done_fn done;
     void *udata;
     sift_graph_result res;
-    sift_err res_err;
+    /* the failure's or interruption's message, allocated then (a sift_err
+     * in every run before); NULL when out of memory */
+    char *res_msg;
 };
 
 static void set_state(struct run *r, enum run_state st)
@@ -79,6 +95,9 @@ static void run_free(struct run *r)
     sift_free(r->front);
     sift_free(r->next);
     sift_free(r->picked);
+    sift_free(r->res_msg);
+    for (int i = 0; r->nr && i < r->nnr; i++)
+        sift_free(r->nr[i].msg);
     sift_free(r->nr);
     sift_free(r->branch);
     sift_free(r);
@@ -99,7 +118,8 @@ static void fail(struct run *r, int code, const char *node, const char *fmt, ...
     char msg[SIFT_ERR_MSG_MAX];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    sift_err_set(&r->res_err, code, "%s", msg);
+    sift_free(r->res_msg);
+    r->res_msg = sift_strdup(msg);
     r->res.status = SIFT_GRAPH_FAILED;
     r->res.code = code;
     r->res.node = node;
@@ -115,7 +135,10 @@ static void fail_ctx(struct run *r, const char *node)
 
 static void interrupt(struct run *r, const char *node, const char *when)
 {
-    sift_err_set(&r->res_err, 0, "interrupted %s \"%s\"", when, node);
+    char msg[SIFT_ERR_MSG_MAX];
+    snprintf(msg, sizeof msg, "interrupted %s \"%s\"", when, node);
+    sift_free(r->res_msg);
+    r->res_msg = sift_strdup(msg);
     r->res.status = SIFT_GRAPH_INTERRUPTED;
     r->res.code = 0;
     r->res.node = node;
@@ -201,7 +224,7 @@ void sift_graph_node_done(sift_graph_node_run *nr, int code, const char *fmt, ..
             vsnprintf(msg, sizeof(msg), fmt, ap);
             va_end(ap);
         }
-        sift_err_set(&nr->err, code, "%s", msg[0] ? msg : sift_err_name(code));
+        nr_set_msg(nr, msg[0] ? msg : sift_err_name(code));
     }
     const char *name = r->g->nodes[nr->node].name;
     sift_graph_event ev = {.graph = r->g->name,
@@ -209,7 +232,7 @@ void sift_graph_node_done(sift_graph_node_run *nr, int code, const char *fmt, ..
                            .step = r->step + 1,
                            .duration_us = (int64_t)((uv_hrtime() - nr->t0) / 1000),
                            .code = code,
-                           .msg = code ? nr->err.msg : NULL};
+                           .msg = code ? nr_msg(nr) : NULL};
     emit(r, 1, &ev);
     if (code) {
         emit(r, 2, &ev);
@@ -251,7 +274,7 @@ static void not_started(struct run *r, struct sift_graph_node_run *nr, int code,
 {
     nr->reported = 1;
     nr->code = code;
-    sift_err_set(&nr->err, code, "%s", msg);
+    nr_set_msg(nr, msg);
     if (r->first_err < 0)
         r->first_err = (int)(nr - r->nr);
     r->pending--;
@@ -304,6 +327,7 @@ static void begin_step(struct run *r)
     for (int i = 0; i < r->nfront; i++) {
         struct sift_graph_node_run *nr = &r->nr[i];
         const struct gnode *n = &g->nodes[r->front[i]];
+        sift_free(nr->msg); /* the previous step's */
         memset(nr, 0, sizeof(*nr));
         nr->run = r;
         nr->node = r->front[i];
@@ -359,7 +383,7 @@ static void end_step(struct run *r)
         if (sift_ctx_err(r->ctx))
             fail_ctx(r, name);
         else
-            fail(r, nr->code, name, "graph \"%s\": node \"%s\": %s", g->name, name, nr->err.msg);
+            fail(r, nr->code, name, "graph \"%s\": node \"%s\": %s", g->name, name, nr_msg(nr));
         return;
     }
     if (r->nfront > 1) {
@@ -432,7 +456,10 @@ static void finish(struct run *r)
     set_state(r, RUN_CLOSING);
     r->res.step = r->step;
     r->res.steps_run = r->steps_run;
-    r->res.msg = r->res.status == SIFT_GRAPH_DONE ? NULL : r->res_err.msg;
+    r->res.msg = r->res.status == SIFT_GRAPH_DONE     ? NULL
+                 : r->res_msg                         ? r->res_msg
+                 : r->res.status == SIFT_GRAPH_FAILED ? sift_err_name(r->res.code)
+                                                      : "interrupted";
     r->done(&r->res, r->udata);
     uv_close((uv_handle_t *)&r->kick, on_closed);
 }
@@ -500,6 +527,7 @@ static int start(const sift_graph *g, sift_ctx *ctx, void *state, const sift_gra
     r->next = sift_calloc(nn, sizeof(int));
     r->picked = sift_calloc(nn + 1, sizeof(char *));
     r->nr = sift_calloc(nn, sizeof(*r->nr));
+    r->nnr = r->nr ? (int)nn : 0;
     r->branch = sift_calloc(nn, sizeof(void *));
     r->cbs = opts->ncallbacks ? sift_calloc((size_t)opts->ncallbacks, sizeof(*r->cbs)) : NULL;
     r->thread_id = opts->thread_id ? sift_strdup(opts->thread_id) : NULL;

@@ -42,7 +42,9 @@ struct sift_agent_run {
     struct call_count *counts;
     size_t ncounts, capcounts;
     int nudged;
-    char why[SIFT_ERR_MSG_MAX]; /* a node's own words for why the run stops */
+    /* a node's own words for why the run stops, in the run's arena when
+     * there are some (256 bytes in every run before) */
+    const char *why;
     /* the tools step */
     const sift_tool_call *calls; /* the assistant's calls */
     size_t ncalls;
@@ -75,11 +77,14 @@ static void node_fail(sift_agent_run *r, sift_graph_node_run *node, int code, co
 
 static void node_fail(sift_agent_run *r, sift_graph_node_run *node, int code, const char *fmt, ...)
 {
+    char why[SIFT_ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->why, sizeof r->why, fmt, ap);
+    vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    sift_graph_node_done(node, code, "%s", r->why);
+    /* out of memory: the graph's message, which has the same words */
+    r->why = sift_arena_strdup(r->arena, why);
+    sift_graph_node_done(node, code, "%s", why);
 }
 
 /* ---- the model node ---- */
@@ -143,6 +148,9 @@ static void model_node(sift_graph_node_run *node, struct react_state *st)
         .tool_choice = SIFT_TOOL_CHOICE_AUTO,
         .stream = true,
         .include_usage = true,
+        /* the conversation lives in the run's arena and only grows after
+         * on_done: the body can wait until the request is sent */
+        .stable_until_done = true,
     };
     static const sift_model_callbacks cbs = {on_token, NULL, on_model_done};
     sift_err err = {0};
@@ -391,7 +399,7 @@ static void on_graph_done(const sift_graph_result *gr, void *ud)
 {
     sift_agent_run *r = ud;
     int code = gr->status == SIFT_GRAPH_DONE ? 0 : gr->code ? gr->code : SIFT_EINTERNAL;
-    const char *msg = r->why[0] ? r->why : gr->msg ? gr->msg : sift_err_name(code);
+    const char *msg = r->why && r->why[0] ? r->why : gr->msg ? gr->msg : sift_err_name(code);
     /* a deadline or a cancel says why in the context's own words */
     if (code && sift_ctx_err(r->ctx) && code == sift_ctx_err(r->ctx))
         msg = sift_ctx_cause(r->ctx)->msg;

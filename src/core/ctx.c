@@ -24,14 +24,46 @@ struct sift_ctx {
     unsigned released : 1;     /* the owner has let go */
     unsigned timer_inited : 1; /* timer needs uv_close before free */
     unsigned unlinked : 1;     /* out of the parent's children list */
+    unsigned owns_cause : 1;   /* cause was allocated for this context */
     int64_t deadline;          /* effective, uv_now() ms, or SIFT_NO_DEADLINE */
     int64_t timeout_ms;        /* own timeout, for the message */
-    sift_err cause;
-    char run_id[64];
-    uv_timer_t timer;
+    int code;                  /* 0 while live, else the cause's code */
+    /* NULL while live. Allocated by the context that was cancelled; its
+     * children point to it (each child holds a reference on its parent, so
+     * it outlives them): a sift_err in every context was 260 of its 552
+     * bytes, and a run has several contexts per model and tool call. */
+    const sift_err *cause;
+    /* set on the contexts that got one (a run's); the others read their
+     * ancestors' (64 bytes copied into every context before) */
+    char *run_id;
+    /* only contexts with a deadline of their own have a timer: most (the
+     * request's, each graph node's, each tool's) do not, and the handle is
+     * 152 bytes */
+    uv_timer_t *timer;
 };
 
 static void ctx_unref(sift_ctx *ctx);
+
+static const sift_err no_cause = {0};
+
+/* Causes used when there is no memory for the message, by -code. */
+static const sift_err fallback_causes[] = {
+    {SIFT_ECANCELED, "cancelled"},
+    {SIFT_ENOMEM, "out of memory"},
+    {SIFT_EINVAL, "invalid argument"},
+    {SIFT_ECANCELED, "cancelled"},
+    {SIFT_ETIMEDOUT, "deadline exceeded"},
+    {SIFT_EIO, "I/O error"},
+    {SIFT_EPROTO, "protocol error"},
+    {SIFT_ETOOBIG, "too big"},
+    {SIFT_ENOTFOUND, "not found"},
+    {SIFT_EHTTP, "HTTP error"},
+    {SIFT_EBUSY, "busy"},
+    {SIFT_ESTATE, "invalid state"},
+    {SIFT_EFAILED, "a sibling task failed"},
+    {SIFT_EINTERNAL, "internal error"},
+    {SIFT_ELIMIT, "limit reached"},
+};
 
 static void remove_all_hooks(sift_ctx *ctx)
 {
@@ -66,6 +98,9 @@ static void finish_free(sift_ctx *ctx)
 {
     sift_ctx *parent = ctx->parent;
     unlink_child(ctx);
+    if (ctx->owns_cause)
+        sift_free((void *)ctx->cause);
+    sift_free(ctx->run_id);
     sift_free(ctx);
     if (parent)
         ctx_unref(parent);
@@ -73,7 +108,9 @@ static void finish_free(sift_ctx *ctx)
 
 static void on_timer_close(uv_handle_t *h)
 {
-    finish_free((sift_ctx *)((char *)h - offsetof(sift_ctx, timer)));
+    sift_ctx *ctx = h->data;
+    sift_free(h);
+    finish_free(ctx);
 }
 
 static void ctx_unref(sift_ctx *ctx)
@@ -85,8 +122,8 @@ static void ctx_unref(sift_ctx *ctx)
     remove_all_hooks(ctx);
     if (ctx->timer_inited) {
         unlink_child(ctx);
-        uv_timer_stop(&ctx->timer);
-        uv_close((uv_handle_t *)&ctx->timer, on_timer_close);
+        uv_timer_stop(ctx->timer);
+        uv_close((uv_handle_t *)ctx->timer, on_timer_close);
     } else {
         finish_free(ctx);
     }
@@ -97,7 +134,7 @@ static sift_ctx *ctx_alloc(uv_loop_t *loop, sift_ctx *parent)
     sift_ctx *ctx = sift_malloc(sizeof *ctx);
     if (!ctx)
         return NULL;
-    memset(ctx, 0, offsetof(sift_ctx, timer));
+    memset(ctx, 0, sizeof *ctx);
     ctx->loop = loop;
     ctx->refs = 1;
     ctx->deadline = SIFT_NO_DEADLINE;
@@ -110,8 +147,8 @@ static sift_ctx *ctx_alloc(uv_loop_t *loop, sift_ctx *parent)
             parent->children->prev = ctx;
         parent->children = ctx;
         ctx->deadline = parent->deadline;
+        ctx->code = parent->code;
         ctx->cause = parent->cause;
-        memcpy(ctx->run_id, parent->run_id, sizeof ctx->run_id);
     }
     return ctx;
 }
@@ -128,7 +165,7 @@ sift_ctx *sift_ctx_new(sift_ctx *parent)
 
 static void on_deadline(uv_timer_t *t)
 {
-    sift_ctx *ctx = (sift_ctx *)((char *)t - offsetof(sift_ctx, timer));
+    sift_ctx *ctx = t->data;
     sift_ctx_cancel(ctx, SIFT_ETIMEDOUT, "deadline of %lld ms exceeded",
                     (long long)ctx->timeout_ms);
 }
@@ -136,16 +173,22 @@ static void on_deadline(uv_timer_t *t)
 sift_ctx *sift_ctx_new_timeout(sift_ctx *parent, int64_t timeout_ms)
 {
     sift_ctx *ctx = ctx_alloc(parent->loop, parent);
-    if (!ctx || timeout_ms < 0 || ctx->cause.code)
+    if (!ctx || timeout_ms < 0 || ctx->code)
         return ctx;
     int64_t own = (int64_t)uv_now(ctx->loop) + timeout_ms;
     if (ctx->deadline != SIFT_NO_DEADLINE && ctx->deadline <= own)
         return ctx; /* the parent's sooner deadline will cancel us */
     ctx->deadline = own;
     ctx->timeout_ms = timeout_ms;
-    uv_timer_init(ctx->loop, &ctx->timer);
+    ctx->timer = sift_malloc(sizeof *ctx->timer);
+    if (!ctx->timer) {
+        sift_ctx_release(ctx);
+        return NULL;
+    }
+    uv_timer_init(ctx->loop, ctx->timer);
+    ctx->timer->data = ctx;
     ctx->timer_inited = 1;
-    uv_timer_start(&ctx->timer, on_deadline, (uint64_t)timeout_ms, 0);
+    uv_timer_start(ctx->timer, on_deadline, (uint64_t)timeout_ms, 0);
     return ctx;
 }
 
@@ -161,11 +204,12 @@ void sift_ctx_release(sift_ctx *ctx)
 
 static void cancel_tree(sift_ctx *ctx, const sift_err *cause)
 {
-    if (ctx->cause.code)
+    if (ctx->code)
         return;
-    ctx->cause = *cause;
+    ctx->code = cause->code;
+    ctx->cause = cause;
     if (ctx->timer_inited)
-        uv_timer_stop(&ctx->timer);
+        uv_timer_stop(ctx->timer);
     while (ctx->hooks) {
         sift_ctx_hook *h = ctx->hooks;
         ctx->hooks = h->next;
@@ -173,7 +217,7 @@ static void cancel_tree(sift_ctx *ctx, const sift_err *cause)
             h->next->prev = NULL;
         h->prev = h->next = NULL;
         h->ctx = NULL;
-        h->fn(h, &ctx->cause);
+        h->fn(h, ctx->cause);
     }
     /* A child stays linked while we hold a reference on it, so its `next`
      * is valid when we come back from its subtree. A child without
@@ -183,7 +227,7 @@ static void cancel_tree(sift_ctx *ctx, const sift_err *cause)
     if (c)
         c->refs++;
     while (c) {
-        cancel_tree(c, &ctx->cause);
+        cancel_tree(c, ctx->cause);
         sift_ctx *next = c->next;
         if (next)
             next->refs++;
@@ -208,7 +252,7 @@ static const char *default_message(int code)
 
 void sift_ctx_cancel(sift_ctx *ctx, int code, const char *fmt, ...)
 {
-    if (ctx->cause.code)
+    if (ctx->code)
         return;
     sift_err cause = {0};
     if (fmt) {
@@ -222,19 +266,34 @@ void sift_ctx_cancel(sift_ctx *ctx, int code, const char *fmt, ...)
     }
     if (cause.code >= 0)
         cause.code = SIFT_ECANCELED; /* done must mean an error code */
+    const sift_err *shared;
+    sift_err *own = sift_malloc(sizeof *own);
+    if (own) {
+        *own = cause;
+        ctx->owns_cause = 1;
+        shared = own;
+    } else {
+        /* no memory for the message: the code's generic one (an unknown
+         * code becomes SIFT_ECANCELED) */
+        int i = -cause.code;
+        shared =
+            &fallback_causes[i > 0 && i < (int)(sizeof fallback_causes / sizeof fallback_causes[0])
+                                 ? i
+                                 : 0];
+    }
     ctx->refs++;
-    cancel_tree(ctx, &cause);
+    cancel_tree(ctx, shared);
     ctx_unref(ctx);
 }
 
 int sift_ctx_err(const sift_ctx *ctx)
 {
-    return ctx->cause.code;
+    return ctx->code;
 }
 
 const sift_err *sift_ctx_cause(const sift_ctx *ctx)
 {
-    return &ctx->cause;
+    return ctx->cause ? ctx->cause : &no_cause;
 }
 
 int64_t sift_ctx_deadline(const sift_ctx *ctx)
@@ -254,8 +313,8 @@ int sift_ctx_add_hook(sift_ctx *ctx, sift_ctx_hook *hook,
                       void (*fn)(sift_ctx_hook *hook, const sift_err *cause))
 {
     assert(hook->ctx == NULL);
-    if (ctx->cause.code)
-        return ctx->cause.code;
+    if (ctx->code)
+        return ctx->code;
     hook->fn = fn;
     hook->ctx = ctx;
     hook->prev = NULL;
@@ -288,10 +347,22 @@ uv_loop_t *sift_ctx_loop(const sift_ctx *ctx)
 
 void sift_ctx_set_run_id(sift_ctx *ctx, const char *run_id)
 {
-    snprintf(ctx->run_id, sizeof ctx->run_id, "%s", run_id ? run_id : "");
+    sift_free(ctx->run_id);
+    ctx->run_id = NULL;
+    if (!run_id || !*run_id)
+        return;
+    size_t n = strnlen(run_id, 63);
+    ctx->run_id = sift_malloc(n + 1); /* out of memory: log lines go without */
+    if (ctx->run_id) {
+        memcpy(ctx->run_id, run_id, n);
+        ctx->run_id[n] = 0;
+    }
 }
 
 const char *sift_ctx_run_id(const sift_ctx *ctx)
 {
-    return ctx->run_id[0] ? ctx->run_id : NULL;
+    for (; ctx; ctx = ctx->parent)
+        if (ctx->run_id)
+            return ctx->run_id;
+    return NULL;
 }

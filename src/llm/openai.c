@@ -72,6 +72,9 @@ typedef struct oai_gen {
     bool emitted; /* something reached on_token/on_tool_call_start: no more retries */
     int attempts;
     sift_buf body; /* the request body, borrowed by every attempt */
+    /* the request when its body is built only as the first attempt goes to
+     * curl (creq.stable_until_done); creq.messages is NULL once built */
+    sift_chat_request creq;
     /* per attempt */
     int status;
     int64_t retry_after_ms; /* -1: no usable Retry-After */
@@ -80,8 +83,14 @@ typedef struct oai_gen {
     bool whole;             /* asked to stream, the server answered with one JSON document */
     sift_sse_parser sse;
     sift_stream as;
-    sift_err fail; /* why we aborted the attempt ourselves (malformed chunk...) */
-    sift_err last; /* the error on_done will report when the wait is cancelled */
+    /* one buffer for two uses that never overlap (260 bytes less for each
+     * of the thousands of generations waiting for a connection):
+     * fail during an attempt (GEN_REQUEST; cleared when one starts), last
+     * while waiting (GEN_BACKOFF, GEN_CANCELLED) */
+    union {
+        sift_err fail; /* why we aborted the attempt ourselves (malformed chunk...) */
+        sift_err last; /* the error on_done will report when the wait is cancelled */
+    };
     uv_timer_t timer;
     sift_ctx_hook hook;
 } oai_gen;
@@ -518,6 +527,39 @@ static void on_http_done(sift_http_request *req, int code, sift_http_response *r
     retry_or_fail(g, &e, code == SIFT_EIO || code == SIFT_ETIMEDOUT);
 }
 
+/* Serialises the request into g->body and gives the doubling slack back:
+ * the body is kept for retries (a seed run's second request: 4.7 KB in an
+ * 8 KB buffer). */
+static int gen_build(oai_gen *g, const sift_chat_request *r, sift_err *err)
+{
+    int rc = sift_chat_request_json(r, &g->body, err);
+    if (rc)
+        return rc;
+    if (g->body.cap > g->body.len + 1) {
+        char *fit = sift_realloc(g->body.data, g->body.len + 1);
+        if (fit) { /* else keep the larger buffer */
+            g->body.data = fit;
+            g->body.cap = g->body.len + 1;
+        }
+    }
+    return 0;
+}
+
+/* The HTTP client's build_body: the first attempt's body, built when the
+ * request leaves the host queue, so the thousands of generations waiting for
+ * a connection at high concurrency hold no body. */
+static int gen_build_body(void *udata, const char **body, size_t *len, sift_err *err)
+{
+    oai_gen *g = udata;
+    int rc = gen_build(g, &g->creq, err);
+    g->creq.messages = NULL; /* built: the caller's messages are no longer used */
+    if (rc)
+        return rc;
+    *body = g->body.data;
+    *len = g->body.len;
+    return 0;
+}
+
 static int gen_attempt(oai_gen *g, sift_err *err)
 {
     oai_model *m = g->m;
@@ -538,6 +580,7 @@ static int gen_attempt(oai_gen *g, sift_err *err)
         .body_borrowed = 1,
         .timeout_ms = m->timeout_ms,
         .max_body_bytes = g->stream ? 0 : m->max_body_bytes,
+        .build_body = g->creq.messages ? gen_build_body : NULL,
     };
     sift_http_callbacks cbs = {
         .on_response = on_http_response,
@@ -580,18 +623,13 @@ static int oai_generate(sift_model *base, sift_ctx *ctx, sift_arena *arena,
     sift_stream_set_batch(&g->as, true);
     g->state = GEN_REQUEST;
 
-    int rc = sift_chat_request_json(&r, &g->body, err);
-    if (rc)
-        goto fail_nohandle;
-    /* the body grew by doubling (a seed run's second request: 4.7 KB in an
-     * 8 KB buffer) and is kept for retries while the request waits for a
-     * connection: give the slack back */
-    if (g->body.cap > g->body.len + 1) {
-        char *fit = sift_realloc(g->body.data, g->body.len + 1);
-        if (fit) { /* else keep the larger buffer */
-            g->body.data = fit;
-            g->body.cap = g->body.len + 1;
-        }
+    int rc = 0;
+    if (r.stable_until_done && r.messages) {
+        g->creq = r; /* built by gen_build_body when the first attempt is sent */
+    } else {
+        rc = gen_build(g, &r, err);
+        if (rc)
+            goto fail_nohandle;
     }
     rc = uv_timer_init(m->loop, &g->timer);
     if (rc) {

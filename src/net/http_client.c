@@ -105,7 +105,10 @@ struct sift_http_request {
     int64_t timeout_ms;
     uint64_t t0;
     int code;
-    sift_err err;
+    /* the message for on_done's sift_err, allocated when the request fails:
+     * a sift_err in every request was 260 of its 656 bytes, and thousands
+     * wait in the host queues */
+    char *errmsg;
     sift_http_response resp;
     /* curl's message, allocated when the request goes to curl: thousands of
      * requests may wait in the host queues without needing one */
@@ -118,6 +121,9 @@ struct sift_http_request {
                          without an easy handle: thousands may wait) */
     const char *body; /* what setup_easy sends: body_copy or the caller's */
     size_t body_len;
+    /* builds body/body_len when the request goes to curl (opts.build_body);
+     * NULL once called */
+    int (*build_body)(void *udata, const char **body, size_t *len, sift_err *err);
     qlink wnode; /* in c->hosts[host].wait while queued */
 };
 
@@ -257,28 +263,52 @@ static int host_of(sift_http_client *c, const char *url)
 
 static CURLcode setup_easy(sift_http_client *c, sift_http_request *req, const char *body,
                            size_t body_len);
+static void req_set_msg(sift_http_request *req, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Gives the request an easy handle and to curl, and takes a slot of its
- * host. */
-static CURLMcode add_to_curl(sift_http_client *c, sift_http_request *req)
+ * host. Returns 0, or a negative SIFT_E code with err set. */
+static int add_to_curl(sift_http_client *c, sift_http_request *req, sift_err *err)
 {
+    CURLMcode mrc = CURLM_OK;
+    if (req->build_body) {
+        /* the body is built only now: a request waiting in its host's
+         * queue holds none (thousands may wait, see bench/README.md) */
+        int (*build)(void *, const char **, size_t *, sift_err *) = req->build_body;
+        req->build_body = NULL;
+        int rc = build(req->udata, &req->body, &req->body_len, err);
+        if (rc) {
+            if (!err->code)
+                sift_err_set(err, rc, "%s %s: building the request body failed", req->method,
+                             req->url);
+            return rc;
+        }
+    }
     if (!req->easy) {
         req->easy = easy_get(c);
-        if (!req->easy)
-            return CURLM_OUT_OF_MEMORY;
+        if (!req->easy) {
+            mrc = CURLM_OUT_OF_MEMORY;
+            goto fail;
+        }
         CURLcode crc = setup_easy(c, req, req->body, req->body_len);
-        if (crc != CURLE_OK)
-            return crc == CURLE_OUT_OF_MEMORY ? CURLM_OUT_OF_MEMORY : CURLM_INTERNAL_ERROR;
+        if (crc != CURLE_OK) {
+            mrc = crc == CURLE_OUT_OF_MEMORY ? CURLM_OUT_OF_MEMORY : CURLM_INTERNAL_ERROR;
+            goto fail;
+        }
     }
-    CURLMcode mrc = curl_multi_add_handle(c->multi, req->easy);
+    mrc = curl_multi_add_handle(c->multi, req->easy);
     if (mrc != CURLM_OK)
-        return mrc;
+        goto fail;
     req->in_multi = 1;
     if (req->host >= 0) {
         req->counted = 1;
         c->hosts[req->host].active++;
     }
-    return CURLM_OK;
+    return 0;
+
+fail:
+    return sift_err_set(err, mrc == CURLM_OUT_OF_MEMORY ? SIFT_ENOMEM : SIFT_EINTERNAL, "%s %s: %s",
+                        req->method, req->url, curl_multi_strerror(mrc));
 }
 
 static void req_finish(sift_http_request *req);
@@ -291,11 +321,11 @@ static void start_waiting(sift_http_client *c, int h)
         sift_http_request *req = container_of(hs->wait.next, sift_http_request, wnode);
         q_remove(&req->wnode);
         req->queued = 0;
-        CURLMcode mrc = add_to_curl(c, req);
-        if (mrc != CURLM_OK) {
-            req->code = mrc == CURLM_OUT_OF_MEMORY ? SIFT_ENOMEM : SIFT_EINTERNAL;
-            sift_err_set(&req->err, req->code, "%s %s: %s", req->method, req->url,
-                         curl_multi_strerror(mrc));
+        sift_err e = {0};
+        int rc = add_to_curl(c, req, &e);
+        if (rc) {
+            req->code = rc;
+            req_set_msg(req, "%s", e.msg);
             drop_hook(req);
             req_finish(req);
         }
@@ -340,12 +370,28 @@ static void req_finish(sift_http_request *req)
     ensure_idle(c);
 }
 
+/* Keeps the message on_done will get (out of memory: the code's name). */
+static void req_set_msg(sift_http_request *req, const char *fmt, ...)
+{
+    char msg[SIFT_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    sift_free(req->errmsg);
+    req->errmsg = NULL;
+    if (req->errbuf) /* room kept after curl's message (setup_easy) */
+        memcpy(req->errbuf + CURL_ERROR_SIZE, msg, sizeof msg);
+    else
+        req->errmsg = sift_strdup(msg); /* out of memory: on_done names the code */
+}
+
 static void req_record(sift_http_request *req, int code, const char *fmt, va_list ap)
 {
     char msg[SIFT_ERR_MSG_MAX];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     req->code = code;
-    sift_err_set(&req->err, code, "%s %s: %s", req->method, req->url, msg);
+    req_set_msg(req, "%s %s: %s", req->method, req->url, msg);
 }
 
 /* Decides the request's outcome now and stops it: at once outside curl, right
@@ -394,6 +440,7 @@ static void req_free(sift_http_request *req)
     sift_free(req->url);
     sift_free(req->body_copy);
     sift_free(req->errbuf);
+    sift_free(req->errmsg);
     curl_slist_free_all(req->hdrs);
     sift_buf_free(&req->resp.headers);
     sift_buf_free(&req->resp.bodybuf);
@@ -427,7 +474,16 @@ static void drain(sift_http_client *c)
         req->resp.total_ms = (double)(uv_hrtime() - req->t0) / 1e6;
         c->stats.completed++;
         c->stats.in_flight--;
-        req->cb.on_done(req, req->code, &req->resp, &req->err, req->udata);
+        sift_err e = {0};
+        if (req->code) {
+            e.code = req->code;
+            const char *m = req->errmsg ? req->errmsg
+                            : req->errbuf && req->errbuf[CURL_ERROR_SIZE]
+                                ? req->errbuf + CURL_ERROR_SIZE
+                                : sift_err_name(req->code);
+            snprintf(e.msg, sizeof e.msg, "%s", m);
+        }
+        req->cb.on_done(req, req->code, &req->resp, &e, req->udata);
         req_free(req);
     }
     c->draining = 0;
@@ -488,12 +544,11 @@ static void check_done(sift_http_client *c)
         } else if (req->state == REQ_RUNNING) {
             req->code = map_curl_code(req, rc);
             if (req->code == SIFT_ETOOBIG) {
-                sift_err_set(&req->err, req->code,
-                             "%s %s: response body is over the %zu-byte limit (max_body_bytes)",
-                             req->method, req->url, req->max_body);
+                req_set_msg(req, "%s %s: response body is over the %zu-byte limit (max_body_bytes)",
+                            req->method, req->url, req->max_body);
             } else if (req->code != 0) {
-                sift_err_set(&req->err, req->code, "%s %s: %s", req->method, req->url,
-                             req->errbuf && req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc));
+                req_set_msg(req, "%s %s: %s", req->method, req->url,
+                            req->errbuf && req->errbuf[0] ? req->errbuf : curl_easy_strerror(rc));
             }
         } else {
             continue;
@@ -958,9 +1013,12 @@ static CURLcode setup_easy(sift_http_client *c, sift_http_request *req, const ch
     SET(CURLOPT_HEADERDATA, req);
     SET(CURLOPT_WRITEFUNCTION, on_curl_write);
     SET(CURLOPT_WRITEDATA, req);
-    if (!req->errbuf && !(req->errbuf = sift_malloc(CURL_ERROR_SIZE)))
+    /* curl's message, then room for ours (req_set_msg): a request in curl
+     * can report its failure without another allocation */
+    if (!req->errbuf && !(req->errbuf = sift_malloc(CURL_ERROR_SIZE + SIFT_ERR_MSG_MAX)))
         return CURLE_OUT_OF_MEMORY;
     req->errbuf[0] = '\0';
+    req->errbuf[CURL_ERROR_SIZE] = '\0';
     SET(CURLOPT_ERRORBUFFER, req->errbuf);
     SET(CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     SET(CURLOPT_CLOSESOCKETDATA, c);
@@ -1026,7 +1084,7 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
     req->udata = udata;
     q_init(&req->node);
     q_init(&req->qnode);
-    const char *method = o->method ? o->method : o->body ? "POST" : "GET";
+    const char *method = o->method ? o->method : o->body || o->build_body ? "POST" : "GET";
     snprintf(req->method, sizeof(req->method), "%s", method);
     sift_buf_init(&req->resp.headers, HEADERS_MAX);
     sift_buf_init(&req->resp.bodybuf, 0);
@@ -1038,7 +1096,7 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
         goto nomem;
     req->resp.url = req->url;
 
-    const char *body = o->body;
+    const char *body = o->build_body ? NULL : o->body;
     if (body && !o->body_borrowed) {
         req->body_copy = sift_malloc(o->body_len ? o->body_len : 1);
         if (!req->body_copy)
@@ -1052,7 +1110,7 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
             goto nomem;
         req->hdrs = l;
     }
-    if (body) {
+    if (body || o->build_body) {
         /* No "Expect: 100-continue" round trip before small bodies. */
         struct curl_slist *l = curl_slist_append(req->hdrs, "Expect:");
         if (!l)
@@ -1061,7 +1119,11 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
     }
 
     sift_ctx *hook_ctx = ctx;
-    if (o->timeout_ms > 0) {
+    /* a context whose deadline comes first already bounds the request: no
+     * context of our own then (a context per request, thousands waiting in
+     * the host queues; the tools' contexts have the same timeout) */
+    int64_t left = ctx ? sift_ctx_remaining_ms(ctx) : SIFT_NO_DEADLINE;
+    if (o->timeout_ms > 0 && (left == SIFT_NO_DEADLINE || left > o->timeout_ms)) {
         req->timeout_ms = o->timeout_ms;
         req->parent_ctx = ctx;
         req->own_ctx = sift_ctx_new_timeout(ctx ? ctx : c->root, o->timeout_ms);
@@ -1071,7 +1133,8 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
     }
 
     req->body = body;
-    req->body_len = o->body_len;
+    req->body_len = body ? o->body_len : 0;
+    req->build_body = o->build_body;
     if (hook_ctx && sift_ctx_add_hook(hook_ctx, &req->hook, on_ctx_done) != 0) {
         sift_err_copy(err, sift_ctx_cause(hook_ctx));
         goto fail;
@@ -1082,12 +1145,8 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
         q_push(&c->hosts[req->host].wait, &req->wnode);
         req->queued = 1;
     } else {
-        CURLMcode mrc = add_to_curl(c, req);
-        if (mrc != CURLM_OK) {
-            sift_err_set(err, mrc == CURLM_OUT_OF_MEMORY ? SIFT_ENOMEM : SIFT_EINTERNAL,
-                         "%s %s: %s", req->method, req->url, curl_multi_strerror(mrc));
+        if (add_to_curl(c, req, err) != 0)
             goto fail;
-        }
     }
     req->t0 = uv_hrtime();
     q_push(&c->reqs, &req->node);

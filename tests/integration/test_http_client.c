@@ -57,6 +57,10 @@ typedef struct result {
     char ctype[64];
     char xmethod[16];
     char xctype[64];
+    /* build_body (test_build_body) */
+    int builds;
+    int build_rc;           /* returned instead of a body when non-zero */
+    const char *build_text; /* the body built */
 } result;
 
 static void result_init(result *r, fixture *f)
@@ -638,6 +642,90 @@ static void test_timeout_while_queued(void **state)
     result_free(&quick);
 }
 
+static int build_body(void *udata, const char **body, size_t *len, sift_err *err)
+{
+    result *r = udata;
+    r->builds++;
+    if (r->build_rc)
+        return sift_err_set(err, r->build_rc, "test: the body cannot be built");
+    *body = r->build_text;
+    *len = strlen(r->build_text);
+    return 0;
+}
+
+/* build_body runs when the request goes to curl: at once when a connection
+ * is free, only when the slot frees up for a queued request, never for one
+ * cancelled while queued; a failure comes back from start or from on_done. */
+static void test_build_body(void **state)
+{
+    fixture *f = *state;
+    sift_http_client_opts co = {.max_host_connections = 1};
+    sift_err err = {0};
+    sift_http_client *c1 = sift_http_client_new(&f->loop, &co, &err);
+    assert_non_null(c1);
+    char u[256], slow_u[256];
+    url(f, "/echo", u);
+    url(f, "/delay?ms=300", slow_u);
+    const char *hdrs[] = {"Content-Type: text/plain", NULL};
+
+    /* a free slot: built inside start; a failure is start's */
+    result bad;
+    result_init(&bad, f);
+    bad.build_rc = SIFT_EINVAL;
+    sift_http_req_opts ob = {.url = u, .build_body = build_body};
+    assert_int_equal(sift_http_request_start(c1, NULL, &ob, &buffered_cb, &bad, NULL, &err),
+                     SIFT_EINVAL);
+    assert_int_equal(bad.builds, 1);
+    assert_non_null(strstr(err.msg, "cannot be built"));
+
+    result slow, first, queued, gone, late_bad;
+    result_init(&slow, f);
+    result_init(&first, f);
+    result_init(&queued, f);
+    result_init(&gone, f);
+    result_init(&late_bad, f);
+    slow.build_text = "slow";
+    sift_http_req_opts os = {.url = slow_u, .build_body = build_body};
+    assert_int_equal(sift_http_request_start(c1, NULL, &os, &buffered_cb, &slow, NULL, &err), 0);
+    assert_int_equal(slow.builds, 1);
+
+    /* queued behind the slow one: nothing is built yet */
+    queued.build_text = "built late";
+    sift_http_req_opts oq = {.url = u, .headers = hdrs, .build_body = build_body};
+    assert_int_equal(sift_http_request_start(c1, NULL, &oq, &buffered_cb, &queued, NULL, &err), 0);
+    sift_http_request *greq = NULL;
+    gone.build_text = "never";
+    assert_int_equal(sift_http_request_start(c1, NULL, &oq, &buffered_cb, &gone, &greq, &err), 0);
+    late_bad.build_rc = SIFT_ETOOBIG;
+    assert_int_equal(sift_http_request_start(c1, NULL, &oq, &buffered_cb, &late_bad, NULL, &err),
+                     0);
+    sift_http_request_cancel(greq, 0);
+    assert_int_equal(queued.builds + gone.builds + late_bad.builds, 0);
+
+    wait_for(f, &late_bad.done_calls, 1, 5000);
+    assert_int_equal(slow.code, 0);
+    assert_int_equal(queued.builds, 1);
+    assert_int_equal(queued.code, 0);
+    assert_string_equal(queued.xmethod, "POST"); /* a built body means POST */
+    assert_string_equal(queued.body.data, "built late");
+    assert_int_equal(gone.done_calls, 1);
+    assert_int_equal(gone.code, SIFT_ECANCELED);
+    assert_int_equal(gone.builds, 0);
+    assert_int_equal(late_bad.builds, 1);
+    assert_int_equal(late_bad.code, SIFT_ETOOBIG);
+    assert_non_null(strstr(late_bad.err, "cannot be built"));
+    assert_int_equal(bad.done_calls, 0);
+
+    int closed = 0;
+    sift_http_client_close(c1, on_int_set, &closed);
+    wait_for(f, &closed, 1, 5000);
+    result_free(&bad);
+    result_free(&slow);
+    result_free(&queued);
+    result_free(&gone);
+    result_free(&late_bad);
+}
+
 static void test_connection_errors(void **state)
 {
     fixture *f = *state;
@@ -940,6 +1028,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_cancel_and_on_data_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_and_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_while_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_build_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_reuse, setup, teardown),

@@ -132,6 +132,11 @@ static void on_client_closed(void *udata)
     ((fixture *)udata)->client_closed = 1;
 }
 
+static void on_int_set_openai(void *udata)
+{
+    *(int *)udata = 1;
+}
+
 static int guard_fired;
 
 static void on_guard(uv_timer_t *t)
@@ -429,6 +434,71 @@ static void test_request_body(void **state)
     free(body);
     run_free(&r2);
     run_free(&r);
+}
+
+/* stable_until_done: the body is built when the request goes to curl, not
+ * in generate. With one connection to the model, the second generation waits
+ * behind the first; a change to its messages before it is sent (which the
+ * flag's contract rules out for real callers) shows when it was built. Its
+ * retry after a 500 sends the same body again. */
+static void test_body_built_when_sent(void **state)
+{
+    fixture *f = *state;
+    sift_http_client_opts co = {.max_host_connections = 1};
+    sift_err err = {0};
+    sift_http_client *h1 = sift_http_client_new(&f->loop, &co, &err);
+    assert_non_null(h1);
+    sift_openai_opts o = {.base_url = mock_llm_base_url(f->mock),
+                          .model = "mock-model",
+                          .timeout_ms = 10000,
+                          .max_retries = 2,
+                          .backoff_base_ms = 20,
+                          .backoff_max_ms = 100};
+    sift_model *m = sift_openai_new(&f->loop, h1, &o, &err);
+    assert_non_null(m);
+
+    mock_reply slow = {.content = "one two three four", .token_delay_ms = 50};
+    mock_reply bad = {.status = 500, .error_message = "The server had an error"};
+    mock_reply ok = {.content = "second"};
+    mock_llm_push(f->mock, &slow);
+    mock_llm_push(f->mock, &bad);
+    mock_llm_push(f->mock, &ok);
+
+    sift_message msgs[2] = {
+        {.role = SIFT_ROLE_SYSTEM, .content = "You help shoppers.", .content_len = 18},
+        {.role = SIFT_ROLE_USER, .content = "before", .content_len = 6},
+    };
+    run r1, r2;
+    run_init(&r1, f, 20000);
+    run_init(&r2, f, 20000);
+    sift_chat_request q1 = stream_req(true);
+    q1.stable_until_done = true;
+    assert_int_equal(sift_model_generate(m, r1.ctx, f->arena, &q1, &callbacks, &r1, &err), 0);
+    sift_chat_request q2 = {
+        .messages = msgs, .n_messages = 2, .stream = true, .stable_until_done = true};
+    assert_int_equal(sift_model_generate(m, r2.ctx, f->arena, &q2, &callbacks, &r2, &err), 0);
+    msgs[1].content = "after";
+    msgs[1].content_len = 5;
+    wait_for(f, &r2.done_calls, 1, 20000);
+    assert_int_equal(r1.code, 0);
+    assert_int_equal(r2.code, 0);
+    assert_string_equal(r2.tokens.data, "second");
+    assert_int_equal(mock_llm_requests(f->mock), 3);
+    char *b1 = mock_llm_request_body(f->mock, 1);
+    char *b2 = mock_llm_request_body(f->mock, 2);
+    assert_non_null(b1);
+    assert_non_null(b2);
+    assert_contains(b1, "\"content\":\"after\"");
+    assert_string_equal(b1, b2); /* the retry reuses the built body */
+    free(b1);
+    free(b2);
+
+    sift_model_free(m);
+    int closed = 0;
+    sift_http_client_close(h1, on_int_set_openai, &closed);
+    wait_for(f, &closed, 1, 5000);
+    run_free(&r1);
+    run_free(&r2);
 }
 
 /* ---- errors and retries ------------------------------------------------ */
@@ -1030,6 +1100,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_parallel_tool_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nonstream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_built_when_sent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_401_not_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_429_retry_after, setup, teardown),
         cmocka_unit_test_setup_teardown(test_500_twice_then_success, setup, teardown),

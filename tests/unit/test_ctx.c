@@ -249,7 +249,19 @@ static void test_run_id_inherited(void **state)
     sift_ctx_set_run_id(root, "run-1234");
     sift_ctx *c = sift_ctx_new_timeout(root, 1000);
     assert_string_equal(sift_ctx_run_id(c), "run-1234");
+    /* a grandchild reads it through a released parent; its own wins */
+    sift_ctx *g = sift_ctx_new(c);
     sift_ctx_release(c);
+    assert_string_equal(sift_ctx_run_id(g), "run-1234");
+    char longid[100];
+    memset(longid, 'x', sizeof longid - 1);
+    longid[sizeof longid - 1] = 0;
+    sift_ctx_set_run_id(g, longid);
+    assert_int_equal(strlen(sift_ctx_run_id(g)), 63);
+    sift_ctx_set_run_id(g, "tool-7");
+    assert_string_equal(sift_ctx_run_id(g), "tool-7");
+    assert_string_equal(sift_ctx_run_id(root), "run-1234");
+    sift_ctx_release(g);
     sift_ctx_release(root);
 }
 
@@ -269,7 +281,43 @@ static void test_many_and_oom(void **state)
     assert_null(sift_ctx_new(root));
     assert_null(sift_ctx_new_timeout(root, 5));
     assert_null(sift_ctx_new_root(&loop));
+    /* the context is allocated, its timer is not: nothing is left behind */
+    sift_mem_fail_after(1);
+    assert_null(sift_ctx_new_timeout(root, 5));
     sift_mem_fail_after(-1);
+    sift_ctx_release(root);
+}
+
+/* The message is kept once, by the cancelled context, and read through its
+ * descendants, also ones born after the cancel and ones that outlive their
+ * released ancestors; without memory for the message the code's generic one
+ * is used. */
+static void test_cause_shared_and_oom(void **state)
+{
+    sift_ctx *root = sift_ctx_new_root(&loop);
+    sift_ctx *a = sift_ctx_new(root);
+    sift_ctx *b = sift_ctx_new(a);
+    sift_ctx_cancel(a, SIFT_ETIMEDOUT, "model took %d ms", 1500);
+    sift_ctx *late = sift_ctx_new(b);
+    sift_ctx_release(a);
+    sift_ctx_release(b);
+    assert_int_equal(sift_ctx_err(late), SIFT_ETIMEDOUT);
+    assert_int_equal(sift_ctx_cause(late)->code, SIFT_ETIMEDOUT);
+    assert_string_equal(sift_ctx_cause(late)->msg, "model took 1500 ms");
+    sift_ctx_release(late);
+    assert_int_equal(sift_ctx_err(root), 0);
+    assert_string_equal(sift_ctx_cause(root)->msg, "");
+
+    sift_ctx *c = sift_ctx_new(root);
+    sift_ctx *d = sift_ctx_new(c);
+    sift_mem_fail_after(0);
+    sift_ctx_cancel(c, SIFT_EFAILED, "tool %s failed", "get_price");
+    sift_mem_fail_after(-1);
+    assert_int_equal(sift_ctx_err(d), SIFT_EFAILED);
+    assert_int_equal(sift_ctx_cause(d)->code, SIFT_EFAILED);
+    assert_string_equal(sift_ctx_cause(d)->msg, "a sibling task failed");
+    sift_ctx_release(d);
+    sift_ctx_release(c);
     sift_ctx_release(root);
 }
 
@@ -305,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_cancel_passes_released_timed_child),
         cmocka_unit_test(test_run_id_inherited),
         cmocka_unit_test(test_many_and_oom),
+        cmocka_unit_test(test_cause_shared_and_oom),
         cmocka_unit_test(test_cancel_while_child_timer_closes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
