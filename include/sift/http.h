@@ -179,6 +179,9 @@ typedef struct sift_http_req_opts {
     int64_t timeout_ms;
     size_t max_body_bytes; /* response body limit. Buffered mode: 0 means 16 MiB;
                               streaming mode: 0 means no limit */
+    long buffer_size;      /* curl receive buffer for this transfer; 0: the client's. A
+                              long stream (a model's answer) reads fewer, larger chunks
+                              with a bigger one; small answers need no more than 1 KB */
 } sift_http_req_opts;
 
 /* Starts a request under `ctx` (may be NULL: no cancellation, no deadline).

@@ -581,6 +581,9 @@ static int gen_attempt(oai_gen *g, sift_err *err)
         .timeout_ms = m->timeout_ms,
         .max_body_bytes = g->stream ? 0 : m->max_body_bytes,
         .build_body = g->creq.messages ? gen_build_body : NULL,
+        /* a model stream arrives in bursts of several KB: with curl's 1 KB
+         * buffer each KB cost a recvfrom and a poll (bench/README.md) */
+        .buffer_size = g->stream ? 4096 : 0,
     };
     sift_http_callbacks cbs = {
         .on_response = on_http_response,

@@ -95,6 +95,7 @@ struct sift_http_request {
     char *body_copy;
     struct curl_slist *hdrs;
     size_t max_body;
+    long buffer_size; /* CURLOPT_BUFFERSIZE for this transfer */
     size_t body_seen;
     int responded;
     /* With a timeout the hook sits on a child context of our own whose
@@ -1002,7 +1003,7 @@ static CURLcode setup_easy(sift_http_client *c, sift_http_request *req, const ch
     SET(CURLOPT_PRIVATE, req);
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_BUFFERSIZE, c->buffer_size);
+    SET(CURLOPT_BUFFERSIZE, req->buffer_size);
     SET(CURLOPT_USERAGENT, c->user_agent);
     SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
     /* h2c connection reuse is unreliable in curl 7.88 (DESIGN.md). */
@@ -1089,6 +1090,7 @@ int sift_http_request_start(sift_http_client *c, sift_ctx *ctx, const sift_http_
     sift_buf_init(&req->resp.headers, HEADERS_MAX);
     sift_buf_init(&req->resp.bodybuf, 0);
     req->max_body = o->max_body_bytes;
+    req->buffer_size = o->buffer_size > 0 ? o->buffer_size : c->buffer_size;
     if (!cb->on_data && !req->max_body)
         req->max_body = BUFFERED_BODY_DEFAULT;
     req->url = sift_strdup(o->url);

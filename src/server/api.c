@@ -405,9 +405,6 @@ static int worker_start(sift_server_worker *w, uv_loop_t *loop, void *udata)
     sift_http_client_opts co = {
         .max_host_connections = api->cfg->server.upstream_connections,
         .max_total_connections = 4L * api->cfg->server.upstream_connections,
-        /* a model stream arrives in bursts of several KB: with curl's 1 KB
-         * default here each KB cost a recvfrom and a poll (bench/README.md) */
-        .buffer_size = 4096,
     };
     wr->http = sift_http_client_new(loop, &co, &err);
     if (wr->http) {
