@@ -599,7 +599,7 @@ static void sb_add(struct sbuf *b, const char *s, size_t n)
 {
     if (b->bad)
         return;
-    if (b->len + n + 1 > b->cap) {
+    if (!b->s || b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
         while (cap < b->len + n + 1)
             cap *= 2;
@@ -885,6 +885,16 @@ static struct pgconn *conn_open(sift_pgpool *p)
         r->nports = 1;
         for (const char *s = r->ports; (s = strchr(s, ',')); s++)
             r->nports++;
+    }
+    size_t nhosts = 1;
+    for (const char *s = hosts; (s = strchr(s, ',')); s++)
+        nhosts++;
+    if (r->nports > 1 && r->nports != nhosts) {
+        /* libpq refuses this before resolving anything: let it say so. */
+        c->resolve = NULL;
+        resolve_free(r);
+        conn_start(c, NULL, NULL, NULL);
+        return c->state == C_CLOSING ? NULL : c;
     }
     c->resolve = r;
     return resolve_next(r) == 0 ? c : NULL;
