@@ -476,6 +476,21 @@ static void test_host_name(void **state)
         fail_msg("%s", r2.msg);
     assert_string_equal(r2.value, "two");
     fx_close(&f);
+
+    /* hostaddr given: the name is not resolved (it could not be), only kept. */
+    snprintf(url, sizeof url,
+             "host=sift-no-such-host.invalid hostaddr=127.0.0.1 port=%.*s user=postgres "
+             "dbname=sift",
+             plen, port);
+    fx_open(&f, (sift_pgpool_opts){.conninfo = url, .connect_timeout_ms = 3000});
+    one = sift_pgpool_prepare(f.pool, "SELECT 'three'", 0, &err);
+    struct res r3 = {.loop = &f.loop};
+    assert_int_equal(sift_pgpool_query(f.pool, f.root, one, 0, NULL, on_res, &r3, &err), 0);
+    run_until(&f.loop, &r3.called, 1, 5000);
+    if (r3.code != 0)
+        fail_msg("%s", r3.msg);
+    assert_string_equal(r3.value, "three");
+    fx_close(&f);
 }
 
 /* A name that does not resolve fails the attempt with a clear error, and
