@@ -547,6 +547,79 @@ static void test_close_while_resolving(void **state)
     }
 }
 
+/* Keeps every uv thread-pool thread busy for a while, so a uv_getaddrinfo
+ * queued meanwhile is still pending (and cancellable). */
+static void busy_work(uv_work_t *w)
+{
+    (void)w;
+    uv_sleep(400);
+}
+
+static void busy_done(uv_work_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+static void block_threadpool(uv_loop_t *loop)
+{
+    const char *env = getenv("UV_THREADPOOL_SIZE");
+    int n = env ? atoi(env) : 4;
+    if (n < 1 || n > 1024)
+        n = 4;
+    for (int i = 0; i < n; i++) {
+        uv_work_t *w = calloc(1, sizeof *w);
+        assert_non_null(w);
+        assert_int_equal(uv_queue_work(loop, w, busy_work, busy_done), 0);
+    }
+}
+
+/* The connect timeout covers resolving: with the thread pool busy, the
+ * attempt times out while its lookup is pending (the lookup is cancelled and
+ * freed in its callback), the loop keeps running meanwhile, and a later
+ * attempt connects once the pool is free. Closing with a lookup pending is
+ * clean too (ASan). */
+static void test_resolve_pending(void **state)
+{
+    (void)state;
+    const char *port = strrchr(cluster.url, ':') + 1;
+    char url[300];
+    snprintf(url, sizeof url, "postgresql://postgres@localhost:%.*s/sift", (int)strcspn(port, "/"),
+             port);
+    struct fixture f;
+    fx_open(&f, (sift_pgpool_opts){.conninfo = url,
+                                   .connect_timeout_ms = 100,
+                                   .backoff_min_ms = 50,
+                                   .queue_timeout_ms = 5000});
+    block_threadpool(&f.loop);
+    sift_err err = {0};
+    int one = sift_pgpool_prepare(f.pool, "SELECT 'one'", 0, &err);
+    struct res r = {.loop = &f.loop};
+    uint64_t t0 = uv_now(&f.loop);
+    assert_int_equal(sift_pgpool_query(f.pool, f.root, one, 0, NULL, on_res, &r, &err), 0);
+    run_until(&f.loop, &r.called, 1, 5000);
+    if (r.code != 0)
+        fail_msg("%s", r.msg);
+    assert_string_equal(r.value, "one");
+    assert_true(uv_now(&f.loop) - t0 >= 300); /* it waited for the thread pool */
+    sift_pgpool_stats st;
+    sift_pgpool_get_stats(f.pool, &st);
+    assert_true(st.connect_failures >= 1); /* "no answer within 100 ms" */
+    assert_int_equal(st.connects, 1);
+    fx_close(&f);
+
+    fx_open(&f, (sift_pgpool_opts){.conninfo = url});
+    block_threadpool(&f.loop);
+    one = sift_pgpool_prepare(f.pool, "SELECT 1", 0, &err);
+    struct res r2 = {.loop = &f.loop};
+    assert_int_equal(sift_pgpool_query(f.pool, f.root, one, 0, NULL, on_res, &r2, &err), 0);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    assert_int_equal(r2.called, 0);
+    fx_close(&f);
+    assert_int_equal(r2.called, 1);
+    assert_int_equal(r2.code, SIFT_ECANCELED);
+}
+
 /* Allocation failures at every step of a pool's life: each one ends in a
  * clear error (or success), never a crash, a hang or a leak (ASan). */
 static void test_out_of_memory(void **state)
@@ -739,6 +812,7 @@ int main(void)
         cmocka_unit_test(test_host_name),
         cmocka_unit_test(test_host_unresolvable),
         cmocka_unit_test(test_close_while_resolving),
+        cmocka_unit_test(test_resolve_pending),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_idle_connection_after_restart),
         cmocka_unit_test(test_restart_mid_load),
