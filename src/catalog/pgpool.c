@@ -745,6 +745,14 @@ static int resolve_next(struct pgresolve *r)
         connect_failed(c, "out of memory");
         return -1;
     }
+    if (!r->host.s) { /* every name resolved to no IPv4 or IPv6 address */
+        char why[SIFT_ERR_MSG_MAX];
+        snprintf(why, sizeof why, "cannot resolve host \"%.100s\": no IPv4 or IPv6 address",
+                 r->name);
+        resolve_free(r);
+        connect_failed(c, why);
+        return -1;
+    }
     conn_start(c, r->host.s, r->hostaddr.s, r->ports ? r->port.s : NULL);
     resolve_free(r);
     return c->state == C_CLOSING ? -1 : 0;
