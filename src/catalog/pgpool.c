@@ -7,7 +7,8 @@
  *          that result has been read. A query is freed only by the code that
  *          takes it off a list, never inside its own callback.
  *   conn   CONNECTING -> READY -> CLOSING (handles closing; freed in the
- *          timer's close callback).
+ *          timer's close callback). While CONNECTING it may first be
+ *          resolving host names (resolve set, pg NULL); see conn_open.
  *   pool   OPEN -> CLOSING (teardown done at the outermost entry point, so a
  *          callback may close the pool) -> freed when the last handle closed
  *          and no cancel request is running on the thread pool.

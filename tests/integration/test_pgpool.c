@@ -549,9 +549,12 @@ static void test_close_while_resolving(void **state)
 
 /* Keeps every uv thread-pool thread busy for a while, so a uv_getaddrinfo
  * queued meanwhile is still pending (and cancellable). */
+static _Atomic int busy_started;
+
 static void busy_work(uv_work_t *w)
 {
     (void)w;
+    busy_started++;
     uv_sleep(1000);
 }
 
@@ -572,6 +575,11 @@ static void block_threadpool(uv_loop_t *loop)
         assert_non_null(w);
         assert_int_equal(uv_queue_work(loop, w, busy_work, busy_done), 0);
     }
+    /* Every thread is asleep before the test goes on. */
+    for (int i = 0; i < 200 && busy_started < n; i++)
+        uv_sleep(5);
+    assert_int_equal(busy_started, n);
+    busy_started = 0;
 }
 
 /* The connect timeout covers resolving: with the thread pool busy, the
@@ -601,7 +609,8 @@ static void test_resolve_pending(void **state)
     if (r.code != 0)
         fail_msg("%s", r.msg);
     assert_string_equal(r.value, "one");
-    assert_true(uv_now(&f.loop) - t0 >= 700); /* it waited for the thread pool */
+    if (uv_now(&f.loop) - t0 < 700) /* it waited for the thread pool */
+        fail_msg("answered after %llu ms", (unsigned long long)(uv_now(&f.loop) - t0));
     sift_pgpool_stats st;
     sift_pgpool_get_stats(f.pool, &st);
     assert_true(st.connect_failures >= 1); /* "no answer within 300 ms" */
