@@ -50,9 +50,18 @@
  * (backoff_min_ms doubling up to backoff_max_ms, reset by a successful
  * connection); queued queries wait (within their queue timeout) meanwhile.
  *
- * DNS. libpq resolves a host name inside PQconnectStart, blocking. Give an IP
- * address (host=127.0.0.1, or hostaddr=) to keep connecting fully
- * non-blocking; a name from /etc/hosts is resolved in microseconds.
+ * DNS. libpq would resolve a host name inside PQconnectStart, blocking the
+ * loop. So before each connection attempt the pool resolves the names in
+ * `host` (from conninfo, else PGHOST; every name of a comma-separated list)
+ * with uv_getaddrinfo on the uv thread pool, and starts libpq with the
+ * addresses as `hostaddr` (all addresses of a name, tried in turn; `host`
+ * kept for TLS verification and .pgpass). Numeric hosts, Unix-socket
+ * directories and a conninfo that gives hostaddr are passed as they are.
+ * Nothing is cached: each attempt resolves afresh. A name that does not
+ * resolve fails the attempt ("PostgreSQL connect failed: cannot resolve host
+ * "x": ..."), which goes through the backoff below; the connect timeout
+ * covers resolving. Not covered: a host given only through a service file
+ * (service=), which libpq still resolves itself.
  *
  * Tested on plain TCP (loopback) only; TLS (sslmode=require) has not been
  * exercised with this pool yet.

@@ -7,7 +7,8 @@
  *          that result has been read. A query is freed only by the code that
  *          takes it off a list, never inside its own callback.
  *   conn   CONNECTING -> READY -> CLOSING (handles closing; freed in the
- *          timer's close callback).
+ *          timer's close callback). While CONNECTING it may first be
+ *          resolving host names (resolve set, pg NULL); see conn_open.
  *   pool   OPEN -> CLOSING (teardown done at the outermost entry point, so a
  *          callback may close the pool) -> freed when the last handle closed
  *          and no cancel request is running on the thread pool.
@@ -77,6 +78,7 @@ struct pgconn {
     uint32_t prepared;          /* bit i: statement i was sent for preparing */
     uint64_t cancels;           /* cancel requests sent on this connection */
     struct pgq *cancelled_head; /* the query a cancel request was sent for */
+    struct pgresolve *resolve;  /* host names being resolved; pg is NULL meanwhile */
 };
 
 struct stmt {
@@ -92,6 +94,7 @@ struct stmt {
 struct sift_pgpool {
     uv_loop_t *loop;
     char *conninfo;
+    PQconninfoOption *copts; /* conninfo parsed once; host names resolved per attempt */
     size_t size, depth_max, queue_max;
     int queue_timeout_ms, connect_timeout_ms, backoff_min_ms, backoff_max_ms;
     struct stmt stmts[SIFT_PGPOOL_STMTS_MAX];
@@ -172,6 +175,7 @@ static void pool_maybe_free(sift_pgpool *p)
     for (int i = 0; i < p->nstmts; i++)
         sift_free(p->stmts[i].sql);
     sift_free(p->conninfo);
+    PQconninfoFree(p->copts);
     sift_free(p);
 }
 
@@ -389,6 +393,8 @@ static void poll_drop(struct pgconn *c)
     c->poll_events = 0;
 }
 
+static void resolve_abort(struct pgconn *c);
+
 /* Closes a connection: every query on it is failed (`code`, `msg`) or, when
  * abandoned already, dropped. The memory goes in the timer's close callback. */
 static void conn_close(struct pgconn *c, int code, const char *msg)
@@ -408,6 +414,7 @@ static void conn_close(struct pgconn *c, int code, const char *msg)
     p->nconns--;
     p->st.conns = p->nconns;
     poll_drop(c); /* stop polling before PQfinish closes the socket */
+    resolve_abort(c);
     PQfinish(c->pg);
     c->pg = NULL;
     uv_timer_stop(&c->timer);
@@ -570,6 +577,279 @@ static void conn_connect_step(struct pgconn *c)
     p->last_error[0] = '\0';
 }
 
+/* ---- resolving host names ----
+ *
+ * libpq resolves a host name inside PQconnectStart/PQconnectPoll with a
+ * blocking getaddrinfo. So before each attempt the names in `host` are
+ * resolved here with uv_getaddrinfo (on the uv thread pool), one after the
+ * other, and the connection is started with the addresses as `hostaddr`:
+ * libpq then connects to those without resolving, and still uses `host` for
+ * TLS verification and .pgpass. Every address of a name is kept (the name is
+ * repeated in `host`, once per address, and its port with it), so libpq tries
+ * them in turn as it would have. Nothing is cached: each attempt resolves
+ * afresh, so a DNS change is seen at the next connection. */
+
+/* A string that grows; `bad` once an allocation failed. */
+struct sbuf {
+    char *s;
+    size_t len, cap;
+    bool bad;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->bad)
+        return;
+    if (!b->s || b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *ns = sift_realloc(b->s, cap);
+        if (!ns) {
+            b->bad = true;
+            return;
+        }
+        b->s = ns;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+/* Adds `s` as the next item of a comma-separated list. */
+static void sb_item(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->len > 0 || b->s)
+        sb_add(b, ",", 1);
+    else
+        sb_add(b, "", 0); /* marks the list as started: its first item may be empty */
+    sb_add(b, s, n);
+}
+
+struct pgresolve {
+    uv_getaddrinfo_t req;
+    struct pgconn *c;   /* NULL once the connection is gone: the callback only frees */
+    const char *ports;  /* the `port` list, or NULL */
+    const char *at;     /* the host item being resolved */
+    size_t nports, idx; /* items in `ports`; index of the host item at `at` */
+    char name[256];     /* the host item being resolved, for the error message */
+    struct sbuf host, hostaddr, port;
+};
+
+static void resolve_free(struct pgresolve *r)
+{
+    sift_free(r->host.s);
+    sift_free(r->hostaddr.s);
+    sift_free(r->port.s);
+    sift_free(r);
+}
+
+/* Cancels a pending resolution: the request is freed in its callback, which
+ * libuv calls in any case (UV_EAI_CANCELED when it had not started). */
+static void resolve_abort(struct pgconn *c)
+{
+    if (!c->resolve)
+        return;
+    c->resolve->c = NULL;
+    uv_cancel((uv_req_t *)&c->resolve->req);
+    c->resolve = NULL;
+}
+
+static const char *copt(const sift_pgpool *p, const char *key)
+{
+    for (const PQconninfoOption *o = p->copts; o->keyword; o++) {
+        if (strcmp(o->keyword, key) == 0)
+            return o->val && *o->val ? o->val : NULL;
+    }
+    return NULL;
+}
+
+/* The length of the comma-separated item at `s`. */
+static size_t item_len(const char *s)
+{
+    const char *e = strchr(s, ',');
+    return e ? (size_t)(e - s) : strlen(s);
+}
+
+/* Item `i` of the list `s` (a single item applies to every index). */
+static const char *list_item(const char *s, size_t n, size_t i, size_t *len)
+{
+    if (n > 1) {
+        for (size_t k = 0; k < i && s; k++) {
+            s = strchr(s, ',');
+            s = s ? s + 1 : NULL;
+        }
+    }
+    if (!s) {
+        *len = 0;
+        return "";
+    }
+    *len = item_len(s);
+    return s;
+}
+
+/* True when libpq would need DNS for this host item: not empty, not a Unix
+ * socket directory, not a numeric address. */
+static bool needs_dns(const char *h, size_t n)
+{
+    char buf[64];
+    unsigned char addr[16];
+    if (n == 0 || h[0] == '/' || h[0] == '@')
+        return false;
+    if (n >= sizeof buf)
+        return true;
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    return uv_inet_pton(AF_INET, buf, addr) != 0 && uv_inet_pton(AF_INET6, buf, addr) != 0;
+}
+
+static void conn_start(struct pgconn *c, const char *host, const char *hostaddr, const char *port);
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
+
+/* Adds the current host item as is (no DNS needed), then moves to the next
+ * one; resolves the next that needs it, or starts the connection when none is
+ * left. Returns 0, or -1 after failing the attempt. */
+static int resolve_next(struct pgresolve *r)
+{
+    struct pgconn *c = r->c;
+    while (r->at) {
+        size_t n = item_len(r->at);
+        size_t plen;
+        const char *pt = r->ports ? list_item(r->ports, r->nports, r->idx, &plen) : "";
+        if (!r->ports)
+            plen = 0;
+        if (needs_dns(r->at, n)) {
+            snprintf(r->name, sizeof r->name, "%.*s", (int)n, r->at);
+            struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+            int rc = uv_getaddrinfo(c->pool->loop, &r->req, on_resolved, r->name, NULL, &hints);
+            if (rc != 0) {
+                char why[SIFT_ERR_MSG_MAX];
+                snprintf(why, sizeof why, "cannot resolve host \"%.100s\": %.100s", r->name,
+                         uv_strerror(rc));
+                c->resolve = NULL;
+                resolve_free(r);
+                connect_failed(c, why);
+                return -1;
+            }
+            return 0;
+        }
+        sb_item(&r->host, r->at, n);
+        sb_item(&r->hostaddr, "", 0);
+        sb_item(&r->port, pt, plen);
+        r->at = r->at[n] == ',' ? r->at + n + 1 : NULL;
+        r->idx++;
+    }
+    c->resolve = NULL;
+    if (r->host.bad || r->hostaddr.bad || r->port.bad) {
+        resolve_free(r);
+        connect_failed(c, "out of memory");
+        return -1;
+    }
+    if (!r->host.s) { /* every name resolved to no IPv4 or IPv6 address */
+        char why[SIFT_ERR_MSG_MAX];
+        snprintf(why, sizeof why, "cannot resolve host \"%.100s\": no IPv4 or IPv6 address",
+                 r->name);
+        resolve_free(r);
+        connect_failed(c, why);
+        return -1;
+    }
+    conn_start(c, r->host.s, r->hostaddr.s, r->ports ? r->port.s : NULL);
+    resolve_free(r);
+    return c->state == C_CLOSING ? -1 : 0;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct pgresolve *r = container_of(req, struct pgresolve, req);
+    struct pgconn *c = r->c;
+    if (!c) { /* the connection was closed meanwhile (timeout, pool closed) */
+        uv_freeaddrinfo(res);
+        resolve_free(r);
+        return;
+    }
+    sift_pgpool *p = c->pool;
+    enter(p);
+    if (status != 0) {
+        char why[SIFT_ERR_MSG_MAX];
+        snprintf(why, sizeof why, "cannot resolve host \"%.100s\": %.100s", r->name,
+                 uv_strerror(status));
+        c->resolve = NULL;
+        resolve_free(r);
+        connect_failed(c, why);
+        uv_freeaddrinfo(res);
+        leave(p);
+        return;
+    }
+    size_t n = item_len(r->at);
+    size_t plen = 0;
+    const char *pt = r->ports ? list_item(r->ports, r->nports, r->idx, &plen) : "";
+    for (const struct addrinfo *a = res; a; a = a->ai_next) {
+        char ip[64];
+        int rc = -1;
+        if (a->ai_family == AF_INET)
+            rc = uv_ip4_name((const struct sockaddr_in *)(const void *)a->ai_addr, ip, sizeof ip);
+        else if (a->ai_family == AF_INET6)
+            rc = uv_ip6_name((const struct sockaddr_in6 *)(const void *)a->ai_addr, ip, sizeof ip);
+        if (rc != 0)
+            continue;
+        sb_item(&r->host, r->at, n);
+        sb_item(&r->hostaddr, ip, strlen(ip));
+        sb_item(&r->port, pt, plen);
+    }
+    uv_freeaddrinfo(res);
+    r->at = r->at[n] == ',' ? r->at + n + 1 : NULL;
+    r->idx++;
+    resolve_next(r);
+    leave(p);
+}
+
+/* Starts libpq's connection with the options parsed from conninfo, `host`,
+ * `hostaddr` and `port` replaced when not NULL. */
+static void conn_start(struct pgconn *c, const char *host, const char *hostaddr, const char *port)
+{
+    sift_pgpool *p = c->pool;
+    size_t n = 0;
+    for (const PQconninfoOption *o = p->copts; o->keyword; o++)
+        n++;
+    const char **keys = sift_calloc(n + 4, sizeof *keys);
+    const char **vals = sift_calloc(n + 4, sizeof *vals);
+    if (!keys || !vals) {
+        sift_free(keys);
+        sift_free(vals);
+        connect_failed(c, "out of memory");
+        return;
+    }
+    size_t k = 0;
+    for (const PQconninfoOption *o = p->copts; o->keyword; o++) {
+        const char *v = o->val;
+        if (host && strcmp(o->keyword, "host") == 0)
+            v = host;
+        else if (hostaddr && strcmp(o->keyword, "hostaddr") == 0)
+            v = hostaddr;
+        else if (port && strcmp(o->keyword, "port") == 0)
+            v = port;
+        if (!v)
+            continue;
+        keys[k] = o->keyword;
+        vals[k++] = v;
+    }
+    c->pg = PQconnectStartParams(keys, vals, 0);
+    sift_free(keys);
+    sift_free(vals);
+    if (!c->pg) {
+        connect_failed(c, "out of memory");
+        return;
+    }
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        connect_failed(c, PQerrorMessage(c->pg));
+        return;
+    }
+    /* PQconnectStart leaves the connection as if PQconnectPoll had said WRITING. */
+    if (conn_poll(c, UV_WRITABLE) < 0)
+        connect_failed(c, "cannot poll the socket");
+}
+
 static struct pgconn *conn_open(sift_pgpool *p)
 {
     struct pgconn *c = sift_calloc(1, sizeof *c);
@@ -578,11 +858,6 @@ static struct pgconn *conn_open(sift_pgpool *p)
     c->pool = p;
     c->id = ++p->next_conn_id;
     c->state = C_CONNECTING;
-    c->pg = PQconnectStart(p->conninfo);
-    if (!c->pg) {
-        sift_free(c);
-        return NULL;
-    }
     uv_timer_init(p->loop, &c->timer);
     p->handles++;
     c->next = p->conns;
@@ -591,17 +866,47 @@ static struct pgconn *conn_open(sift_pgpool *p)
     p->conns = c;
     p->nconns++;
     p->st.conns = p->nconns;
-    if (PQstatus(c->pg) == CONNECTION_BAD) {
-        connect_failed(c, PQerrorMessage(c->pg));
-        return NULL;
-    }
+    /* The timeout covers resolving the names too. */
     uv_timer_start(&c->timer, on_connect_timeout, (uint64_t)p->connect_timeout_ms, 0);
-    /* PQconnectStart leaves the connection as if PQconnectPoll had said WRITING. */
-    if (conn_poll(c, UV_WRITABLE) < 0) {
-        connect_failed(c, "cannot poll the socket");
+    const char *hosts = copt(p, "host");
+    if (!hosts && !copt(p, "hostaddr"))
+        hosts = getenv("PGHOST"); /* libpq's default, resolved the same way */
+    bool dns = false;
+    if (hosts && !copt(p, "hostaddr") && !getenv("PGHOSTADDR")) {
+        for (const char *h = hosts; h; h = strchr(h, ',') ? strchr(h, ',') + 1 : NULL)
+            dns = dns || needs_dns(h, item_len(h));
+    }
+    if (!dns) {
+        conn_start(c, NULL, NULL, NULL);
+        return c->state == C_CLOSING ? NULL : c;
+    }
+    struct pgresolve *r = sift_calloc(1, sizeof *r);
+    if (!r) {
+        connect_failed(c, "out of memory");
         return NULL;
     }
-    return c;
+    r->c = c;
+    r->at = hosts;
+    r->ports = copt(p, "port");
+    if (!r->ports)
+        r->ports = getenv("PGPORT");
+    if (r->ports) {
+        r->nports = 1;
+        for (const char *s = r->ports; (s = strchr(s, ',')); s++)
+            r->nports++;
+    }
+    size_t nhosts = 1;
+    for (const char *s = hosts; (s = strchr(s, ',')); s++)
+        nhosts++;
+    if (r->nports > 1 && r->nports != nhosts) {
+        /* libpq refuses this before resolving anything: let it say so. */
+        c->resolve = NULL;
+        resolve_free(r);
+        conn_start(c, NULL, NULL, NULL);
+        return c->state == C_CLOSING ? NULL : c;
+    }
+    c->resolve = r;
+    return resolve_next(r) == 0 ? c : NULL;
 }
 
 static void conn_flush(struct pgconn *c)
@@ -878,17 +1183,20 @@ int sift_pgpool_new(uv_loop_t *loop, const sift_pgpool_opts *o, sift_pgpool **ou
         PQfreemem(perr);
         return SIFT_EINVAL;
     }
-    PQconninfoFree(opts);
     if (o->queue_timeout_ms < 0 || o->connect_timeout_ms < 0 || o->backoff_min_ms < 0 ||
-        o->backoff_max_ms < 0 || o->size > 1000 || o->pipeline_depth > 1000)
+        o->backoff_max_ms < 0 || o->size > 1000 || o->pipeline_depth > 1000) {
+        PQconninfoFree(opts);
         return sift_err_set(err, SIFT_EINVAL,
                             "PostgreSQL pool: timeouts must be >= 0, size and pipeline depth "
                             "at most 1000");
+    }
     sift_pgpool *p = sift_calloc(1, sizeof *p);
     if (!p || !(p->conninfo = sift_strdup(o->conninfo))) {
         sift_free(p);
+        PQconninfoFree(opts);
         return sift_err_set(err, SIFT_ENOMEM, "out of memory");
     }
+    p->copts = opts;
     p->loop = loop;
     p->size = o->size ? o->size : 4;
     p->depth_max = o->pipeline_depth ? o->pipeline_depth : 8;

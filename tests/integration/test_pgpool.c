@@ -444,6 +444,191 @@ static void test_second_host(void **state)
     fx_close(&f);
 }
 
+/* Host names are resolved with uv_getaddrinfo before libpq starts (never by
+ * libpq on the loop). "localhost" twice, the first on a port nobody listens
+ * on: the per-host port list follows the names through the resolution. */
+static void test_host_name(void **state)
+{
+    (void)state;
+    const char *port = strrchr(cluster.url, ':') + 1; /* "PORT/sift" */
+    int plen = (int)strcspn(port, "/");
+    char url[300];
+    snprintf(url, sizeof url, "postgresql://postgres@localhost:%.*s/sift", plen, port);
+    struct fixture f;
+    fx_open(&f, (sift_pgpool_opts){.conninfo = url, .connect_timeout_ms = 3000});
+    sift_err err = {0};
+    int one = sift_pgpool_prepare(f.pool, "SELECT 'one'", 0, &err);
+    struct res r = {.loop = &f.loop};
+    assert_int_equal(sift_pgpool_query(f.pool, f.root, one, 0, NULL, on_res, &r, &err), 0);
+    run_until(&f.loop, &r.called, 1, 5000);
+    if (r.code != 0)
+        fail_msg("%s", r.msg);
+    assert_string_equal(r.value, "one");
+    fx_close(&f);
+
+    snprintf(url, sizeof url, "postgresql://postgres@localhost:1,localhost:%.*s/sift", plen, port);
+    fx_open(&f, (sift_pgpool_opts){.conninfo = url, .connect_timeout_ms = 3000});
+    one = sift_pgpool_prepare(f.pool, "SELECT 'two'", 0, &err);
+    struct res r2 = {.loop = &f.loop};
+    assert_int_equal(sift_pgpool_query(f.pool, f.root, one, 0, NULL, on_res, &r2, &err), 0);
+    run_until(&f.loop, &r2.called, 1, 5000);
+    if (r2.code != 0)
+        fail_msg("%s", r2.msg);
+    assert_string_equal(r2.value, "two");
+    fx_close(&f);
+
+    /* hostaddr given: the name is not resolved (it could not be), only kept. */
+    snprintf(url, sizeof url,
+             "host=sift-no-such-host.invalid hostaddr=127.0.0.1 port=%.*s user=postgres "
+             "dbname=sift",
+             plen, port);
+    fx_open(&f, (sift_pgpool_opts){.conninfo = url, .connect_timeout_ms = 3000});
+    one = sift_pgpool_prepare(f.pool, "SELECT 'three'", 0, &err);
+    struct res r3 = {.loop = &f.loop};
+    assert_int_equal(sift_pgpool_query(f.pool, f.root, one, 0, NULL, on_res, &r3, &err), 0);
+    run_until(&f.loop, &r3.called, 1, 5000);
+    if (r3.code != 0)
+        fail_msg("%s", r3.msg);
+    assert_string_equal(r3.value, "three");
+    fx_close(&f);
+}
+
+/* A name that does not resolve fails the attempt with a clear error, and
+ * the pool retries with its backoff. */
+static void test_host_unresolvable(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fx_open(&f, (sift_pgpool_opts){.conninfo =
+                                       "postgresql://postgres@sift-no-such-host.invalid:5432/sift",
+                                   .queue_timeout_ms = 1500,
+                                   .backoff_min_ms = 50});
+    sift_err err = {0};
+    int one = sift_pgpool_prepare(f.pool, "SELECT 1", 0, &err);
+    struct res r = {.loop = &f.loop};
+    assert_int_equal(sift_pgpool_query(f.pool, f.root, one, 0, NULL, on_res, &r, &err), 0);
+    run_until(&f.loop, &r.called, 1, 10000);
+    assert_int_equal(r.called, 1);
+    assert_int_equal(r.code, SIFT_ETIMEDOUT);
+    if (!strstr(r.msg, "PostgreSQL connect failed: cannot resolve host "
+                       "\"sift-no-such-host.invalid\": "))
+        fail_msg("%s", r.msg);
+    sift_pgpool_stats st;
+    sift_pgpool_get_stats(f.pool, &st);
+    assert_true(st.connect_failures >= 2); /* retried with backoff meanwhile */
+    assert_int_equal(st.connects, 0);
+    fx_close(&f);
+}
+
+/* Closing the pool while a name is being resolved: the query fails "pool
+ * closed", the loop ends, nothing is used after free or leaked (ASan). */
+static void test_close_while_resolving(void **state)
+{
+    (void)state;
+    const char *hosts[] = {"localhost", "sift-no-such-host.invalid"};
+    for (int i = 0; i < 2; i++) {
+        char url[300];
+        snprintf(url, sizeof url, "postgresql://postgres@%s:5432/sift", hosts[i]);
+        struct fixture f;
+        fx_open(&f, (sift_pgpool_opts){.conninfo = url});
+        sift_err err = {0};
+        int one = sift_pgpool_prepare(f.pool, "SELECT 1", 0, &err);
+        struct res r = {.loop = &f.loop};
+        assert_int_equal(sift_pgpool_query(f.pool, f.root, one, 0, NULL, on_res, &r, &err), 0);
+        uv_run(&f.loop, UV_RUN_NOWAIT); /* the pump opens a connection: resolving */
+        sift_pgpool_stats st;
+        sift_pgpool_get_stats(f.pool, &st);
+        assert_int_equal(st.conns, 1);
+        assert_int_equal(st.conns_ready, 0);
+        assert_int_equal(r.called, 0);
+        fx_close(&f); /* runs the loop to its end; uv_loop_close succeeds */
+        assert_int_equal(r.called, 1);
+        assert_int_equal(r.code, SIFT_ECANCELED);
+    }
+}
+
+/* Keeps every uv thread-pool thread busy for a while, so a uv_getaddrinfo
+ * queued meanwhile is still pending (and cancellable). */
+static _Atomic int busy_started;
+
+static void busy_work(uv_work_t *w)
+{
+    (void)w;
+    busy_started++;
+    uv_sleep(1000);
+}
+
+static void busy_done(uv_work_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+static void block_threadpool(uv_loop_t *loop)
+{
+    const char *env = getenv("UV_THREADPOOL_SIZE");
+    int n = env ? atoi(env) : 4;
+    if (n < 1 || n > 1024)
+        n = 4;
+    for (int i = 0; i < n; i++) {
+        uv_work_t *w = calloc(1, sizeof *w);
+        assert_non_null(w);
+        assert_int_equal(uv_queue_work(loop, w, busy_work, busy_done), 0);
+    }
+    /* Every thread is asleep before the test goes on. */
+    for (int i = 0; i < 200 && busy_started < n; i++)
+        uv_sleep(5);
+    assert_int_equal(busy_started, n);
+    busy_started = 0;
+}
+
+/* The connect timeout covers resolving: with the thread pool busy, the
+ * attempt times out while its lookup is pending (the lookup is cancelled and
+ * freed in its callback), the loop keeps running meanwhile, and a later
+ * attempt connects once the pool is free. Closing with a lookup pending is
+ * clean too (ASan). */
+static void test_resolve_pending(void **state)
+{
+    (void)state;
+    const char *port = strrchr(cluster.url, ':') + 1;
+    char url[300];
+    snprintf(url, sizeof url, "postgresql://postgres@localhost:%.*s/sift", (int)strcspn(port, "/"),
+             port);
+    struct fixture f;
+    fx_open(&f, (sift_pgpool_opts){.conninfo = url,
+                                   .connect_timeout_ms = 300,
+                                   .backoff_min_ms = 50,
+                                   .queue_timeout_ms = 5000});
+    block_threadpool(&f.loop);
+    sift_err err = {0};
+    int one = sift_pgpool_prepare(f.pool, "SELECT 'one'", 0, &err);
+    struct res r = {.loop = &f.loop};
+    uint64_t t0 = uv_now(&f.loop);
+    assert_int_equal(sift_pgpool_query(f.pool, f.root, one, 0, NULL, on_res, &r, &err), 0);
+    run_until(&f.loop, &r.called, 1, 10000);
+    if (r.code != 0)
+        fail_msg("%s", r.msg);
+    assert_string_equal(r.value, "one");
+    if (uv_now(&f.loop) - t0 < 700) /* it waited for the thread pool */
+        fail_msg("answered after %llu ms", (unsigned long long)(uv_now(&f.loop) - t0));
+    sift_pgpool_stats st;
+    sift_pgpool_get_stats(f.pool, &st);
+    assert_true(st.connect_failures >= 1); /* "no answer within 300 ms" */
+    assert_int_equal(st.connects, 1);
+    fx_close(&f);
+
+    fx_open(&f, (sift_pgpool_opts){.conninfo = url});
+    block_threadpool(&f.loop);
+    one = sift_pgpool_prepare(f.pool, "SELECT 1", 0, &err);
+    struct res r2 = {.loop = &f.loop};
+    assert_int_equal(sift_pgpool_query(f.pool, f.root, one, 0, NULL, on_res, &r2, &err), 0);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    assert_int_equal(r2.called, 0);
+    fx_close(&f);
+    assert_int_equal(r2.called, 1);
+    assert_int_equal(r2.code, SIFT_ECANCELED);
+}
+
 /* Allocation failures at every step of a pool's life: each one ends in a
  * clear error (or success), never a crash, a hang or a leak (ASan). */
 static void test_out_of_memory(void **state)
@@ -633,6 +818,10 @@ int main(void)
         cmocka_unit_test(test_connect_failure),
         cmocka_unit_test(test_close_with_work),
         cmocka_unit_test(test_second_host),
+        cmocka_unit_test(test_host_name),
+        cmocka_unit_test(test_host_unresolvable),
+        cmocka_unit_test(test_close_while_resolving),
+        cmocka_unit_test(test_resolve_pending),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_idle_connection_after_restart),
         cmocka_unit_test(test_restart_mid_load),
