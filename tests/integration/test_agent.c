@@ -166,7 +166,14 @@ static void test_offline_nike_scenario_over_the_sample_catalog(void **state)
     sift_tool_registry_free(reg);
     uv_run(&loop, UV_RUN_DEFAULT);
     sift_shop_free(shop);
+    /* the shop's read-only connections close last, and a read-only
+     * connection cannot remove the WAL files, so they go here */
+    char side[sizeof db + 4];
     unlink(db);
+    snprintf(side, sizeof side, "%s-wal", db);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", db);
+    unlink(side);
 }
 
 /* ---- OpenAI provider against the mock LLM ---- */
