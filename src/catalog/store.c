@@ -290,3 +290,34 @@ fail:
     cJSON_Delete(j);
     return rc;
 }
+
+static int sku_sep(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',';
+}
+
+int sift_store_next_sku_word(const char **p, const char **w, size_t *len)
+{
+    const char *s = *p;
+    for (;;) {
+        while (sku_sep(*s))
+            s++;
+        const char *start = s;
+        while (*s && !sku_sep(*s))
+            s++;
+        size_t n = (size_t)(s - start);
+        if (n == 0)
+            break;
+        /* Trailing sentence punctuation is not part of a SKU. */
+        while (n > 1 && strchr(".;:!?)", start[n - 1]))
+            n--;
+        if (n >= 3 && sift_sku_check(start, n, NULL) == 0) {
+            *p = s;
+            *w = start;
+            *len = n;
+            return 1;
+        }
+    }
+    *p = s;
+    return 0;
+}

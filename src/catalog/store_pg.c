@@ -771,21 +771,9 @@ static int add_hit(hitlist *hl, sift_arena *a, const PGresult *r, int row, doubl
 static int search_exact(pg_store *s, const char *q, hitlist *hl, sift_arena *a, sift_err *err)
 {
     size_t tried = 0;
-    const char *p = q;
-    while (*p && tried < FTS_MAX_SKU_WORDS && hl->n < hl->k) {
-        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',')
-            p++;
-        const char *w = p;
-        while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != ',')
-            p++;
-        size_t len = (size_t)(p - w);
-        if (len == 0)
-            break;
-        /* Trailing sentence punctuation is not part of a SKU. */
-        while (len > 1 && strchr(".;:!?)", w[len - 1]))
-            len--;
-        if (len < 3 || sift_sku_check(w, len, NULL) != 0)
-            continue;
+    const char *p = q, *w;
+    size_t len;
+    while (tried < FTS_MAX_SKU_WORDS && hl->n < hl->k && sift_store_next_sku_word(&p, &w, &len)) {
         tried++;
         char word[SIFT_SKU_MAX + 1];
         memcpy(word, w, len);

@@ -943,21 +943,9 @@ static int search_exact(sqlite_store *s, const char *q, hitlist *hl, sift_arena 
 {
     sqlite3_stmt *st = s->st[ST_SKU_EXACT];
     size_t tried = 0;
-    const char *p = q;
-    while (*p && tried < FTS_MAX_SKU_WORDS && hl->n < hl->k) {
-        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',')
-            p++;
-        const char *w = p;
-        while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != ',')
-            p++;
-        size_t len = (size_t)(p - w);
-        if (len == 0)
-            break;
-        /* Trailing sentence punctuation is not part of a SKU. */
-        while (len > 1 && strchr(".;:!?)", w[len - 1]))
-            len--;
-        if (len < 3 || sift_sku_check(w, len, NULL) != 0)
-            continue;
+    const char *p = q, *w;
+    size_t len;
+    while (tried < FTS_MAX_SKU_WORDS && hl->n < hl->k && sift_store_next_sku_word(&p, &w, &len)) {
         tried++;
         bind_text(st, 1, w, len);
         int src = sqlite3_step(st);
