@@ -36,3 +36,29 @@ wait_for_port() {
     done
     return 1
 }
+
+# pg_sample: a throwaway PostgreSQL cluster under $tmp/pg (destroyed at exit;
+# exits 77 without PostgreSQL server binaries) holding the sample catalog,
+# which also goes into the SQLite store (load_sample). Sets cluster and pgurl.
+pg_sample() {
+    cluster="$SIFT_SOURCE_DIR/tests/support/pg_cluster.sh"
+    chmod 755 "$tmp" # under root the cluster runs as "postgres", who must reach it
+    trap 'cleanup; bash "$cluster" destroy "$tmp/pg" >/dev/null 2>&1 || true' EXIT
+    local st
+    set +e
+    pgurl=$(bash "$cluster" start "$tmp/pg" 2>"$tmp/cluster.err")
+    st=$?
+    set -e
+    if [ "$st" = 77 ]; then
+        echo "SKIP: no PostgreSQL server binaries"
+        exit 77
+    fi
+    [ "$st" = 0 ] || fail "the throwaway cluster did not start: $(cat "$tmp/cluster.err")"
+    "$sift" migrate --db "$pgurl" >/dev/null || fail "migrate"
+    load_sample products inventory prices
+    local kind
+    for kind in products inventory prices; do
+        "$sift" ingest --quiet --db "$pgurl" --kind "$kind" "$sample/$kind.jsonl" 2>/dev/null ||
+            fail "ingest $kind into PostgreSQL"
+    done
+}

@@ -7,24 +7,7 @@
 # PostgreSQL server binaries.
 set -euo pipefail
 source "$SIFT_SOURCE_DIR/tests/integration/serve_lib.sh"
-cluster="$SIFT_SOURCE_DIR/tests/support/pg_cluster.sh"
-chmod 755 "$tmp" # under root the cluster runs as "postgres", who must reach it
-trap 'cleanup; bash "$cluster" destroy "$tmp/pg" >/dev/null 2>&1 || true' EXIT
-set +e
-pgurl=$(bash "$cluster" start "$tmp/pg" 2>"$tmp/cluster.err")
-st=$?
-set -e
-if [ "$st" = 77 ]; then
-    echo "SKIP: no PostgreSQL server binaries"
-    exit 77
-fi
-[ "$st" = 0 ] || fail "the throwaway cluster did not start: $(cat "$tmp/cluster.err")"
-"$sift" migrate --db "$pgurl" >/dev/null || fail "migrate"
-load_sample products inventory prices
-for kind in products inventory prices; do
-    "$sift" ingest --quiet --db "$pgurl" --kind "$kind" "$sample/$kind.jsonl" 2>/dev/null ||
-        fail "ingest $kind into PostgreSQL"
-done
+pg_sample # sets cluster and pgurl
 
 SIFT_LOG_LEVEL=info "$sift" serve --port 0 --workers 1 >"$tmp/sqlite.log" 2>&1 &
 pid=$!
