@@ -11,6 +11,8 @@ cleanup() {
     # the cleanup before the other processes and the directory
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     for p in "${extra_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    # a PostgreSQL cluster (pg_sample) is stopped before its directory goes
+    [ -z "${cluster:-}" ] || bash "$cluster" destroy "$tmp/pg" >/dev/null 2>&1 || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -37,13 +39,13 @@ wait_for_port() {
     return 1
 }
 
-# pg_sample: a throwaway PostgreSQL cluster under $tmp/pg (destroyed at exit;
-# exits 77 without PostgreSQL server binaries) holding the sample catalog,
-# which also goes into the SQLite store (load_sample). Sets cluster and pgurl.
+# pg_sample: a throwaway PostgreSQL cluster under $tmp/pg (destroyed by
+# cleanup; exits 77 without PostgreSQL server binaries) holding the sample
+# catalog, which also goes into the SQLite store (load_sample). Sets cluster
+# and pgurl.
 pg_sample() {
     cluster="$SIFT_SOURCE_DIR/tests/support/pg_cluster.sh"
     chmod 755 "$tmp" # under root the cluster runs as "postgres", who must reach it
-    trap 'cleanup; bash "$cluster" destroy "$tmp/pg" >/dev/null 2>&1 || true' EXIT
     local st
     set +e
     pgurl=$(bash "$cluster" start "$tmp/pg" 2>"$tmp/cluster.err")
